@@ -1,0 +1,26 @@
+/*
+ * guc.h
+ *		The evcollector.* settings.
+ */
+#ifndef EVC_GUC_H
+#define EVC_GUC_H
+
+extern char *evc_database;
+extern char *evc_brokers;
+extern char *evc_kafka_properties;
+extern char *evc_topic_prefix;
+extern char *evc_storage_url;
+extern char *evc_s3_endpoint;
+extern char *evc_s3_region;
+extern char *evc_s3_access_key;
+extern char *evc_s3_secret_key;
+extern int	evc_batch_size;
+extern int	evc_flush_interval_ms;
+extern int	evc_max_file_size_kb;
+
+extern void evc_define_gucs(void);
+
+/* Helpers shared with code that validates the same shapes at run time. */
+extern bool evc_valid_topic_fragment(const char *s, const char **why);
+
+#endif

@@ -1,0 +1,61 @@
+/*
+ * shmem.h
+ *		Shared state of evcollector: the worker registry that the launcher
+ *		keeps and that evc.workers shows, and the wake-ups between backends
+ *		and workers.
+ */
+#ifndef EVC_SHMEM_H
+#define EVC_SHMEM_H
+
+#include "datatype/timestamp.h"
+#include "storage/lwlock.h"
+
+#define EVC_MAX_WORKERS 64
+#define EVC_WORKER_NAME_LEN 64
+#define EVC_ERROR_LEN 256
+
+typedef enum EvcWorkerKind
+{
+	EVC_WORKER_LAUNCHER,
+	EVC_WORKER_RELAY,
+	EVC_WORKER_CONSUMER
+} EvcWorkerKind;
+
+/*
+ * One supervised process.  Only plain values live here: no pointers and no
+ * file descriptors, since each process maps shared memory on its own.
+ */
+typedef struct EvcWorkerSlot
+{
+	bool		in_use;
+	EvcWorkerKind kind;
+	char		name[EVC_WORKER_NAME_LEN];
+	pid_t		pid;			/* 0 while not running */
+	int			pgprocno;		/* to reach its latch; -1 while not running */
+	TimestampTz started_at;
+	TimestampTz stopped_at;
+	int64		starts;
+	char		last_error[EVC_ERROR_LEN];
+	TimestampTz last_error_at;
+} EvcWorkerSlot;
+
+typedef struct EvcShared
+{
+	LWLock	   *lock;
+	EvcWorkerSlot workers[EVC_MAX_WORKERS];
+} EvcShared;
+
+extern EvcShared *evc_shared;
+
+extern void evc_shmem_install_hooks(void);
+extern bool evc_shmem_attached(void);
+extern void evc_require_preload(void);
+
+extern EvcWorkerSlot *evc_worker_slot(EvcWorkerKind kind, const char *name, bool create);
+extern void evc_worker_attach(EvcWorkerSlot *slot);
+extern void evc_worker_detach(EvcWorkerSlot *slot);
+extern void evc_worker_record_error(EvcWorkerSlot *slot, const char *message);
+extern void evc_wake_worker(EvcWorkerKind kind, const char *name);
+extern void evc_wake_at_commit(EvcWorkerKind kind);
+
+#endif
