@@ -23,7 +23,8 @@ REGRESS_OPTS = --load-extension=plpgsql
 
 PG_CONFIG ?= pg_config
 
-PG_CPPFLAGS = -Iproto -Isrc
+EVC_VERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" evcollector.control)
+PG_CPPFLAGS = -Iproto -Isrc -DEVC_VERSION_STR=\"$(EVC_VERSION)\"
 SHLIB_LINK = -lrdkafka -lcurl -lprotobuf-c -lz
 
 EXTRA_CLEAN = $(PROTO_C) $(PROTO_H) test/kafka_mock results regression.diffs regression.out

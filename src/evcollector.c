@@ -17,7 +17,6 @@
 
 PG_MODULE_MAGIC;
 
-#define EVC_VERSION_STR "0.1.0"
 
 void		_PG_init(void);
 
@@ -27,7 +26,7 @@ _PG_init(void)
 	if (IsBinaryUpgrade)
 		return;
 
-	evc_define_gucs();
+	evc_define_gucs(process_shared_preload_libraries_in_progress);
 
 	/*
 	 * Shared memory and workers can only be set up by the postmaster.  When

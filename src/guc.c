@@ -281,15 +281,20 @@ check_s3_region(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/*
+ * PGC_POSTMASTER settings can only be defined while the postmaster loads
+ * the library; a backend that loads it later gets the others only.
+ */
 void
-evc_define_gucs(void)
+evc_define_gucs(bool preloading)
 {
-	DefineCustomStringVariable("evcollector.database",
-							   "Database in which the evcollector workers run.",
-							   "The extension must be created in this database.",
-							   &evc_database, "postgres",
-							   PGC_POSTMASTER, 0,
-							   check_database, NULL, NULL);
+	if (preloading)
+		DefineCustomStringVariable("evcollector.database",
+								   "Database in which the evcollector workers run.",
+								   "The extension must be created in this database.",
+								   &evc_database, "postgres",
+								   PGC_POSTMASTER, 0,
+								   check_database, NULL, NULL);
 
 	DefineCustomStringVariable("evcollector.brokers",
 							   "Kafka bootstrap servers, as a comma-separated list of host:port.",

@@ -18,7 +18,7 @@ extern int	evc_batch_size;
 extern int	evc_flush_interval_ms;
 extern int	evc_max_file_size_kb;
 
-extern void evc_define_gucs(void);
+extern void evc_define_gucs(bool preloading);
 
 /* Helpers shared with code that validates the same shapes at run time. */
 extern bool evc_valid_topic_fragment(const char *s, const char **why);

@@ -1,0 +1,22 @@
+-- The extension itself: install, schema, version, the worker registry.
+CREATE EXTENSION evcollector;
+
+SELECT nspname FROM pg_namespace WHERE nspname = 'evc';
+SELECT evc_version();
+SELECT extversion = evc_version() AS script_matches_library
+FROM pg_extension WHERE extname = 'evcollector';
+
+-- The launcher runs in evcollector.database and registers itself.
+SELECT kind, name, pid IS NOT NULL AS running, starts >= 1 AS started
+FROM evc.workers WHERE kind = 'launcher';
+
+-- Not relocatable; a second install is refused.
+ALTER EXTENSION evcollector SET SCHEMA pg_catalog;
+CREATE EXTENSION evcollector;
+
+-- Worker details are not for everyone.
+CREATE ROLE evc_nobody;
+SET ROLE evc_nobody;
+SELECT * FROM evc.workers;
+RESET ROLE;
+DROP ROLE evc_nobody;

@@ -1,0 +1,6 @@
+-- Without shared_preload_libraries: the extension installs, functions that
+-- need no workers run, and those that do say what to change.
+CREATE EXTENSION evcollector;
+SELECT evc_version();
+SELECT * FROM evc.workers;
+DROP EXTENSION evcollector;
