@@ -30,3 +30,20 @@ COMMENT ON VIEW evc.workers IS 'evcollector background workers: launcher, relay 
 -- Only superusers and roles granted access see worker details.
 REVOKE ALL ON FUNCTION evc_workers() FROM PUBLIC;
 REVOKE ALL ON evc.workers FROM PUBLIC;
+
+-- The launcher starts one dynamic worker per row of this view.  Later
+-- versions redefine it as workers are added (the relay, the consumers).
+CREATE VIEW evc.wanted_workers (kind, name, function, arg) AS
+SELECT NULL::text, NULL::text, NULL::text, NULL::int WHERE false;
+COMMENT ON VIEW evc.wanted_workers IS 'workers the evcollector launcher keeps running';
+REVOKE ALL ON evc.wanted_workers FROM PUBLIC;
+
+-- Wakes the launcher when the calling transaction commits, so that
+-- configuration changes take effect at once and a rollback changes nothing.
+CREATE FUNCTION evc.wake_launcher()
+RETURNS void
+LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'evc_wake_launcher';
+REVOKE ALL ON FUNCTION evc.wake_launcher() FROM PUBLIC;
+
+SELECT evc.wake_launcher();

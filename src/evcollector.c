@@ -106,3 +106,16 @@ evc_workers(PG_FUNCTION_ARGS)
 	}
 	return (Datum) 0;
 }
+
+/*
+ * evc.wake_launcher(): set the launcher's latch at commit.  Without shared
+ * memory (not preloaded) there is no launcher to wake, which is fine.
+ */
+PG_FUNCTION_INFO_V1(evc_wake_launcher);
+Datum
+evc_wake_launcher(PG_FUNCTION_ARGS)
+{
+	if (evc_shmem_attached())
+		evc_wake_at_commit(EVC_WORKER_LAUNCHER);
+	PG_RETURN_VOID();
+}

@@ -154,6 +154,16 @@ evc_worker_detach(EvcWorkerSlot *slot)
 	LWLockRelease(evc_shared->lock);
 }
 
+/* Forget a worker that is no longer configured. */
+void
+evc_worker_release(EvcWorkerSlot *slot)
+{
+	LWLockAcquire(evc_shared->lock, LW_EXCLUSIVE);
+	if (slot->pid == 0)
+		slot->in_use = false;
+	LWLockRelease(evc_shared->lock);
+}
+
 void
 evc_worker_record_error(EvcWorkerSlot *slot, const char *message)
 {

@@ -54,6 +54,7 @@ extern void evc_require_preload(void);
 extern EvcWorkerSlot *evc_worker_slot(EvcWorkerKind kind, const char *name, bool create);
 extern void evc_worker_attach(EvcWorkerSlot *slot);
 extern void evc_worker_detach(EvcWorkerSlot *slot);
+extern void evc_worker_release(EvcWorkerSlot *slot);
 extern void evc_worker_record_error(EvcWorkerSlot *slot, const char *message);
 extern void evc_wake_worker(EvcWorkerKind kind, const char *name);
 extern void evc_wake_at_commit(EvcWorkerKind kind);
