@@ -769,6 +769,15 @@ evc_validate_jsonb(EvcCompiledSchema *schema, Jsonb *instance, EvcValidationErro
 	return ok;
 }
 
+bool
+evc_node_accepts(EvcNode *node, const JV *value)
+{
+	EvalCtx		cx;
+
+	eval_init(&cx, false, false);
+	return eval_node(&cx, node, value);
+}
+
 List *
 evc_validate_all_errors(EvcCompiledSchema *schema, Jsonb *instance)
 {
@@ -898,6 +907,32 @@ evc_adhoc_schema(Jsonb *schema)
 	victim->cxt = cxt;
 	victim->last_used = ++adhoc_clock;
 	return victim->compiled;
+}
+
+/* ---------- meta-schema ---------- */
+
+void
+evc_check_schema(Jsonb *schema)
+{
+	static Jsonb *meta_ref = NULL;
+	EvcValidationError err;
+
+	if (meta_ref == NULL)
+	{
+		Datum		d = DirectFunctionCall1(jsonb_in,
+										   CStringGetDatum("{\"$ref\": \"http://json-schema.org/draft-07/schema#\"}"));
+
+		meta_ref = MemoryContextAlloc(TopMemoryContext, VARSIZE(DatumGetPointer(d)));
+		memcpy(meta_ref, DatumGetPointer(d), VARSIZE(DatumGetPointer(d)));
+	}
+	if (!evc_validate_jsonb(evc_adhoc_schema(meta_ref), schema, &err))
+		ereport(ERROR,
+				(errcode(EVC_ERRCODE_INVALID_SCHEMA),
+				 errmsg("invalid JSON schema"),
+				 errdetail("At %s: %s (keyword \"%s\", meta-schema path %s).",
+						   err.instance_path[0] ? err.instance_path : "the root",
+						   err.message, err.keyword, err.schema_path),
+				 errhint("A schema must be valid under the JSON Schema draft-07 meta-schema.")));
 }
 
 /* ---------- SQL ---------- */

@@ -861,6 +861,7 @@ compile_node(CompileCtx *cc, const JV *v, const char *base, EvcNode *parent, con
 		node = new_node(cc, parent, seg);
 		node->is_bool = true;
 		node->bool_value = v->u.boolean;
+		node->src = *v;
 		return node;
 	}
 	if (v->type != JV_OBJECT)
@@ -871,6 +872,7 @@ compile_node(CompileCtx *cc, const JV *v, const char *base, EvcNode *parent, con
 	if (found)
 		return ent->node;
 	node = new_node(cc, parent, seg);
+	node->src = *v;
 	ent->node = node;
 
 	if (get_string_member(v, "$ref", &ref))
