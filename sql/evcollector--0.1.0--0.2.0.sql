@@ -333,7 +333,7 @@ COMMENT ON FUNCTION evc_check_event(text, text, jsonb, int) IS 'check an event a
 CREATE FUNCTION evc_list_events(client text DEFAULT NULL)
 RETURNS TABLE (client text, event_name text, latest_version int, versions bigint,
 	topic text, compatibility text, created_at timestamptz, created_by name)
-LANGUAGE sql STABLE
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT DISTINCT ON (e.client, e.event_name)
 		e.client, e.event_name, e.version,
@@ -346,14 +346,17 @@ $$;
 COMMENT ON FUNCTION evc_list_events(text) IS 'registered event types, with their latest version';
 
 /*
- * Privileges: anyone may read the registry and validate; registering is
- * for members of evc_registry_admin (checked inside evc_register_schema,
- * which writes as the table owner, so rows only arrive checked and
- * numbered).  Shared schema documents are written by the same role.
+ * Privileges.  Reading is for everyone, through the functions:
+ * evc_get_schema, evc_list_events, evc_check_event, evc_validate and
+ * evc_validation_errors (they read the tables as their owner).  The tables
+ * themselves are not public, like the rest of schema evc.  Registering is
+ * for members of evc_registry_admin: evc_register_schema checks the role
+ * and writes as the table owner, so rows only arrive checked and numbered.
+ * Shared schema documents are written directly by the same role.
  */
-GRANT USAGE ON SCHEMA evc TO PUBLIC;
-GRANT SELECT ON evc.event_types, evc.schema_documents TO PUBLIC;
-GRANT INSERT, UPDATE, DELETE ON evc.schema_documents TO evc_registry_admin;
+GRANT USAGE ON SCHEMA evc TO evc_registry_admin;
+GRANT SELECT ON evc.event_types TO evc_registry_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON evc.schema_documents TO evc_registry_admin;
 REVOKE ALL ON FUNCTION evc_register_schema(text, text, jsonb, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION evc_register_schema(text, text, jsonb, text) TO evc_registry_admin;
 REVOKE ALL ON FUNCTION evc.registry_changed() FROM PUBLIC;

@@ -158,10 +158,18 @@ registry_load(const char *key, const char *client, const char *event_name, int32
 	RegistryEntry *e = NULL;
 	EvcEventType et;
 	int			rc;
+	Relation	rel;
+	Oid			save_user;
+	int			save_sec;
 
 	args[0] = CStringGetTextDatum(client);
 	args[1] = CStringGetTextDatum(event_name);
 	args[2] = Int32GetDatum(version);
+	/* read as the table owner: the registry's tables are not public */
+	rel = table_open(event_types_oid, AccessShareLock);
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	SetUserIdAndSecContext(rel->rd_rel->relowner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	table_close(rel, NoLock);
 	SPI_connect();
 	rc = SPI_execute_with_args("SELECT id, version, topic, schema FROM evc.event_types "
 							   "WHERE client = $1 AND event_name = $2 AND ($3 <= 0 OR version = $3) "
@@ -198,6 +206,7 @@ registry_load(const char *key, const char *client, const char *event_name, int32
 		PG_END_TRY();
 	}
 	SPI_finish();
+	SetUserIdAndSecContext(save_user, save_sec);
 	if (cxt == NULL)
 		return NULL;
 	e = hash_search(registry_cache, key, HASH_ENTER, NULL);
@@ -382,7 +391,7 @@ evc_registry_register(const char *client, const char *event_name, Jsonb *schema,
 		if (SPI_execute_with_args("INSERT INTO evc.event_types "
 								  "(client, event_name, schema, compatibility, topic, created_by, version) "
 								  "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-								  7, argtypes, args, NULL, false, 1) != SPI_OK_INSERT_RETURNING)
+								  7, argtypes, args, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
 			elog(ERROR, "could not insert into evc.event_types");
 		version = latest + 1;
 		registry_publish_registration(DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)),

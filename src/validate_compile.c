@@ -14,6 +14,7 @@
 
 #include <math.h>
 
+#include "access/table.h"
 #include "catalog/namespace.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
@@ -23,6 +24,7 @@
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 
 #include "validate_int.h"
 
@@ -347,6 +349,9 @@ fetch_document(CompileCtx *cc, const char *uri)
 	Jsonb	   *doc = NULL;
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
+	Relation	rel;
+	Oid			save_user;
+	int			save_sec;
 
 	if (list_member(cc->fetched, makeString((char *) uri)))
 		return false;
@@ -355,6 +360,11 @@ fetch_document(CompileCtx *cc, const char *uri)
 		return false;
 
 	args[0] = CStringGetTextDatum(uri);
+	/* read as the table owner: the registry's tables are not public */
+	rel = table_open(get_relname_relid("schema_documents", nsp), AccessShareLock);
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	SetUserIdAndSecContext(rel->rd_rel->relowner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	table_close(rel, NoLock);
 	SPI_connect();
 	if (SPI_execute_with_args("SELECT document FROM evc.schema_documents WHERE uri = $1",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
@@ -373,6 +383,7 @@ fetch_document(CompileCtx *cc, const char *uri)
 		}
 	}
 	SPI_finish();
+	SetUserIdAndSecContext(save_user, save_sec);
 	if (doc == NULL)
 		return false;
 	add_document(cc, uri, doc);
