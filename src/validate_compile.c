@@ -49,6 +49,7 @@ typedef struct CompileCtx
 	List	   *fetched;		/* document URIs looked up already */
 	HTAB	   *nodes;
 	List	   *pending;		/* nodes whose $ref is not linked yet */
+	List	   *linked;			/* nodes whose $ref is linked, in order */
 	int			n_nodes;
 } CompileCtx;
 
@@ -921,6 +922,7 @@ link_refs(CompileCtx *cc)
 							   evc_node_path(node), node->ref_uri),
 					 errhint("Schemas are never fetched from the network: add the referenced document to evc.schema_documents.")));
 		node->ref = compile_node(cc, &target, base, NULL, pstrdup(node->ref_uri));
+		cc->linked = lappend(cc->linked, node);
 	}
 }
 
@@ -928,27 +930,23 @@ link_refs(CompileCtx *cc)
 static void
 check_ref_chains(CompileCtx *cc)
 {
-	HASH_SEQ_STATUS seq;
-	NodeMapEntry *ent;
+	ListCell   *lc;
 
-	hash_seq_init(&seq, cc->nodes);
-	while ((ent = hash_seq_search(&seq)) != NULL)
+	foreach(lc, cc->linked)
 	{
-		EvcNode    *n = ent->node;
+		EvcNode    *start = lfirst(lc);
+		EvcNode    *n = start;
 		int			steps = 0;
 
 		while (n->ref != NULL)
 		{
 			n = n->ref;
-			if (n == ent->node || ++steps > cc->n_nodes)
-			{
-				hash_seq_term(&seq);
+			if (n == start || ++steps > cc->n_nodes)
 				ereport(ERROR,
 						(errcode(EVC_ERRCODE_REF_CYCLE),
 						 errmsg("invalid JSON schema"),
 						 errdetail("At schema path %s: $ref \"%s\" refers back to itself.",
-								   evc_node_path(ent->node), ent->node->ref_uri)));
-			}
+								   evc_node_path(start), start->ref_uri)));
 		}
 	}
 }
