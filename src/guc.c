@@ -30,6 +30,9 @@ char	   *evc_s3_secret_key = NULL;
 int			evc_batch_size = 1000;
 int			evc_flush_interval_ms = 5000;
 int			evc_max_file_size_kb = 64 * 1024;
+bool		evc_require_schema = true;
+int			evc_max_event_size_kb = 1000;
+int			evc_max_blob_size_kb = 900;
 
 /* Kafka limits topic names to 249 characters of [A-Za-z0-9._-]. */
 #define KAFKA_TOPIC_MAX 249
@@ -371,6 +374,27 @@ evc_define_gucs(bool preloading)
 							NULL,
 							&evc_max_file_size_kb, 64 * 1024, 1, 1024 * 1024,
 							PGC_SIGHUP, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("evcollector.require_schema",
+							 "Refuse events whose type has no registered schema.",
+							 "When off, evc_send sends events of unknown types unvalidated, with schema version 0.",
+							 &evc_require_schema, true,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("evcollector.max_event_size",
+							"Largest encoded event evc_send accepts.",
+							"Keep it at or below the brokers' message.max.bytes.",
+							&evc_max_event_size_kb, 1000, 1, 1024 * 1024,
+							PGC_SUSET, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("evcollector.max_blob_size",
+							"Largest image evc_send_image accepts.",
+							"The encoded event must also fit evcollector.max_event_size.",
+							&evc_max_blob_size_kb, 900, 1, 1024 * 1024,
+							PGC_SUSET, GUC_UNIT_KB,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("evcollector");

@@ -30,6 +30,9 @@
 #include "utils/rel.h"
 
 #include "guc.h"
+#include "kafka.h"
+#include "outbox.h"
+#include "proto.h"
 #include "registry.h"
 
 #define REGISTRY_KEY_LEN (2 * EVC_NAME_MAX + 16)
@@ -278,14 +281,24 @@ evc_registry_check_event(EvcEventType *et, Jsonb *event)
 /* ---------- registration ---------- */
 
 /*
- * Extension point: called once a new version is stored, in the same
- * transaction.  The next issue publishes the registration to the compacted
- * _evc_schemas topic through the outbox from here.
+ * Called once a new version is stored, in the same transaction: publish the
+ * registration to the compacted topic <prefix>_evc_schemas, keyed
+ * "client.event", through the outbox, so other servers can share the
+ * registry and a rolled-back registration publishes nothing.
  */
 static void
 registry_publish_registration(int64 id, const char *client, const char *event_name,
 							  int32 version, const char *topic, Jsonb *schema)
 {
+	char	   *key = psprintf("%s.%s", client, event_name);
+	bytea	   *record;
+
+	record = evc_encode_schema_record(client, event_name, version,
+									  JsonbToCString(NULL, &schema->root, VARSIZE(schema)),
+									  topic, evc_format_timestamp(GetCurrentTimestamp()),
+									  GetUserNameFromId(GetSessionUserId(), false));
+	evc_outbox_enqueue(evc_topic_name("_evc_schemas"), key, strlen(key), record,
+					   evc_new_uuid(), version, EVC_CONTENT_TYPE_SCHEMA);
 }
 
 static const char *const compat_names[] = {"none", "backward", "forward", "full"};

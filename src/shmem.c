@@ -52,6 +52,7 @@ evc_shmem_startup(void)
 	{
 		memset(evc_shared, 0, sizeof(EvcShared));
 		evc_shared->lock = &(GetNamedLWLockTranche("evcollector"))->lock;
+		ConditionVariableInit(&evc_shared->outbox_settled);
 		for (int i = 0; i < EVC_MAX_WORKERS; i++)
 			evc_shared->workers[i].pgprocno = -1;
 	}
@@ -222,6 +223,13 @@ wake_xact_callback(XactEvent event, void *arg)
 		default:
 			break;
 	}
+}
+
+/* Will this transaction wake workers of this kind when it commits? */
+bool
+evc_wake_pending(EvcWorkerKind kind)
+{
+	return (wake_at_commit_mask & (1U << kind)) != 0;
 }
 
 void

@@ -8,6 +8,7 @@
 #define EVC_SHMEM_H
 
 #include "datatype/timestamp.h"
+#include "storage/condition_variable.h"
 #include "storage/lwlock.h"
 
 #define EVC_MAX_WORKERS 64
@@ -42,6 +43,8 @@ typedef struct EvcWorkerSlot
 typedef struct EvcShared
 {
 	LWLock	   *lock;
+	/* Broadcast by the relay after each batch it settles (evc_flush waits). */
+	ConditionVariable outbox_settled;
 	EvcWorkerSlot workers[EVC_MAX_WORKERS];
 } EvcShared;
 
@@ -58,5 +61,6 @@ extern void evc_worker_release(EvcWorkerSlot *slot);
 extern void evc_worker_record_error(EvcWorkerSlot *slot, const char *message);
 extern void evc_wake_worker(EvcWorkerKind kind, const char *name);
 extern void evc_wake_at_commit(EvcWorkerKind kind);
+extern bool evc_wake_pending(EvcWorkerKind kind);
 
 #endif
