@@ -42,6 +42,7 @@ EVC_WARNINGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
 	-Wno-missing-field-initializers
 $(SRCS:.c=.o): CFLAGS += $(EVC_WARNINGS)
 $(SRCS:.c=.o): $(PROTO_H) $(wildcard src/*.h)
+src/evcollector.o: evcollector.control
 
 $(PROTO_C) $(PROTO_H) &: proto/evcollector.proto
 	protoc-c --proto_path=proto --c_out=proto $<
