@@ -49,6 +49,22 @@ SELECT count(*) AS pending,
 FROM evc.outbox;
 COMMENT ON VIEW evc.outbox_status IS 'backlog of the outbox: pending and failing events, the last error';
 
+CREATE FUNCTION evc_stats(
+	OUT kind text, OUT name text, OUT pid int, OUT sent bigint,
+	OUT produced bigint, OUT delivered bigint, OUT retried bigint,
+	OUT consumed bigint, OUT landed bigint, OUT dead_lettered bigint,
+	OUT bytes_in bigint, OUT bytes_out bigint, OUT batches bigint,
+	OUT latency_p50_ms float8, OUT latency_p99_ms float8, OUT latency_avg_ms float8,
+	OUT last_error text, OUT last_error_at timestamptz)
+RETURNS SETOF record
+LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'evc_stats';
+COMMENT ON FUNCTION evc_stats() IS 'evcollector counters per worker, and their total';
+CREATE VIEW evc.stats AS SELECT * FROM evc_stats();
+COMMENT ON VIEW evc.stats IS 'evcollector counters per worker and in total (kind = ''total'')';
+REVOKE ALL ON FUNCTION evc_stats() FROM PUBLIC;
+REVOKE ALL ON evc.stats FROM PUBLIC;
+
 CREATE OR REPLACE VIEW evc.wanted_workers (kind, name, function, arg) AS
 SELECT 'relay'::text, 'relay'::text, 'evc_relay_main'::text, 0;
 

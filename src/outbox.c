@@ -22,6 +22,7 @@
 
 #include "outbox.h"
 #include "shmem.h"
+#include "stats.h"
 
 pg_uuid_t *
 evc_new_uuid(void)
@@ -68,6 +69,7 @@ evc_outbox_enqueue(const char *topic, const char *key, int keylen,
 		elog(ERROR, "could not insert into evc.outbox");
 	SPI_finish();
 
+	evc_stats_count_sent(1);
 	evc_wake_at_commit(EVC_WORKER_RELAY);
 }
 

@@ -46,6 +46,7 @@
 #include "proto.h"
 #include "relay.h"
 #include "shmem.h"
+#include "stats.h"
 #include "worker.h"
 
 typedef struct RelayRow
@@ -57,6 +58,7 @@ typedef struct RelayRow
 	char	   *message_id;
 	int32		schema_version;
 	char	   *content_type;
+	TimestampTz created_at;
 } RelayRow;
 
 /*
@@ -69,6 +71,7 @@ typedef struct RelayOutcome
 {
 	bool		reported;
 	rd_kafka_resp_err_t err;
+	TimestampTz acked_at;
 } RelayOutcome;
 
 static rd_kafka_t *producer = NULL;
@@ -105,6 +108,7 @@ relay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 		return;
 	outcomes[idx].reported = true;
 	outcomes[idx].err = msg->err;
+	outcomes[idx].acked_at = GetCurrentTimestamp();
 	reports_pending--;
 }
 
@@ -270,7 +274,7 @@ outbox_read(int limit, List **rows, long *next_due_ms)
 		return false;
 	}
 	keep_plan(&read_plan,
-			  "SELECT id, topic, key, payload, message_id::text, schema_version, content_type"
+			  "SELECT id, topic, key, payload, message_id::text, schema_version, content_type, created_at"
 			  "  FROM evc.outbox"
 			  " WHERE next_attempt_at IS NULL OR next_attempt_at <= clock_timestamp()"
 			  " ORDER BY id LIMIT $1", 1, argtypes);
@@ -295,6 +299,7 @@ outbox_read(int limit, List **rows, long *next_due_ms)
 		d = SPI_getbinval(tup, desc, 6, &isnull);
 		row->schema_version = isnull ? 0 : DatumGetInt32(d);
 		row->content_type = SPI_getvalue(tup, desc, 7);
+		row->created_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 8, &isnull));
 		*rows = lappend(*rows, row);
 		MemoryContextSwitchTo(old);
 	}
@@ -390,7 +395,10 @@ produce_batch(List *rows)
 			CHECK_FOR_INTERRUPTS();
 		}
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		{
 			reports_pending++;
+			evc_stats_add(&relay_slot->counters.produced, 1);
+		}
 		else
 		{
 			outcomes[idx].reported = true;
@@ -462,7 +470,12 @@ settle_batch(List *rows, int *delivered, int *failed, int *dead)
 		rd_kafka_resp_err_t err = outcomes[idx++].err;
 
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		{
 			ok_ids = lappend(ok_ids, &row->id);
+			evc_stats_observe_ms(&relay_slot->counters,
+								 (outcomes[idx - 1].acked_at - row->created_at) / 1000.0);
+			evc_stats_add(&relay_slot->counters.bytes_out, VARSIZE_ANY_EXHDR(row->payload));
+		}
 		else if (evc_kafka_permanent_error(err))
 		{
 			dead_ids = lappend(dead_ids, &row->id);
@@ -477,6 +490,10 @@ settle_batch(List *rows, int *delivered, int *failed, int *dead)
 	*delivered = list_length(ok_ids);
 	*failed = list_length(retry_ids);
 	*dead = list_length(dead_ids);
+	evc_stats_add(&relay_slot->counters.delivered, *delivered);
+	evc_stats_add(&relay_slot->counters.retried, *failed);
+	evc_stats_add(&relay_slot->counters.dead_lettered, *dead);
+	evc_stats_add(&relay_slot->counters.batches, 1);
 
 	relay_begin("evcollector relay: settling batch");
 	if (ok_ids)

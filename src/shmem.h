@@ -11,6 +11,8 @@
 #include "storage/condition_variable.h"
 #include "storage/lwlock.h"
 
+#include "stats.h"
+
 #define EVC_MAX_WORKERS 64
 #define EVC_WORKER_NAME_LEN 64
 #define EVC_ERROR_LEN 256
@@ -38,6 +40,7 @@ typedef struct EvcWorkerSlot
 	int64		starts;
 	char		last_error[EVC_ERROR_LEN];
 	TimestampTz last_error_at;
+	EvcCounters counters;
 } EvcWorkerSlot;
 
 typedef struct EvcShared
@@ -45,6 +48,8 @@ typedef struct EvcShared
 	LWLock	   *lock;
 	/* Broadcast by the relay after each batch it settles (evc_flush waits). */
 	ConditionVariable outbox_settled;
+	/* Events sent by committed transactions (all backends). */
+	pg_atomic_uint64 sent;
 	EvcWorkerSlot workers[EVC_MAX_WORKERS];
 } EvcShared;
 

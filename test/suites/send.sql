@@ -6,7 +6,7 @@
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS evcollector;
-SELECT plan(26);
+SELECT plan(29);
 
 SELECT current_setting('evc_test.kafka_bootstrap') AS boot,
 	   current_setting('evc_test.kafka_control') AS ctl,
@@ -98,6 +98,14 @@ SELECT is((SELECT ev->>'blob_content_type' FROM imgs WHERE ev->'context'->>'mess
 	'content type sniffed from the magic bytes');
 SELECT throws_ok($$SELECT evc_send_image('cam-1', '\x00010203')$$, '22023',
 	'could not recognise the image format', 'unknown image bytes without a content type are refused');
+
+-- evc.stats counts what was sent and delivered, with commit-to-ack latency.
+SELECT cmp_ok((SELECT sent FROM evc.stats WHERE kind = 'total'), '>=', 4::bigint,
+	'evc.stats counts committed sends (the rolled-back one is not counted)');
+SELECT is((SELECT delivered >= 4 AND produced >= delivered AND latency_p99_ms > 0 FROM evc.stats WHERE kind = 'relay'),
+	true, 'evc.stats shows the relay''s deliveries and latency');
+SELECT is((SELECT (SELECT delivered FROM evc.stats WHERE kind = 'relay') = delivered FROM evc.stats WHERE kind = 'total'),
+	true, 'the total row sums the workers');
 
 -- The test Kafka does not implement CreateTopics: a clear error.
 SELECT throws_like($$SELECT evc_create_topic('evc_created', 3)$$,
