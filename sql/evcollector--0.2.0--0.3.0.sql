@@ -63,6 +63,12 @@ COMMENT ON FUNCTION evc_stats() IS 'evcollector counters per worker, and their t
 CREATE VIEW evc.stats AS SELECT * FROM evc_stats();
 COMMENT ON VIEW evc.stats IS 'evcollector counters per worker and in total (kind = ''total'')';
 REVOKE ALL ON FUNCTION evc_stats() FROM PUBLIC;
+CREATE FUNCTION evc_stats_reset()
+RETURNS void
+LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'evc_stats_reset';
+COMMENT ON FUNCTION evc_stats_reset() IS 'zero the counters shown by evc.stats';
+REVOKE ALL ON FUNCTION evc_stats_reset() FROM PUBLIC;
 REVOKE ALL ON evc.stats FROM PUBLIC;
 
 CREATE OR REPLACE VIEW evc.wanted_workers (kind, name, function, arg) AS

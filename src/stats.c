@@ -185,3 +185,32 @@ evc_stats(PG_FUNCTION_ARGS)
 			&total, last_error, last_error_at);
 	return (Datum) 0;
 }
+
+static void
+reset_counters(EvcCounters *c)
+{
+	pg_atomic_write_u64(&c->produced, 0);
+	pg_atomic_write_u64(&c->delivered, 0);
+	pg_atomic_write_u64(&c->retried, 0);
+	pg_atomic_write_u64(&c->consumed, 0);
+	pg_atomic_write_u64(&c->landed, 0);
+	pg_atomic_write_u64(&c->dead_lettered, 0);
+	pg_atomic_write_u64(&c->bytes_in, 0);
+	pg_atomic_write_u64(&c->bytes_out, 0);
+	pg_atomic_write_u64(&c->batches, 0);
+	for (int i = 0; i < EVC_LAT_BUCKETS; i++)
+		pg_atomic_write_u64(&c->latency[i], 0);
+	pg_atomic_write_u64(&c->latency_sum_us, 0);
+}
+
+/* evc_stats_reset(): zero every counter, as pg_stat_statements_reset does. */
+PG_FUNCTION_INFO_V1(evc_stats_reset);
+Datum
+evc_stats_reset(PG_FUNCTION_ARGS)
+{
+	evc_require_preload();
+	for (int i = 0; i < EVC_MAX_WORKERS; i++)
+		reset_counters(&evc_shared->workers[i].counters);
+	pg_atomic_write_u64(&evc_shared->sent, 0);
+	PG_RETURN_VOID();
+}
