@@ -59,6 +59,7 @@ typedef struct RelayRow
 	int32		schema_version;
 	char	   *content_type;
 	TimestampTz created_at;
+	int32		payload_len;
 } RelayRow;
 
 /*
@@ -258,14 +259,15 @@ keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
  * *next_due_ms says when the earliest row in backoff becomes due (-1: none).
  * Returns false when the extension is gone.
  */
+static void produce_batch(List *rows);
+
 static bool
 outbox_read(int limit, List **rows, long *next_due_ms)
 {
 	static SPIPlanPtr read_plan = NULL;
+	static int	read_plan_limit = 0;
 	static SPIPlanPtr due_plan = NULL;
 	MemoryContext batch_cxt = CurrentMemoryContext;
-	Oid			argtypes[1] = {INT4OID};
-	Datum		args[1] = {Int32GetDatum(limit)};
 
 	relay_begin("evcollector relay: reading outbox");
 	if (!OidIsValid(get_extension_oid("evcollector", true)))
@@ -273,32 +275,62 @@ outbox_read(int limit, List **rows, long *next_due_ms)
 		relay_end();
 		return false;
 	}
+
+	/*
+	 * The limit is a literal, not a parameter: with LIMIT $1 the generic
+	 * plan guesses a large fraction of the table and sorts all of it, where
+	 * the primary key index gives the first rows in order at once.
+	 */
+	if (read_plan != NULL && read_plan_limit != limit)
+	{
+		SPI_freeplan(read_plan);
+		read_plan = NULL;
+	}
+	read_plan_limit = limit;
 	keep_plan(&read_plan,
-			  "SELECT id, topic, key, payload, message_id::text, schema_version, content_type, created_at"
-			  "  FROM evc.outbox"
-			  " WHERE next_attempt_at IS NULL OR next_attempt_at <= clock_timestamp()"
-			  " ORDER BY id LIMIT $1", 1, argtypes);
-	if (SPI_execute_plan(read_plan, args, NULL, true, 0) != SPI_OK_SELECT)
+			  psprintf("SELECT id, topic, key, payload, message_id::text, schema_version, content_type, created_at"
+					   "  FROM evc.outbox"
+					   " WHERE next_attempt_at IS NULL OR next_attempt_at <= clock_timestamp()"
+					   " ORDER BY id LIMIT %d", limit), 0, NULL);
+	if (SPI_execute_plan(read_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read evc.outbox");
 
+	/*
+	 * Rows point into SPI's copy of the result, which lives until
+	 * relay_end(): the batch is produced before then, so nothing is copied
+	 * twice (librdkafka copies each message once).  Topic and content type
+	 * repeat from row to row and are converted only when they change.
+	 */
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		MemoryContext old = MemoryContextSwitchTo(batch_cxt);
 		RelayRow   *row = palloc0(sizeof(RelayRow));
+		RelayRow   *prev = *rows ? llast(*rows) : NULL;
 		bool		isnull;
 		Datum		d;
 
 		row->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		row->topic = SPI_getvalue(tup, desc, 2);
+		if (prev && strcmp(prev->topic, row->topic) == 0)
+		{
+			pfree(row->topic);
+			row->topic = prev->topic;
+		}
 		d = SPI_getbinval(tup, desc, 3, &isnull);
-		row->key = isnull ? NULL : DatumGetByteaPCopy(d);
-		row->payload = DatumGetByteaPCopy(SPI_getbinval(tup, desc, 4, &isnull));
-		row->message_id = SPI_getvalue(tup, desc, 5);
+		row->key = isnull ? NULL : DatumGetByteaPP(d);
+		row->payload = DatumGetByteaPP(SPI_getbinval(tup, desc, 4, &isnull));
+		row->payload_len = VARSIZE_ANY_EXHDR(row->payload);
+		row->message_id = DatumGetCString(DirectFunctionCall1(uuid_out, SPI_getbinval(tup, desc, 5, &isnull)));
 		d = SPI_getbinval(tup, desc, 6, &isnull);
 		row->schema_version = isnull ? 0 : DatumGetInt32(d);
 		row->content_type = SPI_getvalue(tup, desc, 7);
+		if (prev && strcmp(prev->content_type, row->content_type) == 0)
+		{
+			pfree(row->content_type);
+			row->content_type = prev->content_type;
+		}
 		row->created_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 8, &isnull));
 		*rows = lappend(*rows, row);
 		MemoryContextSwitchTo(old);
@@ -318,6 +350,11 @@ outbox_read(int limit, List **rows, long *next_due_ms)
 			if (!isnull)
 				*next_due_ms = Max(DatumGetInt64(d), 1);
 		}
+	}
+	if (*rows != NIL)
+	{
+		producer_ensure();
+		produce_batch(*rows);
 	}
 	relay_end();
 	return true;
@@ -360,7 +397,7 @@ produce_row(RelayRow *row, int idx, const char *processed_at)
 	return err;
 }
 
-/* Produce every row and wait for all delivery reports. */
+/* Hand every row to librdkafka; await_reports() waits for the outcome. */
 static void
 produce_batch(List *rows)
 {
@@ -407,6 +444,12 @@ produce_batch(List *rows)
 		idx++;
 	}
 
+}
+
+/* Wait, with no transaction open, until every message of the batch is reported. */
+static void
+await_reports(void)
+{
 	pgstat_report_activity(STATE_RUNNING, "evcollector relay: waiting for delivery reports");
 	rd_kafka_poll(producer, 0);
 	while (reports_pending > 0)
@@ -474,7 +517,7 @@ settle_batch(List *rows, int *delivered, int *failed, int *dead)
 			ok_ids = lappend(ok_ids, &row->id);
 			evc_stats_observe_ms(&relay_slot->counters,
 								 (outcomes[idx - 1].acked_at - row->created_at) / 1000.0);
-			evc_stats_add(&relay_slot->counters.bytes_out, VARSIZE_ANY_EXHDR(row->payload));
+			evc_stats_add(&relay_slot->counters.bytes_out, row->payload_len);
 		}
 		else if (evc_kafka_permanent_error(err))
 		{
@@ -548,8 +591,7 @@ relay_batch(long *next_due_ms)
 	if (rows == NIL)
 		return 0;
 
-	producer_ensure();
-	produce_batch(rows);
+	await_reports();
 	settle_batch(rows, &delivered, &failed, &dead);
 	ConditionVariableBroadcast(&evc_shared->outbox_settled);
 
