@@ -288,7 +288,7 @@ outbox_read(int limit, List **rows, long *next_due_ms)
 	}
 	read_plan_limit = limit;
 	keep_plan(&read_plan,
-			  psprintf("SELECT id, topic, key, payload, message_id::text, schema_version, content_type, created_at"
+			  psprintf("SELECT id, topic, key, payload, message_id, schema_version, content_type, created_at"
 					   "  FROM evc.outbox"
 					   " WHERE next_attempt_at IS NULL OR next_attempt_at <= clock_timestamp()"
 					   " ORDER BY id LIMIT %d", limit), 0, NULL);
