@@ -48,14 +48,14 @@ evc_valid_topic_fragment(const char *s, const char **why)
 
 	if (strlen(s) > KAFKA_TOPIC_MAX)
 	{
-		*why = "it is longer than the 249 characters Kafka allows in a topic name";
+		*why = "it is longer than the 249 characters Kafka allows";
 		return false;
 	}
 	for (p = s; *p; p++)
 	{
 		if (!(isalnum((unsigned char) *p) || *p == '.' || *p == '_' || *p == '-'))
 		{
-			*why = "only ASCII letters, digits, \".\", \"_\" and \"-\" are allowed";
+			*why = "it uses characters other than ASCII letters, digits, \".\", \"_\" and \"-\"";
 			return false;
 		}
 	}
@@ -191,7 +191,7 @@ check_topic_prefix(char **newval, void **extra, GucSource source)
 	}
 	if (!evc_valid_topic_fragment(*newval, &why))
 	{
-		GUC_check_errdetail("The topic prefix is not valid in a Kafka topic name: %s.", why);
+		GUC_check_errdetail("The topic prefix is not valid because %s.", why);
 		return false;
 	}
 	return true;

@@ -190,7 +190,7 @@ evc_send(PG_FUNCTION_ARGS)
 	{
 		/* evcollector.require_schema = off: unvalidated, version 0. */
 		evc_check_name("client", client, false);
-		evc_check_name("event", event_name, false);
+		evc_check_name("event", event_name, true);
 		topic = evc_topic_name(psprintf("%s.%s", client, event_name));
 		f.schema_version = 0;
 	}

@@ -167,7 +167,7 @@ evc_create_topic(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_NAME),
 				 errmsg("invalid topic name \"%s\"", name),
-				 errdetail("%s.", *name ? why : "it is empty")));
+				 errdetail("A Kafka topic name is not valid when %s.", *name ? why : "it is empty")));
 	if (partitions < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
