@@ -142,13 +142,26 @@ drain_pipe(void)
 		;
 }
 
+/*
+ * Set when the latch fired (a commit sent events, or a signal came) while
+ * the relay was busy; the main loop then reads the outbox again instead of
+ * sleeping.  The latch itself is reset at once, or a set latch would make
+ * every wait in a batch return at once and spin.
+ */
+static bool work_signalled = false;
+
 /* Wait on the latch and librdkafka's queue, then serve its callbacks. */
 static void
 relay_wait(long timeout_ms)
 {
 	WaitEvent	event;
 
-	(void) WaitEventSetWait(wait_set, timeout_ms, &event, 1, PG_WAIT_EXTENSION);
+	if (WaitEventSetWait(wait_set, timeout_ms, &event, 1, PG_WAIT_EXTENSION) > 0 &&
+		(event.events & WL_LATCH_SET))
+	{
+		ResetLatch(MyLatch);
+		work_signalled = true;
+	}
 	drain_pipe();
 	if (producer)
 		rd_kafka_poll(producer, 0);
@@ -646,6 +659,7 @@ evc_relay_main(Datum main_arg)
 
 		/* Reset first: a commit while we work sets it again. */
 		ResetLatch(MyLatch);
+		work_signalled = false;
 		evc_worker_handle_interrupts();
 
 		PG_TRY();
@@ -684,7 +698,7 @@ evc_relay_main(Datum main_arg)
 			evc_wake_worker(EVC_WORKER_LAUNCHER, NULL);
 			proc_exit(0);
 		}
-		if (n >= evc_batch_size)
+		if (n >= evc_batch_size || work_signalled)
 			continue;			/* more is waiting */
 		relay_wait(next_due_ms >= 0 ? Min(next_due_ms, RELAY_IDLE_MS) : RELAY_IDLE_MS);
 	}
