@@ -96,6 +96,9 @@ static EvcWorkerSlot *relay_slot = NULL;
 #define RELAY_ERROR_BACKOFF_MIN_MS 500
 #define RELAY_ERROR_BACKOFF_MAX_MS (30 * 1000)
 
+/* A full read from the lowest id at least this often (see outbox_read). */
+#define READ_FULL_EVERY 8
+
 #define OPAQUE(gen, idx) ((void *) (((uintptr_t) (gen) << 32) | (uintptr_t) (idx)))
 
 static void
@@ -280,7 +283,11 @@ outbox_read(int limit, List **rows, long *next_due_ms)
 	static SPIPlanPtr read_plan = NULL;
 	static int	read_plan_limit = 0;
 	static SPIPlanPtr due_plan = NULL;
+	static int64 read_floor = 0;
+	static int	reads_since_full = 0;
 	MemoryContext batch_cxt = CurrentMemoryContext;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1];
 
 	relay_begin("evcollector relay: reading outbox");
 	if (!OidIsValid(get_extension_oid("evcollector", true)))
@@ -303,10 +310,34 @@ outbox_read(int limit, List **rows, long *next_due_ms)
 	keep_plan(&read_plan,
 			  psprintf("SELECT id, topic, key, payload, message_id, schema_version, content_type, created_at"
 					   "  FROM evc.outbox"
-					   " WHERE next_attempt_at IS NULL OR next_attempt_at <= clock_timestamp()"
-					   " ORDER BY id LIMIT %d", limit), 0, NULL);
-	if (SPI_execute_plan(read_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
+					   " WHERE id > $1 AND (next_attempt_at IS NULL OR next_attempt_at <= clock_timestamp())"
+					   " ORDER BY id LIMIT %d", limit), 1, argtypes);
+
+	/*
+	 * While draining a backlog, start after the last row of the previous
+	 * full batch: otherwise every read walks the index entries of the rows
+	 * the previous batch just deleted.  This is only a shortcut.  Every
+	 * READ_FULL_EVERY batches, and whenever a batch comes back short (the
+	 * relay has caught up), the read starts from the lowest id again, so a
+	 * row whose transaction committed late with a lower id waits at most a
+	 * few batches and is never skipped.
+	 */
+	if (read_floor > 0 && ++reads_since_full >= READ_FULL_EVERY)
+		read_floor = 0;
+	if (read_floor == 0)
+		reads_since_full = 0;
+	args[0] = Int64GetDatum(read_floor);
+	if (SPI_execute_plan(read_plan, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read evc.outbox");
+	if (SPI_processed == (uint64) limit)
+	{
+		bool		isnull;
+
+		read_floor = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[limit - 1],
+												 SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	else
+		read_floor = 0;
 
 	/*
 	 * Rows point into SPI's copy of the result, which lives until
