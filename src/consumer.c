@@ -763,7 +763,8 @@ flush_batch(void)
 		FlushErrorState();
 		AbortCurrentTransaction();
 		ok = false;
-		evc_worker_record_error(my_slot, edata->message);
+		evc_worker_record_error(my_slot, edata->detail ?
+								psprintf("%s: %s", edata->message, edata->detail) : edata->message);
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),
 				 errmsg("consumer \"%s\" could not land %d messages: %s",
