@@ -84,7 +84,7 @@ check_topics(ArrayType *topics)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid topic name \"%s\"", t),
-					 errdetail("%s", t[0] == '\0' ? "The name is empty." : why),
+					 t[0] == '\0' ? errdetail("The name is empty.") : errdetail("In a topic name %s.", why),
 					 errhint("Start a regular expression with ^, as in '^prefix\\..*'.")));
 	}
 }
