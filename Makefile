@@ -42,7 +42,6 @@ EVC_WARNINGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
 	-Wno-missing-field-initializers
 $(SRCS:.c=.o): CFLAGS += $(EVC_WARNINGS)
 $(SRCS:.c=.o): $(PROTO_H) $(wildcard src/*.h)
-# The version string is compiled in from the control file.
 src/evcollector.o: evcollector.control
 
 $(PROTO_C) $(PROTO_H) &: proto/evcollector.proto

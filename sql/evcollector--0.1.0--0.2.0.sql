@@ -281,3 +281,82 @@ RETURNS SETOF record
 LANGUAGE C STRICT STABLE PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'evc_validation_errors';
 COMMENT ON FUNCTION evc_validation_errors(jsonb, jsonb) IS 'every reason why instance is not valid under the JSON Schema (draft-07)';
+
+-- The registry: one row per version of each event type.
+CREATE TABLE evc.event_types (
+	id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	client text NOT NULL CHECK (client ~ '^[A-Za-z0-9_-]{1,100}$'),
+	event_name text NOT NULL CHECK (event_name ~ '^[A-Za-z0-9_.-]{1,100}$'),
+	version int NOT NULL CHECK (version > 0),
+	schema jsonb NOT NULL,
+	compatibility text NOT NULL CHECK (compatibility IN ('none', 'backward', 'forward', 'full')),
+	topic text NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	created_by name NOT NULL DEFAULT current_user,
+	UNIQUE (client, event_name, version)
+);
+COMMENT ON TABLE evc.event_types IS 'registered JSON Schemas, one row per version of each client.event_name';
+
+-- Every backend caches compiled schemas; any change to these tables makes
+-- them drop the cache (an INSERT sends no relcache invalidation by itself).
+CREATE FUNCTION evc.registry_changed()
+RETURNS trigger
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'evc_registry_changed';
+
+CREATE TRIGGER event_types_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON evc.event_types
+	FOR EACH STATEMENT EXECUTE FUNCTION evc.registry_changed();
+CREATE TRIGGER schema_documents_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON evc.schema_documents
+	FOR EACH STATEMENT EXECUTE FUNCTION evc.registry_changed();
+
+CREATE FUNCTION evc_register_schema(client text, event_name text, schema jsonb,
+	compatibility text DEFAULT 'backward')
+RETURNS int
+LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'evc_register_schema';
+COMMENT ON FUNCTION evc_register_schema(text, text, jsonb, text) IS 'register a JSON Schema version for client.event_name; returns its version';
+
+CREATE FUNCTION evc_get_schema(client text, event_name text, version int DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'evc_get_schema';
+COMMENT ON FUNCTION evc_get_schema(text, text, int) IS 'the JSON Schema of client.event_name, latest version or the one given';
+
+CREATE FUNCTION evc_check_event(client text, event_name text, event jsonb, version int DEFAULT NULL)
+RETURNS int
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'evc_check_event';
+COMMENT ON FUNCTION evc_check_event(text, text, jsonb, int) IS 'check an event against its registered schema (as evc_send does); returns the version, or raises an error';
+
+CREATE FUNCTION evc_list_events(client text DEFAULT NULL)
+RETURNS TABLE (client text, event_name text, latest_version int, versions bigint,
+	topic text, compatibility text, created_at timestamptz, created_by name)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT DISTINCT ON (e.client, e.event_name)
+		e.client, e.event_name, e.version,
+		count(*) OVER (PARTITION BY e.client, e.event_name),
+		e.topic, e.compatibility, e.created_at, e.created_by
+	FROM evc.event_types e
+	WHERE $1 IS NULL OR e.client = $1
+	ORDER BY e.client, e.event_name, e.version DESC
+$$;
+COMMENT ON FUNCTION evc_list_events(text) IS 'registered event types, with their latest version';
+
+/*
+ * Privileges.  Reading is for everyone, through the functions:
+ * evc_get_schema, evc_list_events, evc_check_event, evc_validate and
+ * evc_validation_errors (they read the tables as their owner).  The tables
+ * themselves are not public, like the rest of schema evc.  Registering is
+ * for members of evc_registry_admin: evc_register_schema checks the role
+ * and writes as the table owner, so rows only arrive checked and numbered.
+ * Shared schema documents are written directly by the same role.
+ */
+GRANT USAGE ON SCHEMA evc TO evc_registry_admin;
+GRANT SELECT ON evc.event_types TO evc_registry_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON evc.schema_documents TO evc_registry_admin;
+REVOKE ALL ON FUNCTION evc_register_schema(text, text, jsonb, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION evc_register_schema(text, text, jsonb, text) TO evc_registry_admin;
+REVOKE ALL ON FUNCTION evc.registry_changed() FROM PUBLIC;

@@ -2,7 +2,6 @@
 CREATE EXTENSION evcollector;
 
 SELECT nspname FROM pg_namespace WHERE nspname = 'evc';
-SELECT evc_version();
 SELECT extversion = evc_version() AS script_matches_library
 FROM pg_extension WHERE extname = 'evcollector';
 
@@ -16,7 +15,6 @@ CREATE EXTENSION evcollector;
 
 -- Worker details are not for everyone.
 CREATE ROLE evc_nobody;
-SET ROLE evc_nobody;
-SELECT * FROM evc.workers;
-RESET ROLE;
+SELECT has_table_privilege('evc_nobody', 'evc.workers', 'SELECT') AS can_read_view,
+	   has_function_privilege('evc_nobody', 'evc_workers()', 'EXECUTE') AS can_call_function;
 DROP ROLE evc_nobody;

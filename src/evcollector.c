@@ -14,6 +14,7 @@
 #include "guc.h"
 #include "launcher.h"
 #include "shmem.h"
+#include "validate.h"
 
 PG_MODULE_MAGIC;
 
@@ -27,6 +28,7 @@ _PG_init(void)
 		return;
 
 	evc_define_gucs(process_shared_preload_libraries_in_progress);
+	evc_validate_define_gucs();
 
 	/*
 	 * Shared memory and workers can only be set up by the postmaster.  When

@@ -30,6 +30,9 @@ char	   *evc_s3_secret_key = NULL;
 int			evc_batch_size = 1000;
 int			evc_flush_interval_ms = 5000;
 int			evc_max_file_size_kb = 64 * 1024;
+bool		evc_require_schema = true;
+int			evc_max_event_size_kb = 1000;
+int			evc_max_blob_size_kb = 900;
 
 /* Kafka limits topic names to 249 characters of [A-Za-z0-9._-]. */
 #define KAFKA_TOPIC_MAX 249
@@ -45,14 +48,14 @@ evc_valid_topic_fragment(const char *s, const char **why)
 
 	if (strlen(s) > KAFKA_TOPIC_MAX)
 	{
-		*why = "it is longer than the 249 characters Kafka allows in a topic name";
+		*why = "it is longer than the 249 characters Kafka allows";
 		return false;
 	}
 	for (p = s; *p; p++)
 	{
 		if (!(isalnum((unsigned char) *p) || *p == '.' || *p == '_' || *p == '-'))
 		{
-			*why = "only ASCII letters, digits, \".\", \"_\" and \"-\" are allowed";
+			*why = "it uses characters other than ASCII letters, digits, \".\", \"_\" and \"-\"";
 			return false;
 		}
 	}
@@ -209,7 +212,7 @@ check_topic_prefix(char **newval, void **extra, GucSource source)
 	}
 	if (!evc_valid_topic_fragment(*newval, &why))
 	{
-		GUC_check_errdetail("The topic prefix is not valid in a Kafka topic name: %s.", why);
+		GUC_check_errdetail("The topic prefix is not valid because %s.", why);
 		return false;
 	}
 	return true;
@@ -392,6 +395,27 @@ evc_define_gucs(bool preloading)
 							NULL,
 							&evc_max_file_size_kb, 64 * 1024, 1, 1024 * 1024,
 							PGC_SIGHUP, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("evcollector.require_schema",
+							 "Refuse events whose type has no registered schema.",
+							 "When off, evc_send sends events of unknown types unvalidated, with schema version 0.",
+							 &evc_require_schema, true,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("evcollector.max_event_size",
+							"Largest encoded event evc_send accepts.",
+							"Keep it at or below the brokers' message.max.bytes.",
+							&evc_max_event_size_kb, 1000, 1, 1024 * 1024,
+							PGC_SUSET, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("evcollector.max_blob_size",
+							"Largest image evc_send_image accepts.",
+							"The encoded event must also fit evcollector.max_event_size.",
+							&evc_max_blob_size_kb, 900, 1, 1024 * 1024,
+							PGC_SUSET, GUC_UNIT_KB,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("evcollector");

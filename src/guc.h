@@ -17,6 +17,9 @@ extern char *evc_s3_secret_key;
 extern int	evc_batch_size;
 extern int	evc_flush_interval_ms;
 extern int	evc_max_file_size_kb;
+extern bool evc_require_schema;
+extern int	evc_max_event_size_kb;
+extern int	evc_max_blob_size_kb;
 
 extern void evc_define_gucs(bool preloading);
 

@@ -28,6 +28,7 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 /* Kinds of worker to wake when the current transaction commits. */
 static uint32 wake_at_commit_mask = 0;
 static bool xact_callback_registered = false;
+static int	sent_in_xact = 0;
 
 static void
 evc_shmem_request(void)
@@ -52,6 +53,8 @@ evc_shmem_startup(void)
 	{
 		memset(evc_shared, 0, sizeof(EvcShared));
 		evc_shared->lock = &(GetNamedLWLockTranche("evcollector"))->lock;
+		ConditionVariableInit(&evc_shared->outbox_settled);
+		pg_atomic_init_u64(&evc_shared->sent, 0);
 		for (int i = 0; i < EVC_MAX_WORKERS; i++)
 			evc_shared->workers[i].pgprocno = -1;
 	}
@@ -209,6 +212,9 @@ wake_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			wake_at_commit_mask = 0;
+			if (sent_in_xact > 0 && evc_shared != NULL)
+				pg_atomic_fetch_add_u64(&evc_shared->sent, sent_in_xact);
+			sent_in_xact = 0;
 			for (int kind = 0; kind < 32; kind++)
 			{
 				if (mask & (1U << kind))
@@ -218,10 +224,29 @@ wake_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			wake_at_commit_mask = 0;
+			sent_in_xact = 0;
 			break;
 		default:
 			break;
 	}
+}
+
+/*
+ * Count events the current transaction sends; they are added to the shared
+ * counter only if it commits.  A rolled-back savepoint still counts, which
+ * is why evc.stats calls this number "sent", not "delivered".
+ */
+void
+evc_stats_count_sent(int n)
+{
+	sent_in_xact += n;
+}
+
+/* Will this transaction wake workers of this kind when it commits? */
+bool
+evc_wake_pending(EvcWorkerKind kind)
+{
+	return (wake_at_commit_mask & (1U << kind)) != 0;
 }
 
 void

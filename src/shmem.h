@@ -8,7 +8,10 @@
 #define EVC_SHMEM_H
 
 #include "datatype/timestamp.h"
+#include "storage/condition_variable.h"
 #include "storage/lwlock.h"
+
+#include "stats.h"
 
 #define EVC_MAX_WORKERS 64
 #define EVC_WORKER_NAME_LEN 64
@@ -37,11 +40,16 @@ typedef struct EvcWorkerSlot
 	int64		starts;
 	char		last_error[EVC_ERROR_LEN];
 	TimestampTz last_error_at;
+	EvcCounters counters;
 } EvcWorkerSlot;
 
 typedef struct EvcShared
 {
 	LWLock	   *lock;
+	/* Broadcast by the relay after each batch it settles (evc_flush waits). */
+	ConditionVariable outbox_settled;
+	/* Events sent by committed transactions (all backends). */
+	pg_atomic_uint64 sent;
 	EvcWorkerSlot workers[EVC_MAX_WORKERS];
 } EvcShared;
 
@@ -58,5 +66,6 @@ extern void evc_worker_release(EvcWorkerSlot *slot);
 extern void evc_worker_record_error(EvcWorkerSlot *slot, const char *message);
 extern void evc_wake_worker(EvcWorkerKind kind, const char *name);
 extern void evc_wake_at_commit(EvcWorkerKind kind);
+extern bool evc_wake_pending(EvcWorkerKind kind);
 
 #endif

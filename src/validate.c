@@ -16,6 +16,7 @@
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "nodes/primnodes.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
@@ -488,6 +489,30 @@ eval_members(EvalCtx *cx, EvcNode *n, const JV *v)
 	return valid;
 }
 
+/* Fast path: instance keys and required names are both sorted, so merge. */
+static bool
+has_all_required(EvcNode *n, const JV *v)
+{
+	JvIter		it;
+	JV			k,
+				e;
+	int			r = 0;
+
+	if (v->len < n->n_required)
+		return false;
+	jv_iter_init(&it, v);
+	while (r < n->n_required && jv_iter_next(&it, &k, &e))
+	{
+		int			c = jv_key_cmp(n->required[r].name, n->required[r].len, k.u.str, k.len);
+
+		if (c == 0)
+			r++;
+		else if (c < 0)
+			return false;		/* required name r is not in the instance */
+	}
+	return r == n->n_required;
+}
+
 static bool
 eval_object(EvalCtx *cx, EvcNode *n, const JV *v)
 {
@@ -506,13 +531,14 @@ eval_object(EvalCtx *cx, EvcNode *n, const JV *v)
 			   v->len, n->max_props);
 		FAIL();
 	}
-	for (int i = 0; i < n->n_required; i++)
-		if (!jv_object_get(v, n->required[i].name, n->required[i].len, &dummy))
-		{
-			report(cx, n, "required", "required property %s is missing",
-				   quote_short(n->required[i].name, n->required[i].len));
-			FAIL();
-		}
+	if (n->n_required > 0 && !has_all_required(n, v))
+		for (int i = 0; i < n->n_required; i++)
+			if (!jv_object_get(v, n->required[i].name, n->required[i].len, &dummy))
+			{
+				report(cx, n, "required", "required property %s is missing",
+					   quote_short(n->required[i].name, n->required[i].len));
+				FAIL();
+			}
 	if ((n->props || n->pat_props || n->additional_props || n->property_names) &&
 		!eval_members(cx, n, v))
 		FAIL();
@@ -769,6 +795,15 @@ evc_validate_jsonb(EvcCompiledSchema *schema, Jsonb *instance, EvcValidationErro
 	return ok;
 }
 
+bool
+evc_node_accepts(EvcNode *node, const JV *value)
+{
+	EvalCtx		cx;
+
+	eval_init(&cx, false, false);
+	return eval_node(&cx, node, value);
+}
+
 List *
 evc_validate_all_errors(EvcCompiledSchema *schema, Jsonb *instance)
 {
@@ -811,12 +846,24 @@ typedef struct AdhocEntry
 
 static AdhocEntry adhoc[ADHOC_SLOTS];
 static uint64 adhoc_clock = 0;
+static uint64 adhoc_generation = 1;
+
+/* Any relcache flush may be a change to evc.schema_documents: drop lazily. */
+static bool adhoc_stale = false;	/* bumped whenever a compiled schema is freed */
+
+/* What evc_validate keeps in fn_extra when its schema argument is a constant. */
+typedef struct AdhocCall
+{
+	EvcCompiledSchema *compiled;
+	uint64		generation;
+} AdhocCall;
 static MemoryContext validate_cache_cxt = NULL;
 static bool inval_registered = false;
 
 void
 evc_validate_reset_caches(void)
 {
+	adhoc_generation++;
 	for (int i = 0; i < ADHOC_SLOTS; i++)
 		if (adhoc[i].cxt)
 		{
@@ -825,8 +872,6 @@ evc_validate_reset_caches(void)
 		}
 }
 
-/* Any relcache flush may be a change to evc.schema_documents: drop lazily. */
-static bool adhoc_stale = false;
 
 static void
 adhoc_inval_callback(Datum arg, Oid relid)
@@ -876,7 +921,10 @@ evc_adhoc_schema(Jsonb *schema)
 			victim = e;
 	}
 	if (victim->cxt)
+	{
 		MemoryContextDelete(victim->cxt);
+		adhoc_generation++;
+	}
 	memset(victim, 0, sizeof(AdhocEntry));
 
 	/* compile into a fresh context: an error leaves nothing behind */
@@ -900,16 +948,73 @@ evc_adhoc_schema(Jsonb *schema)
 	return victim->compiled;
 }
 
+/* ---------- meta-schema ---------- */
+
+void
+evc_check_schema(Jsonb *schema)
+{
+	static Jsonb *meta_ref = NULL;
+	EvcValidationError err;
+
+	if (meta_ref == NULL)
+	{
+		Datum		d = DirectFunctionCall1(jsonb_in,
+										   CStringGetDatum("{\"$ref\": \"http://json-schema.org/draft-07/schema#\"}"));
+
+		meta_ref = MemoryContextAlloc(TopMemoryContext, VARSIZE(DatumGetPointer(d)));
+		memcpy(meta_ref, DatumGetPointer(d), VARSIZE(DatumGetPointer(d)));
+	}
+	if (!evc_validate_jsonb(evc_adhoc_schema(meta_ref), schema, &err))
+		ereport(ERROR,
+				(errcode(EVC_ERRCODE_INVALID_SCHEMA),
+				 errmsg("invalid JSON schema"),
+				 errdetail("At %s: %s (keyword \"%s\", meta-schema path %s).",
+						   err.instance_path[0] ? err.instance_path : "the root",
+						   err.message, err.keyword, err.schema_path),
+				 errhint("A schema must be valid under the JSON Schema draft-07 meta-schema.")));
+}
+
 /* ---------- SQL ---------- */
+
+/*
+ * Whether evc_validate's schema argument is a Const of the query.  (A Param
+ * is not enough: PL/pgSQL keeps simple expressions, and fn_extra with them,
+ * across calls with different parameter values.)
+ */
+static bool
+schema_is_constant(FmgrInfo *flinfo)
+{
+	Node	   *expr = flinfo->fn_expr;
+
+	return expr != NULL && IsA(expr, FuncExpr) &&
+		list_length(((FuncExpr *) expr)->args) == 2 &&
+		IsA(linitial(((FuncExpr *) expr)->args), Const);
+}
 
 PG_FUNCTION_INFO_V1(evc_validate);
 Datum
 evc_validate(PG_FUNCTION_ARGS)
 {
-	Jsonb	   *schema = PG_GETARG_JSONB_P(0);
 	Jsonb	   *instance = PG_GETARG_JSONB_P(1);
+	AdhocCall  *call = fcinfo->flinfo->fn_extra;
 
-	PG_RETURN_BOOL(evc_validate_jsonb(evc_adhoc_schema(schema), instance, NULL));
+	/*
+	 * A schema that is a constant of the query is looked up once per query,
+	 * not hashed per row.  The generation tells when the cache freed it.
+	 */
+	if (call == NULL || call->generation != adhoc_generation || adhoc_stale)
+	{
+		EvcCompiledSchema *compiled = evc_adhoc_schema(PG_GETARG_JSONB_P(0));
+
+		if (!schema_is_constant(fcinfo->flinfo))
+			PG_RETURN_BOOL(evc_validate_jsonb(compiled, instance, NULL));
+		if (call == NULL)
+			call = fcinfo->flinfo->fn_extra =
+				MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(AdhocCall));
+		call->compiled = compiled;
+		call->generation = adhoc_generation;
+	}
+	PG_RETURN_BOOL(evc_validate_jsonb(call->compiled, instance, NULL));
 }
 
 PG_FUNCTION_INFO_V1(evc_validation_errors);

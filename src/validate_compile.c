@@ -14,6 +14,7 @@
 
 #include <math.h>
 
+#include "access/table.h"
 #include "catalog/namespace.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
@@ -23,6 +24,7 @@
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 
 #include "validate_int.h"
 
@@ -47,6 +49,7 @@ typedef struct CompileCtx
 	List	   *fetched;		/* document URIs looked up already */
 	HTAB	   *nodes;
 	List	   *pending;		/* nodes whose $ref is not linked yet */
+	List	   *linked;			/* nodes whose $ref is linked, in order */
 	int			n_nodes;
 } CompileCtx;
 
@@ -347,6 +350,9 @@ fetch_document(CompileCtx *cc, const char *uri)
 	Jsonb	   *doc = NULL;
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
+	Relation	rel;
+	Oid			save_user;
+	int			save_sec;
 
 	if (list_member(cc->fetched, makeString((char *) uri)))
 		return false;
@@ -355,6 +361,11 @@ fetch_document(CompileCtx *cc, const char *uri)
 		return false;
 
 	args[0] = CStringGetTextDatum(uri);
+	/* read as the table owner: the registry's tables are not public */
+	rel = table_open(get_relname_relid("schema_documents", nsp), AccessShareLock);
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	SetUserIdAndSecContext(rel->rd_rel->relowner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	table_close(rel, NoLock);
 	SPI_connect();
 	if (SPI_execute_with_args("SELECT document FROM evc.schema_documents WHERE uri = $1",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
@@ -373,6 +384,7 @@ fetch_document(CompileCtx *cc, const char *uri)
 		}
 	}
 	SPI_finish();
+	SetUserIdAndSecContext(save_user, save_sec);
 	if (doc == NULL)
 		return false;
 	add_document(cc, uri, doc);
@@ -861,6 +873,7 @@ compile_node(CompileCtx *cc, const JV *v, const char *base, EvcNode *parent, con
 		node = new_node(cc, parent, seg);
 		node->is_bool = true;
 		node->bool_value = v->u.boolean;
+		node->src = *v;
 		return node;
 	}
 	if (v->type != JV_OBJECT)
@@ -871,6 +884,7 @@ compile_node(CompileCtx *cc, const JV *v, const char *base, EvcNode *parent, con
 	if (found)
 		return ent->node;
 	node = new_node(cc, parent, seg);
+	node->src = *v;
 	ent->node = node;
 
 	if (get_string_member(v, "$ref", &ref))
@@ -908,6 +922,7 @@ link_refs(CompileCtx *cc)
 							   evc_node_path(node), node->ref_uri),
 					 errhint("Schemas are never fetched from the network: add the referenced document to evc.schema_documents.")));
 		node->ref = compile_node(cc, &target, base, NULL, pstrdup(node->ref_uri));
+		cc->linked = lappend(cc->linked, node);
 	}
 }
 
@@ -915,27 +930,23 @@ link_refs(CompileCtx *cc)
 static void
 check_ref_chains(CompileCtx *cc)
 {
-	HASH_SEQ_STATUS seq;
-	NodeMapEntry *ent;
+	ListCell   *lc;
 
-	hash_seq_init(&seq, cc->nodes);
-	while ((ent = hash_seq_search(&seq)) != NULL)
+	foreach(lc, cc->linked)
 	{
-		EvcNode    *n = ent->node;
+		EvcNode    *start = lfirst(lc);
+		EvcNode    *n = start;
 		int			steps = 0;
 
 		while (n->ref != NULL)
 		{
 			n = n->ref;
-			if (n == ent->node || ++steps > cc->n_nodes)
-			{
-				hash_seq_term(&seq);
+			if (n == start || ++steps > cc->n_nodes)
 				ereport(ERROR,
 						(errcode(EVC_ERRCODE_REF_CYCLE),
 						 errmsg("invalid JSON schema"),
 						 errdetail("At schema path %s: $ref \"%s\" refers back to itself.",
-								   evc_node_path(ent->node), ent->node->ref_uri)));
-			}
+								   evc_node_path(start), start->ref_uri)));
 		}
 	}
 }

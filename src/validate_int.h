@@ -99,6 +99,7 @@ struct EvcNode
 	bool		bool_value;
 	EvcNode    *parent;			/* where this node was first found, for paths */
 	const char *seg;			/* path segment(s) below parent, escaped */
+	JV			src;			/* the schema text, for comparisons */
 
 	const char *ref_uri;		/* $ref, resolved to an absolute URI */
 	EvcNode    *ref;			/* its target, once linked */
@@ -164,5 +165,8 @@ struct EvcCompiledSchema
 };
 
 extern char *evc_node_path(EvcNode *node);
+
+/* Evaluate one value against a node (compat.c proves enum values). */
+extern bool evc_node_accepts(EvcNode *node, const JV *value);
 
 #endif

@@ -1,0 +1,222 @@
+/*
+ * outbox.c
+ *		Owns writing to evc.outbox inside the caller's transaction, and
+ *		evc_flush(), which waits until the relay has delivered it.
+ *
+ * The insert is what makes sending transactional: the row commits or rolls
+ * back with the caller's work, and the relay is woken only at commit
+ * (evc_wake_at_commit), so a rolled-back transaction sends nothing.
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/dependency.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/sequence.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/condition_variable.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "outbox.h"
+#include "shmem.h"
+#include "stats.h"
+
+pg_uuid_t *
+evc_new_uuid(void)
+{
+	return DatumGetUUIDP(DirectFunctionCall1(gen_random_uuid, (Datum) 0));
+}
+
+/*
+ * The outbox's layout, looked up once per backend and checked, so that the
+ * insert below can fill a tuple without the executor's per-call plan setup.
+ */
+typedef struct OutboxLayout
+{
+	Oid			relid;
+	Oid			seqid;			/* the identity sequence of "id" */
+	int			natts;
+} OutboxLayout;
+
+static OutboxLayout layout = {InvalidOid, InvalidOid, 0};
+
+static const char *const outbox_columns[] = {
+	"id", "message_id", "topic", "key", "payload", "schema_version", "content_type",
+	"created_at", "attempts", "last_error", "last_attempt_at", "next_attempt_at"
+};
+#define OUTBOX_NATTS lengthof(outbox_columns)
+
+static Oid
+outbox_relid(void)
+{
+	Oid			nsp = get_namespace_oid("evc", false);
+	Oid			relid = get_relname_relid("outbox", nsp);
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation \"evc.outbox\" does not exist"),
+				 errhint("Create or update the extension: ALTER EXTENSION evcollector UPDATE.")));
+	return relid;
+}
+
+static void
+outbox_check_layout(Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	if (desc->natts != OUTBOX_NATTS)
+		elog(ERROR, "evc.outbox has %d columns, this library expects %d; update the extension",
+			 desc->natts, (int) OUTBOX_NATTS);
+	for (int i = 0; i < desc->natts; i++)
+		if (strcmp(NameStr(TupleDescAttr(desc, i)->attname), outbox_columns[i]) != 0)
+			elog(ERROR, "evc.outbox column %d is \"%s\", this library expects \"%s\"; update the extension",
+				 i + 1, NameStr(TupleDescAttr(desc, i)->attname), outbox_columns[i]);
+	layout.relid = RelationGetRelid(rel);
+	layout.seqid = getIdentitySequence(layout.relid, 1, false);
+	layout.natts = desc->natts;
+}
+
+/*
+ * Insert one row into evc.outbox in the caller's transaction.  This is the
+ * hot path of evc_send, so it inserts the heap tuple and its index entries
+ * directly, as COPY does, instead of planning and running an INSERT through
+ * SPI for every event.  The table has no triggers, rules or policies of its
+ * own (it is the extension's), so nothing an INSERT would do is skipped.
+ */
+void
+evc_outbox_enqueue(const char *topic, const char *key, int keylen,
+				   bytea *payload, pg_uuid_t *message_id,
+				   int32 schema_version, const char *content_type)
+{
+	Oid			relid = outbox_relid();
+	Relation	rel = table_open(relid, RowExclusiveLock);
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+	Datum		values[OUTBOX_NATTS];
+	bool		nulls[OUTBOX_NATTS];
+
+	if (relid != layout.relid)
+		outbox_check_layout(rel);
+
+	memset(nulls, 0, sizeof(nulls));
+	values[0] = Int64GetDatum(nextval_internal(layout.seqid, false));
+	values[1] = UUIDPGetDatum(message_id);
+	values[2] = CStringGetTextDatum(topic);
+	if (key != NULL)
+	{
+		bytea	   *k = palloc(VARHDRSZ + keylen);
+
+		SET_VARSIZE(k, VARHDRSZ + keylen);
+		memcpy(VARDATA(k), key, keylen);
+		values[3] = PointerGetDatum(k);
+	}
+	else
+		nulls[3] = true;
+	values[4] = PointerGetDatum(payload);
+	values[5] = Int32GetDatum(schema_version);
+	values[6] = CStringGetTextDatum(content_type);
+	values[7] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	values[8] = Int32GetDatum(0);
+	nulls[9] = nulls[10] = nulls[11] = true;
+
+	estate = CreateExecutorState();
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	ExecOpenIndices(rri, false);
+	slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(rel), &TTSOpsVirtual);
+	ExecClearTuple(slot);
+	memcpy(slot->tts_values, values, sizeof(values));
+	memcpy(slot->tts_isnull, nulls, sizeof(nulls));
+	ExecStoreVirtualTuple(slot);
+
+	/* Values go through toasting (compression) as in an INSERT. */
+	table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, NULL);
+	ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL);
+
+	ExecCloseIndices(rri);
+	ExecDropSingleTupleTableSlot(slot);
+	FreeExecutorState(estate);
+	table_close(rel, NoLock);
+
+	evc_stats_count_sent(1);
+	evc_wake_at_commit(EVC_WORKER_RELAY);
+}
+
+static int64
+outbox_pending(void)
+{
+	int64		n;
+	bool		isnull;
+
+	SPI_connect();
+	/* Not read-only: each count takes a fresh snapshot (READ COMMITTED). */
+	if (SPI_execute("SELECT count(*) FROM evc.outbox", false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not count evc.outbox");
+	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return n;
+}
+
+/*
+ * evc_flush(timeout interval) returns bigint: wait until the outbox is
+ * empty or the timeout passes; return how many events are still pending.
+ * The relay broadcasts a condition variable after each batch, so this
+ * sleeps until then rather than polling.
+ */
+PG_FUNCTION_INFO_V1(evc_flush);
+Datum
+evc_flush(PG_FUNCTION_ARGS)
+{
+	Interval   *timeout = PG_GETARG_INTERVAL_P(0);
+	int64		timeout_ms;
+	TimestampTz deadline;
+	int64		pending;
+
+	evc_require_preload();
+	timeout_ms = (timeout->time + (int64) timeout->day * USECS_PER_DAY +
+				  (int64) timeout->month * 30 * USECS_PER_DAY) / 1000;
+	if (timeout_ms < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must not be negative")));
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("evc_flush needs READ COMMITTED isolation"),
+				 errdetail("Under REPEATABLE READ or SERIALIZABLE it would never see the relay's progress.")));
+	if (evc_wake_pending(EVC_WORKER_RELAY))
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("evc_flush cannot wait for events sent in the same transaction"),
+				 errdetail("The relay sends events only after their transaction commits."),
+				 errhint("Commit first, then call evc_flush().")));
+
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	for (;;)
+	{
+		long		remaining;
+
+		pending = outbox_pending();
+		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (pending == 0 || remaining <= 0)
+			break;
+		/* Re-check at least every 100 ms in case a broadcast came early. */
+		(void) ConditionVariableTimedSleep(&evc_shared->outbox_settled,
+										   Min(remaining, 100), PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+	PG_RETURN_INT64(pending);
+}

@@ -1,0 +1,39 @@
+/*
+ * proto.h
+ *		Glue between PostgreSQL values and the protobuf-c code generated from
+ *		proto/evcollector.proto.
+ */
+#ifndef EVC_PROTO_H
+#define EVC_PROTO_H
+
+#include "datatype/timestamp.h"
+#include "utils/jsonb.h"
+
+#define EVC_CONTENT_TYPE_EVENT "application/x-protobuf; proto=evcollector.Event"
+#define EVC_CONTENT_TYPE_SCHEMA "application/x-protobuf; proto=evcollector.SchemaRecord"
+
+typedef struct EvcEventFields
+{
+	const char *client;
+	const char *event_name;
+	int32		schema_version;
+	const char *sent_at;
+	const char *received_at;
+	const char *message_id;
+	const char *user_agent;
+	const char *data_json;
+	const uint8 *blob;
+	size_t		blob_len;
+	const char *blob_content_type;
+} EvcEventFields;
+
+extern bytea *evc_encode_event(const EvcEventFields *f);
+extern bytea *evc_encode_schema_record(const char *client, const char *event_name,
+									   int32 version, const char *schema_json,
+									   const char *topic, const char *created_at,
+									   const char *created_by);
+extern size_t evc_processed_at_patch(const char *processed_at, uint8 *buf, size_t buflen);
+extern char *evc_format_timestamp(TimestampTz ts);
+extern Jsonb *evc_decode_event_jsonb(const uint8 *data, size_t len);
+
+#endif

@@ -1,0 +1,216 @@
+/*
+ * stats.c
+ *		Owns the counters and latency histograms that workers keep in their
+ *		shared-memory slot, and evc_stats(), which evc.stats shows: one row
+ *		per worker and one total row.
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/float.h"
+#include "utils/timestamp.h"
+
+#include "shmem.h"
+#include "stats.h"
+
+const double evc_latency_bounds_ms[EVC_LAT_BUCKETS] = {
+	0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 100, 250, 500, 1000, 5000, 30000, -1
+};
+
+void
+evc_stats_add(pg_atomic_uint64 *counter, uint64 n)
+{
+	pg_atomic_fetch_add_u64(counter, n);
+}
+
+void
+evc_stats_observe_ms(EvcCounters *c, double ms)
+{
+	int			i;
+
+	for (i = 0; i < EVC_LAT_BUCKETS - 1; i++)
+		if (ms <= evc_latency_bounds_ms[i])
+			break;
+	pg_atomic_fetch_add_u64(&c->latency[i], 1);
+	pg_atomic_fetch_add_u64(&c->latency_sum_us, (uint64) (Max(ms, 0) * 1000));
+}
+
+/*
+ * The q-quantile, interpolated linearly inside its bucket, as Prometheus'
+ * histogram_quantile does.  NaN when the histogram is empty.
+ */
+double
+evc_stats_quantile(const uint64 *buckets, double q)
+{
+	uint64		total = 0;
+	double		rank;
+	uint64		seen = 0;
+
+	for (int i = 0; i < EVC_LAT_BUCKETS; i++)
+		total += buckets[i];
+	if (total == 0)
+		return get_float8_nan();
+	rank = q * total;
+	for (int i = 0; i < EVC_LAT_BUCKETS; i++)
+	{
+		double		lo = (i == 0) ? 0 : evc_latency_bounds_ms[i - 1];
+		double		hi = evc_latency_bounds_ms[i];
+
+		if (seen + buckets[i] >= rank && buckets[i] > 0)
+		{
+			if (hi < 0)
+				return lo;		/* in +Inf: the last finite bound */
+			return lo + (hi - lo) * (rank - seen) / buckets[i];
+		}
+		seen += buckets[i];
+	}
+	return evc_latency_bounds_ms[EVC_LAT_BUCKETS - 2];
+}
+
+typedef struct StatRow
+{
+	uint64		v[9];
+	uint64		lat[EVC_LAT_BUCKETS];
+	uint64		lat_sum_us;
+} StatRow;
+
+static void
+read_counters(EvcCounters *c, StatRow *r)
+{
+	r->v[0] = pg_atomic_read_u64(&c->produced);
+	r->v[1] = pg_atomic_read_u64(&c->delivered);
+	r->v[2] = pg_atomic_read_u64(&c->retried);
+	r->v[3] = pg_atomic_read_u64(&c->consumed);
+	r->v[4] = pg_atomic_read_u64(&c->landed);
+	r->v[5] = pg_atomic_read_u64(&c->dead_lettered);
+	r->v[6] = pg_atomic_read_u64(&c->bytes_in);
+	r->v[7] = pg_atomic_read_u64(&c->bytes_out);
+	r->v[8] = pg_atomic_read_u64(&c->batches);
+	for (int i = 0; i < EVC_LAT_BUCKETS; i++)
+		r->lat[i] = pg_atomic_read_u64(&c->latency[i]);
+	r->lat_sum_us = pg_atomic_read_u64(&c->latency_sum_us);
+}
+
+static void
+put_row(ReturnSetInfo *rsinfo, const char *kind, const char *name, int pid,
+		int64 sent, StatRow *r, const char *last_error, TimestampTz last_error_at)
+{
+	Datum		values[18];
+	bool		nulls[18] = {0};
+	uint64		n = 0;
+	double		p50 = evc_stats_quantile(r->lat, 0.5);
+	double		p99 = evc_stats_quantile(r->lat, 0.99);
+
+	for (int i = 0; i < EVC_LAT_BUCKETS; i++)
+		n += r->lat[i];
+	values[0] = CStringGetTextDatum(kind);
+	values[1] = CStringGetTextDatum(name);
+	values[2] = Int32GetDatum(pid);
+	nulls[2] = (pid == 0);
+	values[3] = Int64GetDatum(sent);
+	nulls[3] = (sent < 0);
+	for (int i = 0; i < 9; i++)
+		values[4 + i] = Int64GetDatum((int64) r->v[i]);
+	values[13] = Float8GetDatum(p50);
+	nulls[13] = (n == 0);
+	values[14] = Float8GetDatum(p99);
+	nulls[14] = (n == 0);
+	values[15] = Float8GetDatum(n ? (double) r->lat_sum_us / 1000.0 / n : 0);
+	nulls[15] = (n == 0);
+	values[16] = CStringGetTextDatum(last_error ? last_error : "");
+	nulls[16] = (last_error == NULL || last_error[0] == '\0');
+	values[17] = TimestampTzGetDatum(last_error_at);
+	nulls[17] = (last_error_at == 0);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+static const char *
+kind_name(EvcWorkerKind kind)
+{
+	return kind == EVC_WORKER_LAUNCHER ? "launcher" :
+		kind == EVC_WORKER_RELAY ? "relay" : "consumer";
+}
+
+PG_FUNCTION_INFO_V1(evc_stats);
+Datum
+evc_stats(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	StatRow		total = {0};
+	char	   *last_error = NULL;
+	TimestampTz last_error_at = 0;
+
+	evc_require_preload();
+	InitMaterializedSRF(fcinfo, 0);
+
+	for (int i = 0; i < EVC_MAX_WORKERS; i++)
+	{
+		EvcWorkerSlot *w = &evc_shared->workers[i];
+		StatRow		r;
+		char		err[EVC_ERROR_LEN];
+		char		name[EVC_WORKER_NAME_LEN];
+		TimestampTz err_at;
+		EvcWorkerKind kind;
+		int			pid;
+
+		LWLockAcquire(evc_shared->lock, LW_SHARED);
+		if (!w->in_use || w->kind == EVC_WORKER_LAUNCHER)
+		{
+			LWLockRelease(evc_shared->lock);
+			continue;
+		}
+		strlcpy(err, w->last_error, sizeof(err));
+		strlcpy(name, w->name, sizeof(name));
+		err_at = w->last_error_at;
+		kind = w->kind;
+		pid = w->pid;
+		LWLockRelease(evc_shared->lock);
+
+		read_counters(&w->counters, &r);
+		put_row(rsinfo, kind_name(kind), name, pid, -1, &r, err, err_at);
+		for (int j = 0; j < 9; j++)
+			total.v[j] += r.v[j];
+		for (int j = 0; j < EVC_LAT_BUCKETS; j++)
+			total.lat[j] += r.lat[j];
+		total.lat_sum_us += r.lat_sum_us;
+		if (err_at > last_error_at)
+		{
+			last_error_at = err_at;
+			last_error = pstrdup(err);
+		}
+	}
+	put_row(rsinfo, "total", "total", 0, (int64) pg_atomic_read_u64(&evc_shared->sent),
+			&total, last_error, last_error_at);
+	return (Datum) 0;
+}
+
+static void
+reset_counters(EvcCounters *c)
+{
+	pg_atomic_write_u64(&c->produced, 0);
+	pg_atomic_write_u64(&c->delivered, 0);
+	pg_atomic_write_u64(&c->retried, 0);
+	pg_atomic_write_u64(&c->consumed, 0);
+	pg_atomic_write_u64(&c->landed, 0);
+	pg_atomic_write_u64(&c->dead_lettered, 0);
+	pg_atomic_write_u64(&c->bytes_in, 0);
+	pg_atomic_write_u64(&c->bytes_out, 0);
+	pg_atomic_write_u64(&c->batches, 0);
+	for (int i = 0; i < EVC_LAT_BUCKETS; i++)
+		pg_atomic_write_u64(&c->latency[i], 0);
+	pg_atomic_write_u64(&c->latency_sum_us, 0);
+}
+
+/* evc_stats_reset(): zero every counter, as pg_stat_statements_reset does. */
+PG_FUNCTION_INFO_V1(evc_stats_reset);
+Datum
+evc_stats_reset(PG_FUNCTION_ARGS)
+{
+	evc_require_preload();
+	for (int i = 0; i < EVC_MAX_WORKERS; i++)
+		reset_counters(&evc_shared->workers[i].counters);
+	pg_atomic_write_u64(&evc_shared->sent, 0);
+	PG_RETURN_VOID();
+}

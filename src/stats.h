@@ -1,0 +1,39 @@
+/*
+ * stats.h
+ *		Counters in shared memory, per worker, shown by evc.stats.
+ */
+#ifndef EVC_STATS_H
+#define EVC_STATS_H
+
+#include "port/atomics.h"
+
+/* Latency histogram bucket upper bounds, in ms; the last is +Inf. */
+#define EVC_LAT_BUCKETS 18
+extern const double evc_latency_bounds_ms[EVC_LAT_BUCKETS];
+
+/*
+ * Written by the worker that owns the slot, read by anyone: atomics, so a
+ * reader never sees a torn value and no lock is taken in the hot path.
+ */
+typedef struct EvcCounters
+{
+	pg_atomic_uint64 produced;	/* relay: messages handed to librdkafka */
+	pg_atomic_uint64 delivered; /* relay: acknowledged by Kafka */
+	pg_atomic_uint64 retried;	/* relay: failed, kept in the outbox for a retry */
+	pg_atomic_uint64 consumed;	/* consumer: messages read from Kafka */
+	pg_atomic_uint64 landed;	/* consumer: made durable by a sink */
+	pg_atomic_uint64 dead_lettered;
+	pg_atomic_uint64 bytes_in;
+	pg_atomic_uint64 bytes_out;
+	pg_atomic_uint64 batches;
+	/* relay: commit to Kafka ack per event; consumer: per batch */
+	pg_atomic_uint64 latency[EVC_LAT_BUCKETS];
+	pg_atomic_uint64 latency_sum_us;
+} EvcCounters;
+
+extern void evc_stats_add(pg_atomic_uint64 *counter, uint64 n);
+extern void evc_stats_observe_ms(EvcCounters *c, double ms);
+extern double evc_stats_quantile(const uint64 *buckets, double q);
+extern void evc_stats_count_sent(int n);
+
+#endif
