@@ -84,7 +84,7 @@ check_topics(ArrayType *topics)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid topic name \"%s\"", t),
-					 t[0] == '\0' ? errdetail("The name is empty.") : errdetail("In a topic name %s.", why),
+					 t[0] == '\0' ? errdetail("The name is empty.") : errdetail("The name is not valid in Kafka: %s.", why),
 					 errhint("Start a regular expression with ^, as in '^prefix\\..*'.")));
 	}
 }
