@@ -27,7 +27,7 @@ EVC_VERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" evcollector.c
 PG_CPPFLAGS = -Iproto -Isrc -DEVC_VERSION_STR=\"$(EVC_VERSION)\"
 SHLIB_LINK = -lrdkafka -lcurl -lprotobuf-c -lz
 
-EXTRA_CLEAN = $(PROTO_C) $(PROTO_H) test/kafka_mock results regression.diffs regression.out
+EXTRA_CLEAN = $(PROTO_C) $(PROTO_H) test/kafka_mock test/helpers/evc-produce results regression.diffs regression.out
 
 # No LLVM bitcode: JIT inlining of our C is of no use, and it would need clang.
 override with_llvm = no
@@ -50,6 +50,10 @@ $(PROTO_C) $(PROTO_H) &: proto/evcollector.proto
 # The test peer that hosts librdkafka's mock cluster.
 test/kafka_mock: test/kafka_mock.c
 	$(CC) -O2 -Wall -Wextra -Werror -o $@ $< -lrdkafka -lpthread
+
+# Test helper that produces protobuf events (and garbage) fast.
+test/helpers/evc-produce: test/evc-produce.c $(PROTO_C) $(PROTO_H)
+	$(CC) -O2 -Wall -Wextra -Werror -Iproto -o $@ test/evc-produce.c $(PROTO_C) -lrdkafka -lprotobuf-c
 
 .PHONY: test demo deps
 deps:

@@ -124,26 +124,26 @@ check_brokers(char **newval, void **extra, GucSource source)
 }
 
 /*
- * kafka_properties: librdkafka properties as "key=value" pairs separated by
- * semicolons.  Commas cannot separate pairs because librdkafka values such
- * as debug contexts contain commas.  Each pair is tried on a scratch
- * rd_kafka_conf_t, so an unknown property or a bad value is refused here.
- * The message names the key only: the value may be a password.
+ * Apply evcollector.kafka_properties-style text ("key=value" pairs separated
+ * by semicolons) to a librdkafka configuration.  Commas cannot separate
+ * pairs because librdkafka values such as debug contexts contain commas.
+ * On failure errbuf names the key only, never the value: it may be a
+ * password.  Uses no PostgreSQL allocation that could throw, apart from a
+ * palloc'd scratch copy, so check hooks and workers can both call it.
  */
-static bool
-check_kafka_properties(char **newval, void **extra, GucSource source)
+bool
+evc_kafka_conf_apply(rd_kafka_conf_t *conf, const char *properties,
+					 char *errbuf, size_t errlen)
 {
-	rd_kafka_conf_t *conf;
 	char	   *copy;
 	char	   *pair;
 	char	   *save = NULL;
 	bool		ok = true;
 
-	if (*newval == NULL || **newval == '\0')
+	if (properties == NULL || *properties == '\0')
 		return true;
 
-	conf = rd_kafka_conf_new();
-	copy = pstrdup(*newval);
+	copy = pstrdup(properties);
 	for (pair = strtok_r(copy, ";", &save); pair; pair = strtok_r(NULL, ";", &save))
 	{
 		char	   *eq;
@@ -157,7 +157,7 @@ check_kafka_properties(char **newval, void **extra, GucSource source)
 		eq = strchr(pair, '=');
 		if (eq == NULL)
 		{
-			GUC_check_errdetail("Item \"%.40s\" is not of the form key=value.", pair);
+			snprintf(errbuf, errlen, "Item \"%.40s\" is not of the form key=value.", pair);
 			ok = false;
 			break;
 		}
@@ -167,13 +167,34 @@ check_kafka_properties(char **newval, void **extra, GucSource source)
 			*e = '\0';
 		if (rd_kafka_conf_set(conf, key, eq + 1, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
 		{
-			GUC_check_errdetail("librdkafka refused property \"%s\": %s", key, errstr);
+			snprintf(errbuf, errlen, "librdkafka refused property \"%s\": %s", key, errstr);
 			ok = false;
 			break;
 		}
 	}
 	pfree(copy);
+	return ok;
+}
+
+/*
+ * kafka_properties: each pair is tried on a scratch rd_kafka_conf_t, so an
+ * unknown property or a bad value is refused when it is set.
+ */
+static bool
+check_kafka_properties(char **newval, void **extra, GucSource source)
+{
+	rd_kafka_conf_t *conf;
+	char		errbuf[512];
+	bool		ok;
+
+	if (*newval == NULL || **newval == '\0')
+		return true;
+
+	conf = rd_kafka_conf_new();
+	ok = evc_kafka_conf_apply(conf, *newval, errbuf, sizeof(errbuf));
 	rd_kafka_conf_destroy(conf);
+	if (!ok)
+		GUC_check_errdetail("%s", errbuf);
 	return ok;
 }
 

@@ -26,4 +26,9 @@ extern void evc_define_gucs(bool preloading);
 /* Helpers shared with code that validates the same shapes at run time. */
 extern bool evc_valid_topic_fragment(const char *s, const char **why);
 
+/* Applies "key=value; ..." text to a librdkafka configuration. */
+struct rd_kafka_conf_s;
+extern bool evc_kafka_conf_apply(struct rd_kafka_conf_s *conf, const char *properties,
+								 char *errbuf, size_t errlen);
+
 #endif

@@ -1,0 +1,48 @@
+/*
+ * storage.h
+ *		Object storage for the sinks: one interface, two backends chosen by
+ *		evcollector.storage_url (file:///dir and s3://bucket/prefix).
+ */
+#ifndef EVC_STORAGE_H
+#define EVC_STORAGE_H
+
+typedef struct EvcStorage EvcStorage;
+
+/*
+ * A failed put raises ERROR.  The SQLSTATE tells the caller what to do:
+ * ERRCODE_CONNECTION_FAILURE (or other class 08 / 58) means the store is
+ * unavailable and the put may be retried later; any other code means the
+ * request is wrong (credentials, bucket) and needs an operator, although
+ * the consumer still retries it with a long backoff.
+ */
+typedef struct EvcStorageOps
+{
+	void		(*put) (EvcStorage *st, const char *key, const char *data,
+						size_t len, const char *content_type,
+						const char *sha256_hex);
+	void		(*close) (EvcStorage *st);
+} EvcStorageOps;
+
+struct EvcStorage
+{
+	const EvcStorageOps *ops;
+	char	   *url;			/* evcollector.storage_url it was opened with */
+	char	   *prefix;			/* key prefix, no leading or trailing slash */
+};
+
+extern EvcStorage *evc_storage_open(const char *url);
+extern void evc_storage_close(EvcStorage *st);
+extern void evc_storage_put(EvcStorage *st, const char *key, const char *data,
+							size_t len, const char *content_type,
+							const char *sha256_hex);
+extern char *evc_storage_full_key(EvcStorage *st, const char *key);
+extern void evc_sha256_hex(const char *data, size_t len, char *hex);
+
+/* Backends. */
+extern EvcStorage *evc_storage_file_open(const char *url);
+extern EvcStorage *evc_storage_s3_open(const char *url);
+
+/* Set by backends' transfer callbacks; checked to exit promptly. */
+extern bool evc_storage_interrupted(void);
+
+#endif
