@@ -51,6 +51,10 @@ typedef struct EvcShared
 	/* Events sent by committed transactions (all backends). */
 	pg_atomic_uint64 sent;
 	EvcWorkerSlot workers[EVC_MAX_WORKERS];
+	/* evc_aggregate runs in any backend; its counters are kept here. */
+	EvcCounters aggregator;
+	char		aggregator_error[EVC_ERROR_LEN];
+	TimestampTz aggregator_error_at;
 } EvcShared;
 
 extern EvcShared *evc_shared;

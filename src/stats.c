@@ -69,9 +69,11 @@ evc_stats_quantile(const uint64 *buckets, double q)
 	return evc_latency_bounds_ms[EVC_LAT_BUCKETS - 2];
 }
 
+#define STAT_VALUES 10
+
 typedef struct StatRow
 {
-	uint64		v[9];
+	uint64		v[STAT_VALUES];
 	uint64		lat[EVC_LAT_BUCKETS];
 	uint64		lat_sum_us;
 } StatRow;
@@ -81,13 +83,14 @@ read_counters(EvcCounters *c, StatRow *r)
 {
 	r->v[0] = pg_atomic_read_u64(&c->produced);
 	r->v[1] = pg_atomic_read_u64(&c->delivered);
-	r->v[2] = pg_atomic_read_u64(&c->retried);
-	r->v[3] = pg_atomic_read_u64(&c->consumed);
-	r->v[4] = pg_atomic_read_u64(&c->landed);
-	r->v[5] = pg_atomic_read_u64(&c->dead_lettered);
-	r->v[6] = pg_atomic_read_u64(&c->bytes_in);
-	r->v[7] = pg_atomic_read_u64(&c->bytes_out);
-	r->v[8] = pg_atomic_read_u64(&c->batches);
+	r->v[2] = pg_atomic_read_u64(&c->failed);
+	r->v[3] = pg_atomic_read_u64(&c->retried);
+	r->v[4] = pg_atomic_read_u64(&c->consumed);
+	r->v[5] = pg_atomic_read_u64(&c->landed);
+	r->v[6] = pg_atomic_read_u64(&c->dead_lettered);
+	r->v[7] = pg_atomic_read_u64(&c->bytes_in);
+	r->v[8] = pg_atomic_read_u64(&c->bytes_out);
+	r->v[9] = pg_atomic_read_u64(&c->batches);
 	for (int i = 0; i < EVC_LAT_BUCKETS; i++)
 		r->lat[i] = pg_atomic_read_u64(&c->latency[i]);
 	r->lat_sum_us = pg_atomic_read_u64(&c->latency_sum_us);
@@ -97,8 +100,8 @@ static void
 put_row(ReturnSetInfo *rsinfo, const char *kind, const char *name, int pid,
 		int64 sent, StatRow *r, const char *last_error, TimestampTz last_error_at)
 {
-	Datum		values[18];
-	bool		nulls[18] = {0};
+	Datum		values[19];
+	bool		nulls[19] = {0};
 	uint64		n = 0;
 	double		p50 = evc_stats_quantile(r->lat, 0.5);
 	double		p99 = evc_stats_quantile(r->lat, 0.99);
@@ -111,19 +114,35 @@ put_row(ReturnSetInfo *rsinfo, const char *kind, const char *name, int pid,
 	nulls[2] = (pid == 0);
 	values[3] = Int64GetDatum(sent);
 	nulls[3] = (sent < 0);
-	for (int i = 0; i < 9; i++)
+	for (int i = 0; i < STAT_VALUES; i++)
 		values[4 + i] = Int64GetDatum((int64) r->v[i]);
-	values[13] = Float8GetDatum(p50);
-	nulls[13] = (n == 0);
-	values[14] = Float8GetDatum(p99);
+	values[14] = Float8GetDatum(p50);
 	nulls[14] = (n == 0);
-	values[15] = Float8GetDatum(n ? (double) r->lat_sum_us / 1000.0 / n : 0);
+	values[15] = Float8GetDatum(p99);
 	nulls[15] = (n == 0);
-	values[16] = CStringGetTextDatum(last_error ? last_error : "");
-	nulls[16] = (last_error == NULL || last_error[0] == '\0');
-	values[17] = TimestampTzGetDatum(last_error_at);
-	nulls[17] = (last_error_at == 0);
+	values[16] = Float8GetDatum(n ? (double) r->lat_sum_us / 1000.0 / n : 0);
+	nulls[16] = (n == 0);
+	values[17] = CStringGetTextDatum(last_error ? last_error : "");
+	nulls[17] = (last_error == NULL || last_error[0] == '\0');
+	values[18] = TimestampTzGetDatum(last_error_at);
+	nulls[18] = (last_error_at == 0);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+static void
+add_to_total(StatRow *total, StatRow *r, const char *err, TimestampTz err_at,
+			 char **last_error, TimestampTz *last_error_at)
+{
+	for (int j = 0; j < STAT_VALUES; j++)
+		total->v[j] += r->v[j];
+	for (int j = 0; j < EVC_LAT_BUCKETS; j++)
+		total->lat[j] += r->lat[j];
+	total->lat_sum_us += r->lat_sum_us;
+	if (err_at > *last_error_at)
+	{
+		*last_error_at = err_at;
+		*last_error = pstrdup(err);
+	}
 }
 
 static const char *
@@ -170,16 +189,20 @@ evc_stats(PG_FUNCTION_ARGS)
 
 		read_counters(&w->counters, &r);
 		put_row(rsinfo, kind_name(kind), name, pid, -1, &r, err, err_at);
-		for (int j = 0; j < 9; j++)
-			total.v[j] += r.v[j];
-		for (int j = 0; j < EVC_LAT_BUCKETS; j++)
-			total.lat[j] += r.lat[j];
-		total.lat_sum_us += r.lat_sum_us;
-		if (err_at > last_error_at)
-		{
-			last_error_at = err_at;
-			last_error = pstrdup(err);
-		}
+		add_to_total(&total, &r, err, err_at, &last_error, &last_error_at);
+	}
+	{
+		StatRow		r;
+		char		err[EVC_ERROR_LEN];
+		TimestampTz err_at;
+
+		LWLockAcquire(evc_shared->lock, LW_SHARED);
+		strlcpy(err, evc_shared->aggregator_error, sizeof(err));
+		err_at = evc_shared->aggregator_error_at;
+		LWLockRelease(evc_shared->lock);
+		/* Not in the total: its aggregates are counted again by the relay. */
+		read_counters(&evc_shared->aggregator, &r);
+		put_row(rsinfo, "aggregator", "evc_aggregate", 0, -1, &r, err, err_at);
 	}
 	put_row(rsinfo, "total", "total", 0, (int64) pg_atomic_read_u64(&evc_shared->sent),
 			&total, last_error, last_error_at);
@@ -191,6 +214,7 @@ reset_counters(EvcCounters *c)
 {
 	pg_atomic_write_u64(&c->produced, 0);
 	pg_atomic_write_u64(&c->delivered, 0);
+	pg_atomic_write_u64(&c->failed, 0);
 	pg_atomic_write_u64(&c->retried, 0);
 	pg_atomic_write_u64(&c->consumed, 0);
 	pg_atomic_write_u64(&c->landed, 0);
@@ -211,6 +235,35 @@ evc_stats_reset(PG_FUNCTION_ARGS)
 	evc_require_preload();
 	for (int i = 0; i < EVC_MAX_WORKERS; i++)
 		reset_counters(&evc_shared->workers[i].counters);
+	reset_counters(&evc_shared->aggregator);
 	pg_atomic_write_u64(&evc_shared->sent, 0);
 	PG_RETURN_VOID();
+}
+
+/*
+ * One evc_aggregate run: events read, events that could not be aggregated,
+ * aggregates published, and its duration.  Shown as the "aggregator" row.
+ * Without shared memory (not preloaded) there is nowhere to count.
+ */
+void
+evc_stats_count_aggregation(int64 events, int64 failed, int64 published, double ms)
+{
+	if (evc_shared == NULL)
+		return;
+	pg_atomic_fetch_add_u64(&evc_shared->aggregator.consumed, events);
+	pg_atomic_fetch_add_u64(&evc_shared->aggregator.failed, failed);
+	pg_atomic_fetch_add_u64(&evc_shared->aggregator.produced, published);
+	pg_atomic_fetch_add_u64(&evc_shared->aggregator.batches, 1);
+	evc_stats_observe_ms(&evc_shared->aggregator, ms);
+}
+
+void
+evc_stats_aggregation_error(const char *message)
+{
+	if (evc_shared == NULL)
+		return;
+	LWLockAcquire(evc_shared->lock, LW_EXCLUSIVE);
+	strlcpy(evc_shared->aggregator_error, message ? message : "", EVC_ERROR_LEN);
+	evc_shared->aggregator_error_at = GetCurrentTimestamp();
+	LWLockRelease(evc_shared->lock);
 }

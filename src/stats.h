@@ -19,6 +19,9 @@ typedef struct EvcCounters
 {
 	pg_atomic_uint64 produced;	/* relay: messages handed to librdkafka */
 	pg_atomic_uint64 delivered; /* relay: acknowledged by Kafka */
+	pg_atomic_uint64 failed;	/* relay: deliveries failed; consumer: messages
+								 * of batches that could not land; aggregator:
+								 * events that could not be aggregated */
 	pg_atomic_uint64 retried;	/* relay: failed, kept in the outbox for a retry */
 	pg_atomic_uint64 consumed;	/* consumer: messages read from Kafka */
 	pg_atomic_uint64 landed;	/* consumer: made durable by a sink */
@@ -35,5 +38,7 @@ extern void evc_stats_add(pg_atomic_uint64 *counter, uint64 n);
 extern void evc_stats_observe_ms(EvcCounters *c, double ms);
 extern double evc_stats_quantile(const uint64 *buckets, double q);
 extern void evc_stats_count_sent(int n);
+extern void evc_stats_count_aggregation(int64 events, int64 failed, int64 published, double ms);
+extern void evc_stats_aggregation_error(const char *message);
 
 #endif
