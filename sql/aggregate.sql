@@ -166,4 +166,9 @@ INSERT INTO evc.events (message_id, client, event_name, context, data, sent_at, 
 VALUES (gen_random_uuid(), 'shop', 'order', '{}', '{}', '2026-01-01 00:00:00+00', 'shop.order', 2, 0);
 SELECT count(*) AS logged_without_declarations FROM evc.aggregate_invalidations;
 
+-- The aggregates sink is a consumer sink like the others.
+SELECT evc_consumer_create('live', ARRAY['^aggregates\..*'], 'aggregates') > 0 AS created;
+SELECT name, topics, sink FROM evc.consumers;
+SELECT evc_consumer_drop('live');
+
 DROP EXTENSION evcollector;

@@ -170,7 +170,8 @@ consumer_load_config(int32 id)
 	cfg->name = getvalue_or_null(tup, desc, 1);
 	sink = SPI_getvalue(tup, desc, 2);
 	cfg->sink = strcmp(sink, "archive") == 0 ? EVC_SINK_ARCHIVE :
-		strcmp(sink, "images") == 0 ? EVC_SINK_IMAGES : EVC_SINK_TABLE;
+		strcmp(sink, "images") == 0 ? EVC_SINK_IMAGES :
+		strcmp(sink, "aggregates") == 0 ? EVC_SINK_AGGREGATES : EVC_SINK_TABLE;
 	topics = getvalue_or_null(tup, desc, 3);
 	cfg->group_id = getvalue_or_null(tup, desc, 4);
 	{
@@ -821,7 +822,8 @@ evc_consumer_main(Datum main_arg)
 	consumer_connect();
 	elog(LOG, "evcollector consumer \"%s\" started: group \"%s\", %s sink",
 		 cfg->name, cfg->group_id,
-		 cfg->sink == EVC_SINK_ARCHIVE ? "archive" : cfg->sink == EVC_SINK_IMAGES ? "images" : "table");
+		 cfg->sink == EVC_SINK_ARCHIVE ? "archive" : cfg->sink == EVC_SINK_IMAGES ? "images" :
+		 cfg->sink == EVC_SINK_AGGREGATES ? "aggregates" : "table");
 
 	set = CreateWaitEventSet(TopMemoryContext, 3);
 	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);

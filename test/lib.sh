@@ -55,6 +55,7 @@ evc_build_install() {
 	make -C "$EVC_ROOT" -s install >/dev/null || evc_die "install failed"
 	make -C "$EVC_ROOT" -s test/kafka_mock >/dev/null || evc_die "build of test/kafka_mock failed"
 	make -C "$EVC_ROOT" -s test/helpers/evc-produce >/dev/null || evc_die "build of test/helpers/evc-produce failed"
+	make -C "$EVC_ROOT" -s test/helpers/evc-listen >/dev/null || evc_die "build of test/helpers/evc-listen failed"
 }
 
 # A port nobody listens on, found by trying to connect to it.
