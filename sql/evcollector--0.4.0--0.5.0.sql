@@ -201,6 +201,38 @@ COMMENT ON VIEW evc.stats IS 'evcollector counters per worker and in total (kind
 REVOKE ALL ON FUNCTION evc_stats() FROM PUBLIC;
 REVOKE ALL ON evc.stats FROM PUBLIC;
 
+-- What each running consumer last saw of its partitions (shared memory).
+CREATE FUNCTION evc_consumer_watermarks(OUT consumer text, OUT topic text, OUT partition int,
+	OUT low_watermark bigint, OUT high_watermark bigint, OUT observed_at timestamptz)
+RETURNS SETOF record
+LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'evc_consumer_watermarks';
+REVOKE ALL ON FUNCTION evc_consumer_watermarks() FROM PUBLIC;
+
+/*
+ * Lag per partition: in Kafka and not landed yet.  next_offset is what the
+ * consumer group landed (evc.consumer_offsets); before it has landed
+ * anything, lag counts from the partition's low watermark.
+ */
+CREATE VIEW evc.consumer_lag AS
+SELECT c.name AS consumer, c.group_id, w.topic, w.partition, o.next_offset,
+	   w.high_watermark,
+	   greatest(w.high_watermark - coalesce(o.next_offset, w.low_watermark), 0) AS lag,
+	   w.observed_at
+FROM evc_consumer_watermarks() w
+JOIN evc.consumers c ON c.name = w.consumer
+LEFT JOIN evc.consumer_offsets o ON o.group_id = c.group_id AND o.topic = w.topic AND o.partition = w.partition;
+COMMENT ON VIEW evc.consumer_lag IS 'consumer lag per partition: high watermark minus the next offset to land';
+REVOKE ALL ON evc.consumer_lag FROM PUBLIC;
+
+CREATE FUNCTION evc_metrics()
+RETURNS text
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'evc_metrics';
+COMMENT ON FUNCTION evc_metrics() IS 'evcollector metrics in Prometheus text exposition format';
+REVOKE ALL ON FUNCTION evc_metrics() FROM PUBLIC;
+
 /* ------------------------------------------------------------------------
  * Decoding any message of the wire format
  * ------------------------------------------------------------------------

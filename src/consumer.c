@@ -57,6 +57,7 @@
 #include "utils/wait_event.h"
 
 #include "consumer.h"
+#include "consumer_metrics.h"
 #include "guc.h"
 #include "storage.h"
 #include "worker.h"
@@ -89,6 +90,7 @@ static int	wake_pipe[2] = {-1, -1};
 static EvcStorage *storage = NULL;
 static char *storage_signature = NULL;
 static Batch batch;
+static EvcLandResult batch_landed;	/* what land_batch did, counted after commit */
 
 /* Written by librdkafka callbacks (on this thread, inside poll). */
 static volatile bool revoke_seen = false;
@@ -728,6 +730,7 @@ land_batch(rd_kafka_topic_partition_list_t *commit)
 		total.bytes += res.bytes;
 	}
 	record_progress(&total);
+	batch_landed = total;
 	SPI_finish();
 	PopActiveSnapshot();
 }
@@ -744,6 +747,7 @@ flush_batch(void)
 		rd_kafka_topic_partition_list_new(list_length(batch.parts));
 	volatile bool ok = true;
 	char		activity[128];
+	TimestampTz started = GetCurrentTimestamp();
 
 	snprintf(activity, sizeof(activity), "landing %d messages", batch.nmessages);
 	pgstat_report_activity(STATE_RUNNING, activity);
@@ -776,6 +780,7 @@ flush_batch(void)
 	}
 	PG_END_TRY();
 
+	evc_consumer_count_batch(my_slot, batch.nmessages, batch.nbytes, ok ? &batch_landed : NULL, started);
 	if (ok)
 	{
 		rd_kafka_resp_err_t err = rd_kafka_commit(rk, commit, 1);
@@ -854,6 +859,7 @@ evc_consumer_main(Datum main_arg)
 		retry_at = 0;
 
 		more = consumer_drain();
+		evc_consumer_note_watermarks(my_slot, rk);
 		report_kafka_errors();
 		if (batch_due(GetCurrentTimestamp()))
 		{

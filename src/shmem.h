@@ -43,6 +43,30 @@ typedef struct EvcWorkerSlot
 	EvcCounters counters;
 } EvcWorkerSlot;
 
+/*
+ * High watermarks of the partitions a consumer is assigned, as librdkafka
+ * last saw them; with the landed offsets in evc.consumer_offsets they give
+ * the consumer lag (evc.consumer_lag).  Written by the consumer only.
+ */
+#define EVC_LAG_PARTITIONS 32
+#define EVC_TOPIC_LEN 250
+
+typedef struct EvcPartitionMark
+{
+	char		topic[EVC_TOPIC_LEN];
+	int32		partition;
+	int64		low;
+	int64		high;
+} EvcPartitionMark;
+
+typedef struct EvcLagTable
+{
+	int			n;
+	int			assigned;		/* may exceed n: only the first are kept */
+	TimestampTz observed_at;
+	EvcPartitionMark parts[EVC_LAG_PARTITIONS];
+} EvcLagTable;
+
 typedef struct EvcShared
 {
 	LWLock	   *lock;
@@ -55,6 +79,8 @@ typedef struct EvcShared
 	EvcCounters aggregator;
 	char		aggregator_error[EVC_ERROR_LEN];
 	TimestampTz aggregator_error_at;
+	/* Per worker slot, same index as workers[]. */
+	EvcLagTable lag[EVC_MAX_WORKERS];
 } EvcShared;
 
 extern EvcShared *evc_shared;

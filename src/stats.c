@@ -15,6 +15,11 @@
 #include "shmem.h"
 #include "stats.h"
 
+const char *const evc_stat_names[EVC_STAT_VALUES] = {
+	"produced", "delivered", "failed", "retried", "consumed", "landed",
+	"dead_lettered", "bytes_in", "bytes_out", "batches"
+};
+
 const double evc_latency_bounds_ms[EVC_LAT_BUCKETS] = {
 	0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 100, 250, 500, 1000, 5000, 30000, -1
 };
@@ -69,17 +74,8 @@ evc_stats_quantile(const uint64 *buckets, double q)
 	return evc_latency_bounds_ms[EVC_LAT_BUCKETS - 2];
 }
 
-#define STAT_VALUES 10
-
-typedef struct StatRow
-{
-	uint64		v[STAT_VALUES];
-	uint64		lat[EVC_LAT_BUCKETS];
-	uint64		lat_sum_us;
-} StatRow;
-
 static void
-read_counters(EvcCounters *c, StatRow *r)
+read_counters(EvcCounters *c, EvcStatRow *r)
 {
 	r->v[0] = pg_atomic_read_u64(&c->produced);
 	r->v[1] = pg_atomic_read_u64(&c->delivered);
@@ -96,9 +92,58 @@ read_counters(EvcCounters *c, StatRow *r)
 	r->lat_sum_us = pg_atomic_read_u64(&c->latency_sum_us);
 }
 
+static const char *
+kind_name(EvcWorkerKind kind)
+{
+	return kind == EVC_WORKER_LAUNCHER ? "launcher" :
+		kind == EVC_WORKER_RELAY ? "relay" : "consumer";
+}
+
+/*
+ * One row per supervised worker (the launcher has no counters), then one
+ * for evc_aggregate.  The counters are read without a lock (atomics); the
+ * names and errors are copied under it.
+ */
+EvcStatRow *
+evc_stats_collect(int *nrows)
+{
+	EvcStatRow *rows = palloc0(sizeof(EvcStatRow) * (EVC_MAX_WORKERS + 1));
+	int			n = 0;
+
+	evc_require_preload();
+	for (int i = 0; i < EVC_MAX_WORKERS; i++)
+	{
+		EvcWorkerSlot *w = &evc_shared->workers[i];
+		EvcStatRow *r = &rows[n];
+
+		LWLockAcquire(evc_shared->lock, LW_SHARED);
+		if (!w->in_use || w->kind == EVC_WORKER_LAUNCHER)
+		{
+			LWLockRelease(evc_shared->lock);
+			continue;
+		}
+		strlcpy(r->kind, kind_name(w->kind), sizeof(r->kind));
+		strlcpy(r->name, w->name, sizeof(r->name));
+		strlcpy(r->last_error, w->last_error, sizeof(r->last_error));
+		r->last_error_at = w->last_error_at;
+		r->pid = w->pid;
+		LWLockRelease(evc_shared->lock);
+		read_counters(&w->counters, r);
+		n++;
+	}
+	LWLockAcquire(evc_shared->lock, LW_SHARED);
+	strlcpy(rows[n].kind, "aggregator", sizeof(rows[n].kind));
+	strlcpy(rows[n].name, "evc_aggregate", sizeof(rows[n].name));
+	strlcpy(rows[n].last_error, evc_shared->aggregator_error, sizeof(rows[n].last_error));
+	rows[n].last_error_at = evc_shared->aggregator_error_at;
+	LWLockRelease(evc_shared->lock);
+	read_counters(&evc_shared->aggregator, &rows[n]);
+	*nrows = n + 1;
+	return rows;
+}
+
 static void
-put_row(ReturnSetInfo *rsinfo, const char *kind, const char *name, int pid,
-		int64 sent, StatRow *r, const char *last_error, TimestampTz last_error_at)
+put_row(ReturnSetInfo *rsinfo, EvcStatRow *r, int64 sent)
 {
 	Datum		values[19];
 	bool		nulls[19] = {0};
@@ -108,13 +153,13 @@ put_row(ReturnSetInfo *rsinfo, const char *kind, const char *name, int pid,
 
 	for (int i = 0; i < EVC_LAT_BUCKETS; i++)
 		n += r->lat[i];
-	values[0] = CStringGetTextDatum(kind);
-	values[1] = CStringGetTextDatum(name);
-	values[2] = Int32GetDatum(pid);
-	nulls[2] = (pid == 0);
+	values[0] = CStringGetTextDatum(r->kind);
+	values[1] = CStringGetTextDatum(r->name);
+	values[2] = Int32GetDatum(r->pid);
+	nulls[2] = (r->pid == 0);
 	values[3] = Int64GetDatum(sent);
 	nulls[3] = (sent < 0);
-	for (int i = 0; i < STAT_VALUES; i++)
+	for (int i = 0; i < EVC_STAT_VALUES; i++)
 		values[4 + i] = Int64GetDatum((int64) r->v[i]);
 	values[14] = Float8GetDatum(p50);
 	nulls[14] = (n == 0);
@@ -122,34 +167,11 @@ put_row(ReturnSetInfo *rsinfo, const char *kind, const char *name, int pid,
 	nulls[15] = (n == 0);
 	values[16] = Float8GetDatum(n ? (double) r->lat_sum_us / 1000.0 / n : 0);
 	nulls[16] = (n == 0);
-	values[17] = CStringGetTextDatum(last_error ? last_error : "");
-	nulls[17] = (last_error == NULL || last_error[0] == '\0');
-	values[18] = TimestampTzGetDatum(last_error_at);
-	nulls[18] = (last_error_at == 0);
+	values[17] = CStringGetTextDatum(r->last_error);
+	nulls[17] = (r->last_error[0] == '\0');
+	values[18] = TimestampTzGetDatum(r->last_error_at);
+	nulls[18] = (r->last_error_at == 0);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-}
-
-static void
-add_to_total(StatRow *total, StatRow *r, const char *err, TimestampTz err_at,
-			 char **last_error, TimestampTz *last_error_at)
-{
-	for (int j = 0; j < STAT_VALUES; j++)
-		total->v[j] += r->v[j];
-	for (int j = 0; j < EVC_LAT_BUCKETS; j++)
-		total->lat[j] += r->lat[j];
-	total->lat_sum_us += r->lat_sum_us;
-	if (err_at > *last_error_at)
-	{
-		*last_error_at = err_at;
-		*last_error = pstrdup(err);
-	}
-}
-
-static const char *
-kind_name(EvcWorkerKind kind)
-{
-	return kind == EVC_WORKER_LAUNCHER ? "launcher" :
-		kind == EVC_WORKER_RELAY ? "relay" : "consumer";
 }
 
 PG_FUNCTION_INFO_V1(evc_stats);
@@ -157,55 +179,35 @@ Datum
 evc_stats(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	StatRow		total = {0};
-	char	   *last_error = NULL;
-	TimestampTz last_error_at = 0;
+	EvcStatRow	total = {0};
+	EvcStatRow *rows;
+	int			n;
 
 	evc_require_preload();
 	InitMaterializedSRF(fcinfo, 0);
-
-	for (int i = 0; i < EVC_MAX_WORKERS; i++)
+	rows = evc_stats_collect(&n);
+	for (int i = 0; i < n; i++)
 	{
-		EvcWorkerSlot *w = &evc_shared->workers[i];
-		StatRow		r;
-		char		err[EVC_ERROR_LEN];
-		char		name[EVC_WORKER_NAME_LEN];
-		TimestampTz err_at;
-		EvcWorkerKind kind;
-		int			pid;
+		EvcStatRow *r = &rows[i];
 
-		LWLockAcquire(evc_shared->lock, LW_SHARED);
-		if (!w->in_use || w->kind == EVC_WORKER_LAUNCHER)
-		{
-			LWLockRelease(evc_shared->lock);
+		put_row(rsinfo, r, -1);
+		/* The aggregator is not in the total: the relay counts its aggregates again. */
+		if (strcmp(r->kind, "aggregator") == 0)
 			continue;
+		for (int j = 0; j < EVC_STAT_VALUES; j++)
+			total.v[j] += r->v[j];
+		for (int j = 0; j < EVC_LAT_BUCKETS; j++)
+			total.lat[j] += r->lat[j];
+		total.lat_sum_us += r->lat_sum_us;
+		if (r->last_error_at > total.last_error_at)
+		{
+			total.last_error_at = r->last_error_at;
+			strlcpy(total.last_error, r->last_error, sizeof(total.last_error));
 		}
-		strlcpy(err, w->last_error, sizeof(err));
-		strlcpy(name, w->name, sizeof(name));
-		err_at = w->last_error_at;
-		kind = w->kind;
-		pid = w->pid;
-		LWLockRelease(evc_shared->lock);
-
-		read_counters(&w->counters, &r);
-		put_row(rsinfo, kind_name(kind), name, pid, -1, &r, err, err_at);
-		add_to_total(&total, &r, err, err_at, &last_error, &last_error_at);
 	}
-	{
-		StatRow		r;
-		char		err[EVC_ERROR_LEN];
-		TimestampTz err_at;
-
-		LWLockAcquire(evc_shared->lock, LW_SHARED);
-		strlcpy(err, evc_shared->aggregator_error, sizeof(err));
-		err_at = evc_shared->aggregator_error_at;
-		LWLockRelease(evc_shared->lock);
-		/* Not in the total: its aggregates are counted again by the relay. */
-		read_counters(&evc_shared->aggregator, &r);
-		put_row(rsinfo, "aggregator", "evc_aggregate", 0, -1, &r, err, err_at);
-	}
-	put_row(rsinfo, "total", "total", 0, (int64) pg_atomic_read_u64(&evc_shared->sent),
-			&total, last_error, last_error_at);
+	strlcpy(total.kind, "total", sizeof(total.kind));
+	strlcpy(total.name, "total", sizeof(total.name));
+	put_row(rsinfo, &total, (int64) pg_atomic_read_u64(&evc_shared->sent));
 	return (Datum) 0;
 }
 
