@@ -1,8 +1,8 @@
 -- Metrics and decoding: the SQL surface and its errors.  Values depend on
 -- the running workers, so only the shape is checked here; the suites
 -- (test/suites/metrics.sql) check the values and the format line by line.
-CREATE EXTENSION IF NOT EXISTS evcollector;
 SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS evcollector;
 
 -- evcollector.metrics_interval: off by default, 0 or at least 1 s.
 SHOW evcollector.metrics_interval;
@@ -43,5 +43,3 @@ SELECT evc_decode(decode('0a0473686f70', 'hex'), 'evcollector.SchemaRecord') ->>
 SELECT evc_decode('\x', 'Metrics') AS empty_metrics;
 SELECT evc_decode('\xff', 'Metrics');
 SELECT evc_decode('\x0a', 'Nope');
-
-DROP EXTENSION evcollector;
