@@ -243,3 +243,16 @@ LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'evc_decode';
 COMMENT ON FUNCTION evc_decode(bytea, text) IS
 	'decode a message of proto/evcollector.proto (Event, SchemaRecord, AggregatedEvent, Metrics, ...) to jsonb';
+
+/* ------------------------------------------------------------------------
+ * Lineage
+ * ------------------------------------------------------------------------
+ */
+CREATE FUNCTION evc_trace(message_id uuid, OUT stage text, OUT at timestamptz, OUT detail jsonb)
+RETURNS SETOF record
+LANGUAGE C STRICT VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'evc_trace';
+COMMENT ON FUNCTION evc_trace(uuid) IS
+	'where an event is now: outbox, Kafka position, archive object and line, events or images row, dead letters';
+REVOKE ALL ON FUNCTION evc_trace(uuid) FROM PUBLIC;

@@ -74,6 +74,8 @@ typedef struct RelayOutcome
 	bool		reported;
 	rd_kafka_resp_err_t err;
 	TimestampTz acked_at;
+	int32		partition;		/* where Kafka put it, for evc_trace */
+	int64		offset;
 } RelayOutcome;
 
 static rd_kafka_t *producer = NULL;
@@ -114,6 +116,8 @@ relay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 	outcomes[idx].reported = true;
 	outcomes[idx].err = msg->err;
 	outcomes[idx].acked_at = GetCurrentTimestamp();
+	outcomes[idx].partition = msg->partition;
+	outcomes[idx].offset = msg->offset;
 	reports_pending--;
 }
 
@@ -552,6 +556,16 @@ settle_batch(List *rows, int *delivered, int *failed, int *dead)
 	ListCell   *lc;
 	int			idx = 0;
 
+	evc_trace_begin_notes();
+	foreach(lc, rows)
+	{
+		RelayRow   *row = lfirst(lc);
+		RelayOutcome *o = &outcomes[foreach_current_index(lc)];
+
+		if (o->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			evc_trace_note_delivery(row->message_id, row->topic, o->partition, o->offset, o->acked_at);
+	}
+	evc_trace_end_notes();
 	foreach(lc, rows)
 	{
 		RelayRow   *row = lfirst(lc);

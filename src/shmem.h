@@ -67,6 +67,30 @@ typedef struct EvcLagTable
 	EvcPartitionMark parts[EVC_LAG_PARTITIONS];
 } EvcLagTable;
 
+/*
+ * The last deliveries the relay saw acknowledged, with their Kafka
+ * position, for evc_trace(): the producer learns a message's offset only
+ * from its delivery report, and keeping a row per message would double the
+ * relay's writes.  A ring, overwritten oldest first.
+ */
+#define EVC_TRACE_RING 8192
+#define EVC_TRACE_TOPIC_LEN 128
+
+typedef struct EvcDelivery
+{
+	char		message_id[37];
+	char		topic[EVC_TRACE_TOPIC_LEN];	/* cut at 127 bytes */
+	int32		partition;
+	int64		offset;
+	TimestampTz acked_at;
+} EvcDelivery;
+
+typedef struct EvcDeliveryRing
+{
+	uint64		next;			/* total ever written; next % size is the slot */
+	EvcDelivery entries[EVC_TRACE_RING];
+} EvcDeliveryRing;
+
 typedef struct EvcShared
 {
 	LWLock	   *lock;
@@ -81,6 +105,7 @@ typedef struct EvcShared
 	TimestampTz aggregator_error_at;
 	/* Per worker slot, same index as workers[]. */
 	EvcLagTable lag[EVC_MAX_WORKERS];
+	EvcDeliveryRing deliveries;
 } EvcShared;
 
 extern EvcShared *evc_shared;
@@ -97,5 +122,11 @@ extern void evc_worker_record_error(EvcWorkerSlot *slot, const char *message);
 extern void evc_wake_worker(EvcWorkerKind kind, const char *name);
 extern void evc_wake_at_commit(EvcWorkerKind kind);
 extern bool evc_wake_pending(EvcWorkerKind kind);
+
+/* trace.c */
+extern void evc_trace_note_delivery(const char *message_id, const char *topic,
+									int32 partition, int64 offset, TimestampTz acked_at);
+extern void evc_trace_begin_notes(void);
+extern void evc_trace_end_notes(void);
 
 #endif

@@ -29,7 +29,7 @@ EVC_DEBS=(build-essential curl ca-certificates zlib1g-dev
 	postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl
 	librdkafka-dev libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler
-	kcat json-schema-test-suite node-ajv bc)
+	kcat json-schema-test-suite node-ajv bc python3-prometheus-client)
 
 evc_install_deps() {
 	local missing=() p
