@@ -39,6 +39,9 @@ typedef struct RefFrame
 	int			depth;
 } RefFrame;
 
+#define LOCAL_PATH	32
+#define LOCAL_REFS	16
+
 typedef struct EvalCtx
 {
 	bool		collect_all;
@@ -51,11 +54,26 @@ typedef struct EvalCtx
 	RefFrame   *refs;
 	int			n_refs;
 	int			refs_cap;
+	/* the first levels need no allocation */
+	PathSeg		path_local[LOCAL_PATH];
+	RefFrame	refs_local[LOCAL_REFS];
 } EvalCtx;
 
 static bool eval_node(EvalCtx *cx, EvcNode *n, const JV *v);
 
 /* ---------- errors ---------- */
+
+/*
+ * Whether a failure here is recorded.  Reports go through REPORT, which
+ * does not even evaluate its arguments otherwise: a check that only needs
+ * a yes or no builds no message, path or number text.
+ */
+#define WANT(cx)	((cx)->want_errors && (cx)->suppress == 0)
+#define REPORT(cx, ...) \
+	do { \
+		if (WANT(cx)) \
+			report((cx), __VA_ARGS__); \
+	} while (0)
 
 static char *
 instance_path(EvalCtx *cx)
@@ -94,8 +112,6 @@ report(EvalCtx *cx, EvcNode *n, const char *keyword, const char *fmt,...)
 	EvcValidationError *e;
 	StringInfoData msg;
 
-	if (cx->suppress > 0 || !cx->want_errors)
-		return;
 	e = palloc(sizeof(EvcValidationError));
 	e->instance_path = instance_path(cx);
 	e->schema_path = strcmp(keyword, "false") != 0 ?
@@ -134,8 +150,13 @@ path_push(EvalCtx *cx, const char *key, int len)
 {
 	if (cx->depth == cx->path_cap)
 	{
+		PathSeg    *grown = palloc(sizeof(PathSeg) * cx->path_cap * 2);
+
+		memcpy(grown, cx->path, sizeof(PathSeg) * cx->path_cap);
+		if (cx->path != cx->path_local)
+			pfree(cx->path);
+		cx->path = grown;
 		cx->path_cap *= 2;
-		cx->path = repalloc(cx->path, sizeof(PathSeg) * cx->path_cap);
 	}
 	cx->path[cx->depth].key = key;
 	cx->path[cx->depth].len = len;
@@ -148,7 +169,7 @@ path_pop(EvalCtx *cx)
 	cx->depth--;
 }
 
-static bool
+static inline bool
 eval_child(EvalCtx *cx, EvcNode *n, const JV *v, const char *key, int len)
 {
 	bool		ok;
@@ -171,6 +192,12 @@ eval_quiet(EvalCtx *cx, EvcNode *n, const JV *v)
 }
 
 /* ---------- numbers ---------- */
+
+/*
+ * Numbers are compared in their exact form (validate_num.c) when both sides
+ * have one, which is nearly always; otherwise as numeric.  Either way the
+ * answer is exact.
+ */
 
 static inline int
 num_cmp(Numeric a, Numeric b)
@@ -195,15 +222,40 @@ numeric_zero(void)
 }
 
 static bool
-num_is_integer(Numeric n)
+num_is_integer(const JV *v, const EvcNum *x)
 {
-	return DatumGetInt32(DirectFunctionCall1(numeric_min_scale, NumericGetDatum(n))) == 0;
+	if (x)
+		return x->scale == 0;
+	return DatumGetInt32(DirectFunctionCall1(numeric_min_scale,
+											 NumericGetDatum(jv_num_numeric(v)))) == 0;
 }
 
 static char *
 num_text(Numeric n)
 {
 	return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n)));
+}
+
+/* x (exact form, or NULL) compared with bound number `which` of n. */
+static inline int
+bound_cmp(const JV *v, const EvcNum *x, EvcNode *n, int which, Numeric bound)
+{
+	if (x && (n->num_fast_ok & (1 << which)))
+		return evc_num_cmp(x, &n->num_fast[which]);
+	return num_cmp(jv_num_numeric(v), bound);
+}
+
+static bool
+is_multiple(const JV *v, const EvcNum *x, EvcNode *n)
+{
+	Numeric		rem;
+
+	if (x && (n->num_fast_ok & (1 << EVC_NB_MULTIPLE_OF)))
+		return evc_num_is_multiple(x, &n->num_fast[EVC_NB_MULTIPLE_OF]);
+	rem = DatumGetNumeric(DirectFunctionCall2(numeric_mod,
+											  NumericGetDatum(jv_num_numeric(v)),
+											  NumericGetDatum(n->multiple_of)));
+	return num_cmp(rem, numeric_zero()) == 0;
 }
 
 #define FAIL() \
@@ -214,87 +266,96 @@ num_text(Numeric n)
 	} while (0)
 
 static bool
-eval_number(EvalCtx *cx, EvcNode *n, const JV *v)
+eval_number(EvalCtx *cx, EvcNode *n, const JV *v, const EvcNum *x)
 {
 	bool		valid = true;
-	Numeric		x = v->u.num;
 
-	if (n->minimum && num_cmp(x, n->minimum) < 0)
+	if (n->minimum && bound_cmp(v, x, n, EVC_NB_MINIMUM, n->minimum) < 0)
 	{
-		report(cx, n, "minimum", "%s is less than the minimum of %s",
-			   num_text(x), num_text(n->minimum));
+		REPORT(cx, n, "minimum", "%s is less than the minimum of %s",
+			   num_text(jv_num_numeric(v)), num_text(n->minimum));
 		FAIL();
 	}
-	if (n->maximum && num_cmp(x, n->maximum) > 0)
+	if (n->maximum && bound_cmp(v, x, n, EVC_NB_MAXIMUM, n->maximum) > 0)
 	{
-		report(cx, n, "maximum", "%s is greater than the maximum of %s",
-			   num_text(x), num_text(n->maximum));
+		REPORT(cx, n, "maximum", "%s is greater than the maximum of %s",
+			   num_text(jv_num_numeric(v)), num_text(n->maximum));
 		FAIL();
 	}
-	if (n->exclusive_minimum && num_cmp(x, n->exclusive_minimum) <= 0)
+	if (n->exclusive_minimum &&
+		bound_cmp(v, x, n, EVC_NB_XMINIMUM, n->exclusive_minimum) <= 0)
 	{
-		report(cx, n, "exclusiveMinimum", "%s is not greater than %s",
-			   num_text(x), num_text(n->exclusive_minimum));
+		REPORT(cx, n, "exclusiveMinimum", "%s is not greater than %s",
+			   num_text(jv_num_numeric(v)), num_text(n->exclusive_minimum));
 		FAIL();
 	}
-	if (n->exclusive_maximum && num_cmp(x, n->exclusive_maximum) >= 0)
+	if (n->exclusive_maximum &&
+		bound_cmp(v, x, n, EVC_NB_XMAXIMUM, n->exclusive_maximum) >= 0)
 	{
-		report(cx, n, "exclusiveMaximum", "%s is not less than %s",
-			   num_text(x), num_text(n->exclusive_maximum));
+		REPORT(cx, n, "exclusiveMaximum", "%s is not less than %s",
+			   num_text(jv_num_numeric(v)), num_text(n->exclusive_maximum));
 		FAIL();
 	}
-	if (n->multiple_of)
+	if (n->multiple_of && !is_multiple(v, x, n))
 	{
-		Numeric		rem = DatumGetNumeric(DirectFunctionCall2(numeric_mod,
-															  NumericGetDatum(x),
-															  NumericGetDatum(n->multiple_of)));
-
-		if (num_cmp(rem, numeric_zero()) != 0)
-		{
-			report(cx, n, "multipleOf", "%s is not a multiple of %s",
-				   num_text(x), num_text(n->multiple_of));
-			FAIL();
-		}
+		REPORT(cx, n, "multipleOf", "%s is not a multiple of %s",
+			   num_text(jv_num_numeric(v)), num_text(n->multiple_of));
+		FAIL();
 	}
 	return valid;
 }
 
 /* ---------- strings ---------- */
 
+/* Code points in a string; UTF-8 is counted here, other encodings by Postgres. */
+static int
+string_chars(const char *s, int len)
+{
+	int			chars = 0;
+
+	if (GetDatabaseEncoding() != PG_UTF8)
+		return pg_mbstrlen_with_len(s, len);
+	for (int i = 0; i < len; i++)
+		chars += ((unsigned char) s[i] & 0xC0) != 0x80;
+	return chars;
+}
+
 static bool
 eval_string(EvalCtx *cx, EvcNode *n, const JV *v)
 {
 	bool		valid = true;
 
-	if (n->min_length >= 0 || n->max_length >= 0)
+	/*
+	 * A string of len bytes has at most len and at least len / 4 code
+	 * points, which settles most length checks without counting.
+	 */
+	if ((n->max_length >= 0 && v->len > n->max_length) ||
+		(n->min_length >= 0 && v->len / 4 < n->min_length))
 	{
-		/* a byte count bounds the code point count from above */
-		int			chars = (n->max_length >= 0 && v->len <= n->max_length &&
-							 (n->min_length < 0 || v->len < n->min_length))
-			? v->len : pg_mbstrlen_with_len(v->u.str, v->len);
+		int			chars = string_chars(v->u.str, v->len);
 
 		if (n->min_length >= 0 && chars < n->min_length)
 		{
-			report(cx, n, "minLength", "string is %d characters long, shorter than %d",
+			REPORT(cx, n, "minLength", "string is %d characters long, shorter than %d",
 				   chars, n->min_length);
 			FAIL();
 		}
 		if (n->max_length >= 0 && chars > n->max_length)
 		{
-			report(cx, n, "maxLength", "string is %d characters long, longer than %d",
+			REPORT(cx, n, "maxLength", "string is %d characters long, longer than %d",
 				   chars, n->max_length);
 			FAIL();
 		}
 	}
 	if (n->pattern && !evc_regex_match(n->pattern, v->u.str, v->len))
 	{
-		report(cx, n, "pattern", "string %s does not match pattern \"%s\"",
+		REPORT(cx, n, "pattern", "string %s does not match pattern \"%s\"",
 			   quote_short(v->u.str, v->len), n->pattern_src);
 		FAIL();
 	}
 	if (n->format_fn && evc_validate_formats && !n->format_fn(v->u.str, v->len))
 	{
-		report(cx, n, "format", "string %s is not a valid %s",
+		REPORT(cx, n, "format", "string %s is not a valid %s",
 			   quote_short(v->u.str, v->len), n->format);
 		FAIL();
 	}
@@ -355,6 +416,29 @@ find_duplicate(const JV *arr, int *first, int *second)
 	return dup;
 }
 
+/* A small array of scalars: pairwise, with no hashing or allocation. */
+static bool
+find_duplicate_small(const JV *arr, int *first, int *second)
+{
+	JV			items[8];
+	JvIter		it;
+	JV			k;
+	int			n = 0;
+
+	jv_iter_init(&it, arr);
+	while (jv_iter_next(&it, &k, &items[n]))
+		n++;
+	for (int i = 1; i < n; i++)
+		for (int j = 0; j < i; j++)
+			if (jv_equal(&items[j], &items[i]))
+			{
+				*first = j;
+				*second = i;
+				return true;
+			}
+	return false;
+}
+
 static bool
 eval_array(EvalCtx *cx, EvcNode *n, const JV *v)
 {
@@ -367,12 +451,12 @@ eval_array(EvalCtx *cx, EvcNode *n, const JV *v)
 
 	if (n->min_items >= 0 && v->len < n->min_items)
 	{
-		report(cx, n, "minItems", "array has %d items, fewer than %d", v->len, n->min_items);
+		REPORT(cx, n, "minItems", "array has %d items, fewer than %d", v->len, n->min_items);
 		FAIL();
 	}
 	if (n->max_items >= 0 && v->len > n->max_items)
 	{
-		report(cx, n, "maxItems", "array has %d items, more than %d", v->len, n->max_items);
+		REPORT(cx, n, "maxItems", "array has %d items, more than %d", v->len, n->max_items);
 		FAIL();
 	}
 	if (n->items || n->items_list || n->contains)
@@ -386,7 +470,7 @@ eval_array(EvalCtx *cx, EvcNode *n, const JV *v)
 				s = i < n->n_items_list ? n->items_list[i] : n->additional_items;
 			if (s && s == n->additional_items && s->is_bool && !s->bool_value)
 			{
-				report(cx, n, "additionalItems", "array has %d items, more than the %d allowed",
+				REPORT(cx, n, "additionalItems", "array has %d items, more than the %d allowed",
 					   v->len, n->n_items_list);
 				FAIL();
 				break;
@@ -403,7 +487,7 @@ eval_array(EvalCtx *cx, EvcNode *n, const JV *v)
 		}
 		if (n->contains && !found)
 		{
-			report(cx, n, "contains", "no item matches the \"contains\" schema");
+			REPORT(cx, n, "contains", "no item matches the \"contains\" schema");
 			FAIL();
 		}
 	}
@@ -412,9 +496,13 @@ eval_array(EvalCtx *cx, EvcNode *n, const JV *v)
 		int			a,
 					b;
 
-		if (find_duplicate(v, &a, &b))
+		/*
+		 * Both find the pair (a, b) with the smallest b, then the smallest a:
+		 * for the hashed search, equal items sort by index.
+		 */
+		if (v->len <= 8 ? find_duplicate_small(v, &a, &b) : find_duplicate(v, &a, &b))
 		{
-			report(cx, n, "uniqueItems", "items %d and %d are equal", a, b);
+			REPORT(cx, n, "uniqueItems", "items %d and %d are equal", a, b);
 			FAIL();
 		}
 	}
@@ -433,7 +521,7 @@ eval_property_names(EvalCtx *cx, EvcNode *n, const JV *key)
 	ok = eval_node(cx, n->property_names, &name);
 	path_pop(cx);
 	if (!ok)
-		report(cx, n, "propertyNames", "property name %s is not valid",
+		REPORT(cx, n, "propertyNames", "property name %s is not valid",
 			   quote_short(key->u.str, key->len));
 	return ok;
 }
@@ -452,11 +540,13 @@ eval_members(EvalCtx *cx, EvcNode *n, const JV *v)
 	while (jv_iter_next(&it, &k, &e))
 	{
 		bool		matched = false;
+		int			c = 1;
 
 		/* instance keys and n->props are both in jsonb order: merge */
-		while (p < n->n_props && jv_key_cmp(n->props[p].name, n->props[p].len, k.u.str, k.len) < 0)
+		while (p < n->n_props &&
+			   (c = jv_key_cmp(n->props[p].name, n->props[p].len, k.u.str, k.len)) < 0)
 			p++;
-		if (p < n->n_props && jv_key_cmp(n->props[p].name, n->props[p].len, k.u.str, k.len) == 0)
+		if (p < n->n_props && c == 0)
 		{
 			matched = true;
 			if (!eval_child(cx, n->props[p].schema, &e, k.u.str, k.len))
@@ -474,10 +564,13 @@ eval_members(EvalCtx *cx, EvcNode *n, const JV *v)
 		{
 			if (n->additional_props->is_bool && !n->additional_props->bool_value)
 			{
-				path_push(cx, k.u.str, k.len);
-				report(cx, n, "additionalProperties", "property %s is not allowed",
-					   quote_short(k.u.str, k.len));
-				path_pop(cx);
+				if (WANT(cx))
+				{
+					path_push(cx, k.u.str, k.len);
+					report(cx, n, "additionalProperties", "property %s is not allowed",
+						   quote_short(k.u.str, k.len));
+					path_pop(cx);
+				}
 				FAIL();
 			}
 			else if (!eval_child(cx, n->additional_props, &e, k.u.str, k.len))
@@ -489,26 +582,51 @@ eval_members(EvalCtx *cx, EvcNode *n, const JV *v)
 	return valid;
 }
 
-/* Fast path: instance keys and required names are both sorted, so merge. */
+/*
+ * Fast path: instance keys and required names are both sorted, so merge.
+ * Only the keys are read, not the values.
+ */
 static bool
 has_all_required(EvcNode *n, const JV *v)
 {
-	JvIter		it;
-	JV			k,
-				e;
 	int			r = 0;
+	int			nkeys = v->len;
 
-	if (v->len < n->n_required)
+	if (nkeys < n->n_required)
 		return false;
-	jv_iter_init(&it, v);
-	while (r < n->n_required && jv_iter_next(&it, &k, &e))
+	if (v->src == JVS_TREE)
 	{
-		int			c = jv_key_cmp(n->required[r].name, n->required[r].len, k.u.str, k.len);
+		JV		   *items = v->u.tree->items;
 
-		if (c == 0)
-			r++;
-		else if (c < 0)
-			return false;		/* required name r is not in the instance */
+		for (int i = 0; i < nkeys && r < n->n_required; i++)
+		{
+			int			c = jv_key_cmp(n->required[r].name, n->required[r].len,
+									   items[2 * i].u.str, items[2 * i].len);
+
+			if (c == 0)
+				r++;
+			else if (c < 0)
+				return false;	/* required name r is not in the instance */
+		}
+	}
+	else
+	{
+		JsonbContainer *jc = v->u.jc;
+		const char *base = (const char *) &jc->children[nkeys * 2];
+		uint32		off = 0;
+
+		for (int i = 0; i < nkeys && r < n->n_required; i++)
+		{
+			uint32		end = jv_entry_end(jc->children[i], off);
+			int			c = jv_key_cmp(n->required[r].name, n->required[r].len,
+									   base + off, end - off);
+
+			if (c == 0)
+				r++;
+			else if (c < 0)
+				return false;
+			off = end;
+		}
 	}
 	return r == n->n_required;
 }
@@ -521,13 +639,13 @@ eval_object(EvalCtx *cx, EvcNode *n, const JV *v)
 
 	if (n->min_props >= 0 && v->len < n->min_props)
 	{
-		report(cx, n, "minProperties", "object has %d properties, fewer than %d",
+		REPORT(cx, n, "minProperties", "object has %d properties, fewer than %d",
 			   v->len, n->min_props);
 		FAIL();
 	}
 	if (n->max_props >= 0 && v->len > n->max_props)
 	{
-		report(cx, n, "maxProperties", "object has %d properties, more than %d",
+		REPORT(cx, n, "maxProperties", "object has %d properties, more than %d",
 			   v->len, n->max_props);
 		FAIL();
 	}
@@ -535,12 +653,11 @@ eval_object(EvalCtx *cx, EvcNode *n, const JV *v)
 		for (int i = 0; i < n->n_required; i++)
 			if (!jv_object_get(v, n->required[i].name, n->required[i].len, &dummy))
 			{
-				report(cx, n, "required", "required property %s is missing",
+				REPORT(cx, n, "required", "required property %s is missing",
 					   quote_short(n->required[i].name, n->required[i].len));
 				FAIL();
 			}
-	if ((n->props || n->pat_props || n->additional_props || n->property_names) &&
-		!eval_members(cx, n, v))
+	if ((n->kw & EVC_KW_MEMBERS) && !eval_members(cx, n, v))
 		FAIL();
 	for (int i = 0; i < n->n_deps; i++)
 	{
@@ -553,7 +670,7 @@ eval_object(EvalCtx *cx, EvcNode *n, const JV *v)
 		for (int j = 0; j < d->n_required; j++)
 			if (!jv_object_get(v, d->required[j].name, d->required[j].len, &dummy))
 			{
-				report(cx, n, "dependencies", "property %s is required when %s is present",
+				REPORT(cx, n, "dependencies", "property %s is required when %s is present",
 					   quote_short(d->required[j].name, d->required[j].len),
 					   quote_short(d->name, d->len));
 				FAIL();
@@ -580,7 +697,7 @@ eval_combinators(EvalCtx *cx, EvcNode *n, const JV *v)
 			any = eval_quiet(cx, n->any_of[i], v);
 		if (!any)
 		{
-			report(cx, n, "anyOf", "value matches none of the %d schemas in \"anyOf\"", n->n_any_of);
+			REPORT(cx, n, "anyOf", "value matches none of the %d schemas in \"anyOf\"", n->n_any_of);
 			FAIL();
 		}
 	}
@@ -600,18 +717,18 @@ eval_combinators(EvalCtx *cx, EvcNode *n, const JV *v)
 			}
 		if (matches == 0)
 		{
-			report(cx, n, "oneOf", "value matches none of the %d schemas in \"oneOf\"", n->n_one_of);
+			REPORT(cx, n, "oneOf", "value matches none of the %d schemas in \"oneOf\"", n->n_one_of);
 			FAIL();
 		}
 		else if (matches > 1)
 		{
-			report(cx, n, "oneOf", "value matches both schema %d and schema %d of \"oneOf\"", first, second);
+			REPORT(cx, n, "oneOf", "value matches both schema %d and schema %d of \"oneOf\"", first, second);
 			FAIL();
 		}
 	}
 	if (n->not_ && eval_quiet(cx, n->not_, v))
 	{
-		report(cx, n, "not", "value matches the schema in \"not\"");
+		REPORT(cx, n, "not", "value matches the schema in \"not\"");
 		FAIL();
 	}
 	if (n->if_ && (n->then_ || n->else_))
@@ -626,8 +743,8 @@ eval_combinators(EvalCtx *cx, EvcNode *n, const JV *v)
 
 /* ---------- the node ---------- */
 
-static bool
-type_matches(uint8 types, const JV *v)
+static inline bool
+type_matches(uint8 types, const JV *v, const EvcNum *x)
 {
 	switch (v->type)
 	{
@@ -643,7 +760,7 @@ type_matches(uint8 types, const JV *v)
 			return types & EVC_T_STRING;
 		case JV_NUMBER:
 			return (types & EVC_T_NUMBER) ||
-				((types & EVC_T_INTEGER) && num_is_integer(v->u.num));
+				((types & EVC_T_INTEGER) && num_is_integer(v, x));
 	}
 	return false;
 }
@@ -662,6 +779,26 @@ types_text(uint8 types)
 	return s.data;
 }
 
+static bool
+enum_contains(EvcNode *n, const JV *v)
+{
+	for (int i = 0; i < n->n_enum; i++)
+	{
+		const JV   *e = &n->enum_vals[i];
+
+		if (e->type != v->type)
+			continue;
+		if (v->type == JV_STRING)
+		{
+			if (e->len == v->len && memcmp(e->u.str, v->u.str, v->len) == 0)
+				return true;
+		}
+		else if (jv_equal(e, v))
+			return true;
+	}
+	return false;
+}
+
 /* A $ref followed again at the same instance location is a loop. */
 static bool
 eval_ref(EvalCtx *cx, EvcNode *n, const JV *v)
@@ -678,8 +815,13 @@ eval_ref(EvalCtx *cx, EvcNode *n, const JV *v)
 							   n->ref_uri, evc_node_path(n))));
 	if (cx->n_refs == cx->refs_cap)
 	{
+		RefFrame   *grown = palloc(sizeof(RefFrame) * cx->refs_cap * 2);
+
+		memcpy(grown, cx->refs, sizeof(RefFrame) * cx->refs_cap);
+		if (cx->refs != cx->refs_local)
+			pfree(cx->refs);
+		cx->refs = grown;
 		cx->refs_cap *= 2;
-		cx->refs = repalloc(cx->refs, sizeof(RefFrame) * cx->refs_cap);
 	}
 	cx->refs[cx->n_refs].target = n->ref;
 	cx->refs[cx->n_refs].depth = cx->depth;
@@ -693,6 +835,8 @@ static bool
 eval_node(EvalCtx *cx, EvcNode *n, const JV *v)
 {
 	bool		valid = true;
+	EvcNum		xbuf;
+	const EvcNum *x = NULL;
 
 	check_stack_depth();
 	CHECK_FOR_INTERRUPTS();
@@ -700,56 +844,57 @@ eval_node(EvalCtx *cx, EvcNode *n, const JV *v)
 	if (n->is_bool)
 	{
 		if (!n->bool_value)
-			report(cx, n, "false", "no value is allowed here (the schema is false)");
+			REPORT(cx, n, "false", "no value is allowed here (the schema is false)");
 		return n->bool_value;
 	}
 	if (n->ref)
 		return eval_ref(cx, n, v);
 
-	if (n->types && !type_matches(n->types, v))
+	/* a number is read once, for "integer" and for every bound */
+	if (v->type == JV_NUMBER && ((n->types & EVC_T_INTEGER) || (n->kw & EVC_KW_NUMBER)) &&
+		jv_num_exact(v, &xbuf))
+		x = &xbuf;
+
+	if (n->types && !type_matches(n->types, v, x))
 	{
-		report(cx, n, "type", "value is %s, expected %s", jv_type_name(v), types_text(n->types));
+		REPORT(cx, n, "type", "value is %s, expected %s", jv_type_name(v), types_text(n->types));
 		FAIL();
 	}
-	if (n->enum_vals)
+	if (n->kw & EVC_KW_VALUE)
 	{
-		bool		any = false;
-
-		for (int i = 0; i < n->n_enum && !any; i++)
-			any = jv_equal(&n->enum_vals[i], v);
-		if (!any)
+		if (n->enum_vals && !enum_contains(n, v))
 		{
-			report(cx, n, "enum", "value is not one of the %d allowed values", n->n_enum);
+			REPORT(cx, n, "enum", "value is not one of the %d allowed values", n->n_enum);
 			FAIL();
 		}
-	}
-	if (n->has_const && !jv_equal(&n->const_val, v))
-	{
-		report(cx, n, "const", "value is not the constant the schema requires");
-		FAIL();
+		if (n->has_const && !jv_equal(&n->const_val, v))
+		{
+			REPORT(cx, n, "const", "value is not the constant the schema requires");
+			FAIL();
+		}
 	}
 	switch (v->type)
 	{
 		case JV_NUMBER:
-			if (!eval_number(cx, n, v))
+			if ((n->kw & EVC_KW_NUMBER) && !eval_number(cx, n, v, x))
 				FAIL();
 			break;
 		case JV_STRING:
-			if (!eval_string(cx, n, v))
+			if ((n->kw & EVC_KW_STRING) && !eval_string(cx, n, v))
 				FAIL();
 			break;
 		case JV_ARRAY:
-			if (!eval_array(cx, n, v))
+			if ((n->kw & EVC_KW_ARRAY) && !eval_array(cx, n, v))
 				FAIL();
 			break;
 		case JV_OBJECT:
-			if (!eval_object(cx, n, v))
+			if ((n->kw & EVC_KW_OBJECT) && !eval_object(cx, n, v))
 				FAIL();
 			break;
 		default:
 			break;
 	}
-	if (!eval_combinators(cx, n, v))
+	if ((n->kw & EVC_KW_COMB) && !eval_combinators(cx, n, v))
 		FAIL();
 	return valid;
 }
@@ -759,25 +904,36 @@ eval_node(EvalCtx *cx, EvcNode *n, const JV *v)
 static void
 eval_init(EvalCtx *cx, bool collect_all, bool want_errors)
 {
-	memset(cx, 0, sizeof(*cx));
 	cx->collect_all = collect_all;
 	cx->want_errors = want_errors;
-	cx->path_cap = 16;
-	cx->path = palloc(sizeof(PathSeg) * cx->path_cap);
-	cx->refs_cap = 16;
-	cx->refs = palloc(sizeof(RefFrame) * cx->refs_cap);
+	cx->suppress = 0;
+	cx->errors = NIL;
+	cx->depth = 0;
+	cx->n_refs = 0;
+	cx->path = cx->path_local;
+	cx->path_cap = LOCAL_PATH;
+	cx->refs = cx->refs_local;
+	cx->refs_cap = LOCAL_REFS;
 }
 
-bool
-evc_validate_jsonb(EvcCompiledSchema *schema, Jsonb *instance, EvcValidationError *err)
+static void
+eval_done(EvalCtx *cx)
+{
+	if (cx->path != cx->path_local)
+		pfree(cx->path);
+	if (cx->refs != cx->refs_local)
+		pfree(cx->refs);
+}
+
+/* Check one value; on failure *err (when not NULL) gets the first problem. */
+static bool
+validate_value(EvcCompiledSchema *schema, const JV *root, EvcValidationError *err)
 {
 	EvalCtx		cx;
-	JV			root;
 	bool		ok;
 
 	eval_init(&cx, false, err != NULL);
-	jv_root(instance, &root);
-	ok = eval_node(&cx, schema->root, &root);
+	ok = eval_node(&cx, schema->root, root);
 	if (!ok && err != NULL)
 	{
 		if (cx.errors != NIL)
@@ -790,18 +946,29 @@ evc_validate_jsonb(EvcCompiledSchema *schema, Jsonb *instance, EvcValidationErro
 			err->message = pstrdup("value does not match the schema");
 		}
 	}
-	pfree(cx.path);
-	pfree(cx.refs);
+	eval_done(&cx);
 	return ok;
+}
+
+bool
+evc_validate_jsonb(EvcCompiledSchema *schema, Jsonb *instance, EvcValidationError *err)
+{
+	JV			root;
+
+	jv_root(instance, &root);
+	return validate_value(schema, &root, err);
 }
 
 bool
 evc_node_accepts(EvcNode *node, const JV *value)
 {
 	EvalCtx		cx;
+	bool		ok;
 
 	eval_init(&cx, false, false);
-	return eval_node(&cx, node, value);
+	ok = eval_node(&cx, node, value);
+	eval_done(&cx);
+	return ok;
 }
 
 List *
@@ -813,6 +980,7 @@ evc_validate_all_errors(EvcCompiledSchema *schema, Jsonb *instance)
 	eval_init(&cx, true, true);
 	jv_root(instance, &root);
 	(void) eval_node(&cx, schema->root, &root);
+	eval_done(&cx);
 	return cx.errors;
 }
 

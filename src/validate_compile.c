@@ -551,11 +551,14 @@ count_keyword(const JV *v, EvcNode *parent, const char *kw)
 	return f > PG_INT32_MAX ? PG_INT32_MAX : (int32) f;
 }
 
+/* A numeric bound: kept as numeric, and in exact form when it has one. */
 static Numeric
-number_keyword(const JV *v, EvcNode *parent, const char *kw)
+number_keyword(const JV *v, EvcNode *node, const char *kw, int which)
 {
 	if (v->type != JV_NUMBER)
-		schema_error(parent, kw, "keyword \"%s\" needs a number", kw);
+		schema_error(node, kw, "keyword \"%s\" needs a number", kw);
+	if (jv_num_exact(v, &node->num_fast[which]))
+		node->num_fast_ok |= 1 << which;
 	return v->u.num;
 }
 
@@ -747,16 +750,16 @@ compile_keyword(CompileCtx *cc, EvcNode *node, const JV *key, const JV *val,
 		node->const_val = *val;
 	}
 	else if (strcmp(kw, "minimum") == 0)
-		node->minimum = number_keyword(val, node, kw);
+		node->minimum = number_keyword(val, node, kw, EVC_NB_MINIMUM);
 	else if (strcmp(kw, "maximum") == 0)
-		node->maximum = number_keyword(val, node, kw);
+		node->maximum = number_keyword(val, node, kw, EVC_NB_MAXIMUM);
 	else if (strcmp(kw, "exclusiveMinimum") == 0)
-		node->exclusive_minimum = number_keyword(val, node, kw);
+		node->exclusive_minimum = number_keyword(val, node, kw, EVC_NB_XMINIMUM);
 	else if (strcmp(kw, "exclusiveMaximum") == 0)
-		node->exclusive_maximum = number_keyword(val, node, kw);
+		node->exclusive_maximum = number_keyword(val, node, kw, EVC_NB_XMAXIMUM);
 	else if (strcmp(kw, "multipleOf") == 0)
 	{
-		node->multiple_of = number_keyword(val, node, kw);
+		node->multiple_of = number_keyword(val, node, kw, EVC_NB_MULTIPLE_OF);
 		if (numeric_is_nan(node->multiple_of) ||
 			DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(node->multiple_of),
 											  NumericGetDatum(int64_to_numeric(0)))) <= 0)
@@ -849,6 +852,30 @@ compile_keyword(CompileCtx *cc, EvcNode *node, const JV *key, const JV *val,
 #undef SUB
 }
 
+static uint8
+keyword_groups(EvcNode *n)
+{
+	uint8		kw = 0;
+
+	if (n->minimum || n->maximum || n->exclusive_minimum || n->exclusive_maximum ||
+		n->multiple_of)
+		kw |= EVC_KW_NUMBER;
+	if (n->min_length >= 0 || n->max_length >= 0 || n->pattern || n->format_fn)
+		kw |= EVC_KW_STRING;
+	if (n->items || n->items_list || n->contains || n->unique_items ||
+		n->min_items >= 0 || n->max_items >= 0)
+		kw |= EVC_KW_ARRAY;
+	if (n->props || n->pat_props || n->additional_props || n->property_names)
+		kw |= EVC_KW_MEMBERS | EVC_KW_OBJECT;
+	if (n->n_required > 0 || n->n_deps > 0 || n->min_props >= 0 || n->max_props >= 0)
+		kw |= EVC_KW_OBJECT;
+	if (n->all_of || n->any_of || n->one_of || n->not_ || (n->if_ && (n->then_ || n->else_)))
+		kw |= EVC_KW_COMB;
+	if (n->enum_vals || n->has_const)
+		kw |= EVC_KW_VALUE;
+	return kw;
+}
+
 /*
  * Compile v found at parent/seg.  base is the base URI in effect at v's
  * parent; v's own $id may change it for v and below.
@@ -862,7 +889,7 @@ compile_node(CompileCtx *cc, const JV *v, const char *base, EvcNode *parent, con
 	char	   *ref;
 	char	   *id;
 	JvIter		it;
-	JV			k,
+	JV			k = {0},
 				e;
 
 	check_stack_depth();
@@ -900,6 +927,7 @@ compile_node(CompileCtx *cc, const JV *v, const char *base, EvcNode *parent, con
 	jv_iter_init(&it, v);
 	while (jv_iter_next(&it, &k, &e))
 		compile_keyword(cc, node, &k, &e, base);
+	node->kw = keyword_groups(node);
 	return node;
 }
 
