@@ -790,7 +790,7 @@ enum_contains(EvcNode *n, const JV *v)
 			continue;
 		if (v->type == JV_STRING)
 		{
-			if (e->len == v->len && memcmp(e->u.str, v->u.str, v->len) == 0)
+			if (e->len == v->len && jv_bytes_cmp(e->u.str, v->u.str, v->len) == 0)
 				return true;
 		}
 		else if (jv_equal(e, v))

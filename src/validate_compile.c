@@ -582,7 +582,7 @@ compile_list(CompileCtx *cc, const JV *v, EvcNode *node, const char *kw, int *n,
 {
 	EvcNode   **list;
 	JvIter		it;
-	JV			k,
+	JV			k = {0},
 				e;
 	int			i = 0;
 
@@ -604,7 +604,7 @@ compile_names(const JV *v, EvcNode *node, const char *kw, int *n)
 {
 	EvcProp    *names = palloc(sizeof(EvcProp) * Max(v->len, 1));
 	JvIter		it;
-	JV			k,
+	JV			k = {0},
 				e;
 	int			count = 0;
 
@@ -637,7 +637,7 @@ compile_object_keywords(CompileCtx *cc, EvcNode *node, const char *kw, const JV 
 						const char *base)
 {
 	JvIter		it;
-	JV			k,
+	JV			k = {0},
 				e;
 	int			i = 0;
 
@@ -722,7 +722,7 @@ compile_keyword(CompileCtx *cc, EvcNode *node, const JV *key, const JV *val,
 		if (val->type == JV_ARRAY)
 		{
 			JvIter		it;
-			JV			k,
+			JV			k = {0},
 						e;
 
 			jv_iter_init(&it, val);
@@ -800,7 +800,7 @@ compile_keyword(CompileCtx *cc, EvcNode *node, const JV *key, const JV *val,
 		if (val->type == JV_ARRAY)
 		{
 			JvIter		it;
-			JV			k,
+			JV			k = {0},
 						e;
 			int			i = 0;
 

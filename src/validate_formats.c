@@ -14,11 +14,36 @@
 
 typedef EvcFormatFn FormatFn;
 
+/* ASCII classes, without the C library's locale tables (formats are ASCII). */
+static inline bool
+is_digit(unsigned char c)
+{
+	return (unsigned) (c - '0') < 10;
+}
+
+static inline bool
+is_alpha(unsigned char c)
+{
+	return (unsigned) ((c | 0x20) - 'a') < 26;
+}
+
+static inline bool
+is_alnum(unsigned char c)
+{
+	return is_digit(c) || is_alpha(c);
+}
+
+static inline bool
+is_xdigit(unsigned char c)
+{
+	return is_digit(c) || (unsigned) ((c | 0x20) - 'a') < 6;
+}
+
 static bool
 digits(const char *s, int n)
 {
 	for (int i = 0; i < n; i++)
-		if (!isdigit((unsigned char) s[i]))
+		if (!is_digit((unsigned char) s[i]))
 			return false;
 	return true;
 }
@@ -46,7 +71,7 @@ fmt_date(const char *s, int len)
 	if (len != 10 || s[4] != '-' || s[7] != '-' || !digits(s, 4) ||
 		!digits(s + 5, 2) || !digits(s + 8, 2))
 		return false;
-	y = atoi(s);
+	y = num2(s) * 100 + num2(s + 2);
 	m = num2(s + 5);
 	d = num2(s + 8);
 	if (m < 1 || m > 12 || d < 1 || d > mdays[m - 1])
@@ -75,7 +100,7 @@ fmt_time(const char *s, int len)
 	{
 		int			start = ++i;
 
-		while (i < len && isdigit((unsigned char) s[i]))
+		while (i < len && is_digit((unsigned char) s[i]))
 			i++;
 		if (i == start)
 			return false;
@@ -102,7 +127,7 @@ fmt_date_time(const char *s, int len)
 static bool
 hostname_label_char(char c)
 {
-	return isalnum((unsigned char) c) || c == '-';
+	return is_alnum((unsigned char) c) || c == '-';
 }
 
 static bool
@@ -139,7 +164,7 @@ fmt_ipv4(const char *s, int len)
 		int			start = i;
 		int			v = 0;
 
-		while (i < len && isdigit((unsigned char) s[i]))
+		while (i < len && is_digit((unsigned char) s[i]))
 			v = v * 10 + (s[i++] - '0');
 		if (i == start || i - start > 3 || v > 255 ||
 			(i - start > 1 && s[start] == '0'))
@@ -179,7 +204,7 @@ fmt_ipv6(const char *s, int len)
 	{
 		int			start = i;
 
-		while (i < len && isxdigit((unsigned char) s[i]))
+		while (i < len && is_xdigit((unsigned char) s[i]))
 			i++;
 		if (i < len && s[i] == '.')
 		{
@@ -228,7 +253,7 @@ fmt_email(const char *s, int len)
 	{
 		if (s[i] == '.' && s[i + 1] == '.')
 			return false;
-		if (!(isalnum((unsigned char) s[i]) || strchr("!#$%&'*+/=?^_`{|}~.-", s[i])))
+		if (!(is_alnum((unsigned char) s[i]) || strchr("!#$%&'*+/=?^_`{|}~.-", s[i])))
 			return false;
 	}
 	return fmt_hostname(at + 1, len - local - 1);
@@ -246,7 +271,7 @@ fmt_uuid(const char *s, int len)
 			if (s[i] != '-')
 				return false;
 		}
-		else if (!isxdigit((unsigned char) s[i]))
+		else if (!is_xdigit((unsigned char) s[i]))
 			return false;
 	}
 	return true;
@@ -262,8 +287,8 @@ uri_chars_ok(const char *s, int len, bool allow_non_ascii)
 
 		if (c == '%')
 		{
-			if (i + 2 >= len || !isxdigit((unsigned char) s[i + 1]) ||
-				!isxdigit((unsigned char) s[i + 2]))
+			if (i + 2 >= len || !is_xdigit((unsigned char) s[i + 1]) ||
+				!is_xdigit((unsigned char) s[i + 2]))
 				return false;
 			i += 2;
 		}
@@ -272,7 +297,7 @@ uri_chars_ok(const char *s, int len, bool allow_non_ascii)
 			if (!allow_non_ascii)
 				return false;
 		}
-		else if (!(isalnum(c) || strchr("-._~:/?#[]@!$&'()*+,;=", c)))
+		else if (!(is_alnum(c) || strchr("-._~:/?#[]@!$&'()*+,;=", c)))
 			return false;
 	}
 	return true;
@@ -295,9 +320,9 @@ uri_absolute(const char *s, int len, bool iri)
 {
 	int			i = 0;
 
-	if (len == 0 || !isalpha((unsigned char) s[0]))
+	if (len == 0 || !is_alpha((unsigned char) s[0]))
 		return false;
-	while (i < len && (isalnum((unsigned char) s[i]) || s[i] == '+' || s[i] == '-' || s[i] == '.'))
+	while (i < len && (is_alnum((unsigned char) s[i]) || s[i] == '+' || s[i] == '-' || s[i] == '.'))
 		i++;
 	if (i == len || s[i] != ':')
 		return false;
@@ -371,7 +396,7 @@ fmt_relative_json_pointer(const char *s, int len)
 {
 	int			i = 0;
 
-	while (i < len && isdigit((unsigned char) s[i]))
+	while (i < len && is_digit((unsigned char) s[i]))
 		i++;
 	if (i == 0 || (i > 1 && s[0] == '0'))
 		return false;

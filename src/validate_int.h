@@ -7,6 +7,7 @@
 #ifndef EVC_VALIDATE_INT_H
 #define EVC_VALIDATE_INT_H
 
+#include "port/pg_bswap.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 
@@ -104,16 +105,51 @@ jv_num_exact(const JV *v, EvcNum *out)
 /* A number as numeric (for a tree number: parsed, in CurrentMemoryContext). */
 extern Numeric jv_num_numeric(const JV *v);
 
+/*
+ * memcmp's sign for short byte strings, eight bytes at a time (keys are
+ * compared all the time and are rarely longer than a few words).  The last
+ * word overlaps the one before it, whose bytes are already known equal.
+ */
+static inline int
+jv_bytes_cmp(const char *a, const char *b, int len)
+{
+	uint64		x,
+				y;
+	int			i;
+
+	if (len < 8)
+	{
+		for (i = 0; i < len; i++)
+			if (a[i] != b[i])
+				return (unsigned char) a[i] < (unsigned char) b[i] ? -1 : 1;
+		return 0;
+	}
+	for (i = 0;; i += 8)
+	{
+		if (i + 8 > len)
+			i = len - 8;
+		memcpy(&x, a + i, 8);
+		memcpy(&y, b + i, 8);
+		if (x != y)
+		{
+#ifndef WORDS_BIGENDIAN
+			x = pg_bswap64(x);
+			y = pg_bswap64(y);
+#endif
+			return x < y ? -1 : 1;
+		}
+		if (i + 8 >= len)
+			return 0;
+	}
+}
+
 /* jsonb's own key order: shorter first, then bytewise. */
 static inline int
 jv_key_cmp(const char *a, int alen, const char *b, int blen)
 {
 	if (alen != blen)
 		return alen < blen ? -1 : 1;
-	for (int i = 0; i < alen; i++)
-		if (a[i] != b[i])
-			return (unsigned char) a[i] < (unsigned char) b[i] ? -1 : 1;
-	return 0;
+	return jv_bytes_cmp(a, b, alen);
 }
 
 static inline uint32
@@ -190,7 +226,7 @@ jv_iter_init(JvIter *it, const JV *v)
 }
 
 /* Next element (key is left alone) or pair.  False at the end. */
-static inline bool
+static pg_attribute_always_inline bool
 jv_iter_next(JvIter *it, JV *key, JV *val)
 {
 	JsonbContainer *jc;

@@ -172,7 +172,7 @@ jv_equal(const JV *a, const JV *b)
 		case JV_NUMBER:
 			return jv_number_equal(a, b);
 		case JV_STRING:
-			return a->len == b->len && memcmp(a->u.str, b->u.str, a->len) == 0;
+			return a->len == b->len && jv_bytes_cmp(a->u.str, b->u.str, a->len) == 0;
 		case JV_ARRAY:
 		case JV_OBJECT:
 			if (a->len != b->len)

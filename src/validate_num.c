@@ -43,10 +43,43 @@ static const uint64 pow10_u64[] = {
 /* Significant digits of at most 36 decimal digits fit in acc. */
 #define ACC_LIMIT		((uint128) EVC_NUM_LIMIT * EVC_NUM_LIMIT)
 
+/* num_normalise for a 64-bit acc: the usual case, with no 128-bit division. */
+static inline bool
+num_normalise64(uint64 acc, int exp10, bool neg, EvcNum *out)
+{
+	if (acc == 0)
+	{
+		out->mant = 0;
+		out->scale = 0;
+		return true;
+	}
+	while (acc % 10 == 0)
+	{
+		acc /= 10;
+		exp10++;
+	}
+	if (acc >= EVC_NUM_LIMIT)
+		return false;
+	if (exp10 >= 0)
+	{
+		if (exp10 > EVC_NUM_MAX_SCALE || acc >= EVC_NUM_LIMIT / pow10_u64[exp10])
+			return false;
+		acc *= pow10_u64[exp10];
+		exp10 = 0;
+	}
+	else if (-exp10 > EVC_NUM_MAX_SCALE)
+		return false;
+	out->mant = neg ? -(int64) acc : (int64) acc;
+	out->scale = -exp10;
+	return true;
+}
+
 /* acc * 10^exp10, negated when neg, to the canonical form. */
 static bool
 num_normalise(uint128 acc, int exp10, bool neg, EvcNum *out)
 {
+	if (acc <= PG_UINT64_MAX)
+		return num_normalise64((uint64) acc, exp10, neg, out);
 	if (acc == 0)
 	{
 		out->mant = 0;
@@ -113,6 +146,20 @@ evc_num_from_numeric(Numeric num, EvcNum *out)
 		weight = w;
 		digits = (const int16 *) (data + 2 * sizeof(uint16));
 		ndigits = (VARSIZE(num) - VARHDRSZ - 2 * sizeof(uint16)) / sizeof(int16);
+	}
+
+	/* up to four groups (16 digits) fit in 64 bits */
+	if (ndigits <= 4)
+	{
+		uint64		acc64 = 0;
+
+		for (int i = 0; i < ndigits; i++)
+		{
+			if (digits[i] < 0 || digits[i] >= 10000)
+				return false;	/* not the layout we know */
+			acc64 = acc64 * 10000 + digits[i];
+		}
+		return num_normalise64(acc64, 4 * (weight - (ndigits - 1)), neg, out);
 	}
 
 	/*
