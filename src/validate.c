@@ -54,6 +54,7 @@ typedef struct EvalCtx
 	RefFrame   *refs;
 	int			n_refs;
 	int			refs_cap;
+	EvcNum		num;			/* the number eval_node is looking at */
 	/* the first levels need no allocation */
 	PathSeg		path_local[LOCAL_PATH];
 	RefFrame	refs_local[LOCAL_REFS];
@@ -265,7 +266,7 @@ is_multiple(const JV *v, const EvcNum *x, EvcNode *n)
 			return false; \
 	} while (0)
 
-static bool
+static pg_noinline bool
 eval_number(EvalCtx *cx, EvcNode *n, const JV *v, const EvcNum *x)
 {
 	bool		valid = true;
@@ -320,7 +321,7 @@ string_chars(const char *s, int len)
 	return chars;
 }
 
-static bool
+static pg_noinline bool
 eval_string(EvalCtx *cx, EvcNode *n, const JV *v)
 {
 	bool		valid = true;
@@ -439,7 +440,7 @@ find_duplicate_small(const JV *arr, int *first, int *second)
 	return false;
 }
 
-static bool
+static pg_noinline bool
 eval_array(EvalCtx *cx, EvcNode *n, const JV *v)
 {
 	bool		valid = true;
@@ -448,6 +449,9 @@ eval_array(EvalCtx *cx, EvcNode *n, const JV *v)
 				e;
 	int			i = 0;
 	bool		found = false;
+
+	check_stack_depth();
+	CHECK_FOR_INTERRUPTS();
 
 	if (n->min_items >= 0 && v->len < n->min_items)
 	{
@@ -475,6 +479,8 @@ eval_array(EvalCtx *cx, EvcNode *n, const JV *v)
 				FAIL();
 				break;
 			}
+			if ((i & 1023) == 1023)
+				CHECK_FOR_INTERRUPTS();
 			if (s && !eval_child(cx, s, &e, NULL, i))
 				FAIL();
 			if (n->contains && !found)
@@ -541,6 +547,9 @@ eval_members(EvalCtx *cx, EvcNode *n, const JV *v)
 	{
 		bool		matched = false;
 		int			c = 1;
+
+		if ((it.i & 1023) == 1023)
+			CHECK_FOR_INTERRUPTS();
 
 		/* instance keys and n->props are both in jsonb order: merge */
 		while (p < n->n_props &&
@@ -631,11 +640,14 @@ has_all_required(EvcNode *n, const JV *v)
 	return r == n->n_required;
 }
 
-static bool
+static pg_noinline bool
 eval_object(EvalCtx *cx, EvcNode *n, const JV *v)
 {
 	bool		valid = true;
 	JV			dummy;
+
+	check_stack_depth();
+	CHECK_FOR_INTERRUPTS();
 
 	if (n->min_props >= 0 && v->len < n->min_props)
 	{
@@ -681,10 +693,13 @@ eval_object(EvalCtx *cx, EvcNode *n, const JV *v)
 
 /* ---------- combinators ---------- */
 
-static bool
+static pg_noinline bool
 eval_combinators(EvalCtx *cx, EvcNode *n, const JV *v)
 {
 	bool		valid = true;
+
+	check_stack_depth();
+	CHECK_FOR_INTERRUPTS();
 
 	for (int i = 0; i < n->n_all_of; i++)
 		if (!eval_node(cx, n->all_of[i], v))
@@ -800,10 +815,13 @@ enum_contains(EvcNode *n, const JV *v)
 }
 
 /* A $ref followed again at the same instance location is a loop. */
-static bool
+static pg_noinline bool
 eval_ref(EvalCtx *cx, EvcNode *n, const JV *v)
 {
 	bool		ok;
+
+	check_stack_depth();
+	CHECK_FOR_INTERRUPTS();
 
 	for (int i = cx->n_refs - 1; i >= 0 && cx->refs[i].depth == cx->depth; i--)
 		if (cx->refs[i].target == n->ref)
@@ -831,15 +849,17 @@ eval_ref(EvalCtx *cx, EvcNode *n, const JV *v)
 	return ok;
 }
 
+/*
+ * Every node of the instance goes through here, so it is kept small: the
+ * keyword groups a node lacks cost one test each, and the stack depth and
+ * interrupt checks are made where evaluation recurses (containers,
+ * combinators, $ref), not at every leaf.
+ */
 static bool
 eval_node(EvalCtx *cx, EvcNode *n, const JV *v)
 {
 	bool		valid = true;
-	EvcNum		xbuf;
 	const EvcNum *x = NULL;
-
-	check_stack_depth();
-	CHECK_FOR_INTERRUPTS();
 
 	if (n->is_bool)
 	{
@@ -850,10 +870,10 @@ eval_node(EvalCtx *cx, EvcNode *n, const JV *v)
 	if (n->ref)
 		return eval_ref(cx, n, v);
 
-	/* a number is read once, for "integer" and for every bound */
+	/* a number is read once, for "integer" and for every bound (a leaf: no recursion) */
 	if (v->type == JV_NUMBER && ((n->types & EVC_T_INTEGER) || (n->kw & EVC_KW_NUMBER)) &&
-		jv_num_exact(v, &xbuf))
-		x = &xbuf;
+		jv_num_exact(v, &cx->num))
+		x = &cx->num;
 
 	if (n->types && !type_matches(n->types, v, x))
 	{

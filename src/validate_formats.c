@@ -33,10 +33,39 @@ is_alnum(unsigned char c)
 	return is_digit(c) || is_alpha(c);
 }
 
+/* Character classes of the formats, filled in by evc_format_lookup. */
+#define C_XDIGIT	0x01
+#define C_HOST		0x02		/* hostname label: letter, digit, "-" */
+#define C_EMAIL		0x04		/* email local part (dot-atom text and ".") */
+#define C_URI		0x08		/* RFC 3986 unreserved, reserved */
+
+static uint8 cclass[256];
+
+static void
+cclass_init(void)
+{
+	if (cclass['0'] != 0)
+		return;
+	for (int c = 0; c < 128; c++)
+	{
+		uint8		bits = 0;
+
+		if (is_digit(c) || (unsigned) ((c | 0x20) - 'a') < 6)
+			bits |= C_XDIGIT;
+		if (is_alnum(c) || c == '-')
+			bits |= C_HOST;
+		if (is_alnum(c) || (c != 0 && strchr("!#$%&'*+/=?^_`{|}~.-", c)))
+			bits |= C_EMAIL;
+		if (is_alnum(c) || (c != 0 && strchr("-._~:/?#[]@!$&'()*+,;=", c)))
+			bits |= C_URI;
+		cclass[c] = bits;
+	}
+}
+
 static inline bool
 is_xdigit(unsigned char c)
 {
-	return is_digit(c) || (unsigned) ((c | 0x20) - 'a') < 6;
+	return (cclass[c] & C_XDIGIT) != 0;
 }
 
 static bool
@@ -124,10 +153,10 @@ fmt_date_time(const char *s, int len)
 		fmt_date(s, 10) && fmt_time(s + 11, len - 11);
 }
 
-static bool
+static inline bool
 hostname_label_char(char c)
 {
-	return is_alnum((unsigned char) c) || c == '-';
+	return (cclass[(unsigned char) c] & C_HOST) != 0;
 }
 
 static bool
@@ -253,7 +282,7 @@ fmt_email(const char *s, int len)
 	{
 		if (s[i] == '.' && s[i + 1] == '.')
 			return false;
-		if (!(is_alnum((unsigned char) s[i]) || strchr("!#$%&'*+/=?^_`{|}~.-", s[i])))
+		if (!(cclass[(unsigned char) s[i]] & C_EMAIL))
 			return false;
 	}
 	return fmt_hostname(at + 1, len - local - 1);
@@ -262,19 +291,15 @@ fmt_email(const char *s, int len)
 static bool
 fmt_uuid(const char *s, int len)
 {
-	if (len != 36)
+	static const int groups[5][2] = {{0, 8}, {9, 13}, {14, 18}, {19, 23}, {24, 36}};
+	uint8		hex = C_XDIGIT;
+
+	if (len != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-')
 		return false;
-	for (int i = 0; i < 36; i++)
-	{
-		if (i == 8 || i == 13 || i == 18 || i == 23)
-		{
-			if (s[i] != '-')
-				return false;
-		}
-		else if (!is_xdigit((unsigned char) s[i]))
-			return false;
-	}
-	return true;
+	for (int g = 0; g < 5; g++)
+		for (int i = groups[g][0]; i < groups[g][1]; i++)
+			hex &= cclass[(unsigned char) s[i]];
+	return hex != 0;
 }
 
 /* Characters RFC 3986 allows in a URI reference, with %XX escapes. */
@@ -297,7 +322,7 @@ uri_chars_ok(const char *s, int len, bool allow_non_ascii)
 			if (!allow_non_ascii)
 				return false;
 		}
-		else if (!(is_alnum(c) || strchr("-._~:/?#[]@!$&'()*+,;=", c)))
+		else if (!(cclass[c] & C_URI))
 			return false;
 	}
 	return true;
@@ -469,6 +494,7 @@ static const struct
 EvcFormatFn
 evc_format_lookup(const char *name)
 {
+	cclass_init();
 	for (int i = 0; i < lengthof(formats); i++)
 		if (strcmp(formats[i].name, name) == 0)
 			return formats[i].fn;

@@ -119,10 +119,32 @@ jv_bytes_cmp(const char *a, const char *b, int len)
 
 	if (len < 8)
 	{
-		for (i = 0; i < len; i++)
-			if (a[i] != b[i])
-				return (unsigned char) a[i] < (unsigned char) b[i] ? -1 : 1;
-		return 0;
+		uint32		x4,
+					y4;
+
+		if (len < 4)
+		{
+			for (i = 0; i < len; i++)
+				if (a[i] != b[i])
+					return (unsigned char) a[i] < (unsigned char) b[i] ? -1 : 1;
+			return 0;
+		}
+		/* two overlapping words, as below */
+		for (i = 0;; i = len - 4)
+		{
+			memcpy(&x4, a + i, 4);
+			memcpy(&y4, b + i, 4);
+			if (x4 != y4)
+			{
+#ifndef WORDS_BIGENDIAN
+				x4 = pg_bswap32(x4);
+				y4 = pg_bswap32(y4);
+#endif
+				return x4 < y4 ? -1 : 1;
+			}
+			if (i == len - 4)
+				return 0;
+		}
 	}
 	for (i = 0;; i += 8)
 	{
