@@ -1039,11 +1039,18 @@ static uint64 adhoc_generation = 1;
 /* Any relcache flush may be a change to evc.schema_documents: drop lazily. */
 static bool adhoc_stale = false;	/* bumped whenever a compiled schema is freed */
 
-/* What evc_validate keeps in fn_extra when its schema argument is a constant. */
+/*
+ * What evc_validate keeps in fn_extra, for one call site: the compiled
+ * schema it used last, and the buffers the text form reads into.
+ */
 typedef struct AdhocCall
 {
-	EvcCompiledSchema *compiled;
-	uint64		generation;
+	EvcCompiledSchema *compiled;	/* NULL until looked up */
+	uint64		generation;		/* adhoc_generation when looked up */
+	bool		constant;		/* the schema argument is a Const */
+	Jsonb	   *last_schema;	/* otherwise a copy of the schema compiled */
+	Size		last_schema_cap;
+	EvcTextBuf	text;
 } AdhocCall;
 static MemoryContext validate_cache_cxt = NULL;
 static bool inval_registered = false;
@@ -1179,30 +1186,91 @@ schema_is_constant(FmgrInfo *flinfo)
 		IsA(linitial(((FuncExpr *) expr)->args), Const);
 }
 
+static AdhocCall *
+adhoc_call(FunctionCallInfo fcinfo)
+{
+	AdhocCall  *call = fcinfo->flinfo->fn_extra;
+
+	if (call == NULL)
+	{
+		call = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(AdhocCall));
+		call->constant = schema_is_constant(fcinfo->flinfo);
+		evc_text_buf_init(&call->text, fcinfo->flinfo->fn_mcxt);
+		fcinfo->flinfo->fn_extra = call;
+	}
+	return call;
+}
+
+/*
+ * The compiled form of the schema argument.  A schema that is a constant
+ * of the query is looked up once per query; any other is compared with the
+ * last one this call site compiled (a memcmp, cheaper than hashing it for
+ * the cache).  The generation tells when the cache freed a compiled schema.
+ */
+static EvcCompiledSchema *
+adhoc_call_schema(FunctionCallInfo fcinfo, AdhocCall *call)
+{
+	Jsonb	   *schema;
+
+	if (call->compiled != NULL && call->generation == adhoc_generation && !adhoc_stale)
+	{
+		if (call->constant)
+			return call->compiled;
+		schema = PG_GETARG_JSONB_P(0);
+		if (VARSIZE(schema) == VARSIZE(call->last_schema) &&
+			memcmp(schema, call->last_schema, VARSIZE(schema)) == 0)
+			return call->compiled;
+	}
+	else
+		schema = PG_GETARG_JSONB_P(0);
+
+	call->compiled = NULL;
+	call->compiled = evc_adhoc_schema(schema);
+	call->generation = adhoc_generation;
+	if (!call->constant)
+	{
+		if (call->last_schema_cap < VARSIZE(schema))
+		{
+			if (call->last_schema)
+				pfree(call->last_schema);
+			call->last_schema = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, VARSIZE(schema));
+			call->last_schema_cap = VARSIZE(schema);
+		}
+		memcpy(call->last_schema, schema, VARSIZE(schema));
+	}
+	return call->compiled;
+}
+
 PG_FUNCTION_INFO_V1(evc_validate);
 Datum
 evc_validate(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *instance = PG_GETARG_JSONB_P(1);
-	AdhocCall  *call = fcinfo->flinfo->fn_extra;
+	AdhocCall  *call = adhoc_call(fcinfo);
 
-	/*
-	 * A schema that is a constant of the query is looked up once per query,
-	 * not hashed per row.  The generation tells when the cache freed it.
-	 */
-	if (call == NULL || call->generation != adhoc_generation || adhoc_stale)
-	{
-		EvcCompiledSchema *compiled = evc_adhoc_schema(PG_GETARG_JSONB_P(0));
+	PG_RETURN_BOOL(evc_validate_jsonb(adhoc_call_schema(fcinfo, call), instance, NULL));
+}
 
-		if (!schema_is_constant(fcinfo->flinfo))
-			PG_RETURN_BOOL(evc_validate_jsonb(compiled, instance, NULL));
-		if (call == NULL)
-			call = fcinfo->flinfo->fn_extra =
-				MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(AdhocCall));
-		call->compiled = compiled;
-		call->generation = adhoc_generation;
-	}
-	PG_RETURN_BOOL(evc_validate_jsonb(call->compiled, instance, NULL));
+/*
+ * evc_validate(schema jsonb, instance text): the text is read straight into
+ * the validator's tree (validate_text.c), with no jsonb built.  Text that
+ * reader is not sure of goes through jsonb_in, so a bad text raises the
+ * error a cast to jsonb would, before the schema is looked at, as it does
+ * when the instance is cast.
+ */
+PG_FUNCTION_INFO_V1(evc_validate_text);
+Datum
+evc_validate_text(PG_FUNCTION_ARGS)
+{
+	text	   *t = PG_GETARG_TEXT_PP(1);
+	AdhocCall  *call = adhoc_call(fcinfo);
+	JV			root;
+	Jsonb	   *jb;
+
+	if (evc_text_to_tree(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), &call->text, &root))
+		PG_RETURN_BOOL(validate_value(adhoc_call_schema(fcinfo, call), &root, NULL));
+	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text_to_cstring(t))));
+	PG_RETURN_BOOL(evc_validate_jsonb(adhoc_call_schema(fcinfo, call), jb, NULL));
 }
 
 PG_FUNCTION_INFO_V1(evc_validation_errors);

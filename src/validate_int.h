@@ -102,6 +102,26 @@ jv_num_exact(const JV *v, EvcNum *out)
 		evc_num_from_text(v->u.str, v->len, out);
 }
 
+/*
+ * JSON text to the tree (validate_text.c).  The buffers are reused from one
+ * call to the next; false means "not sure", and the text must then go
+ * through jsonb_in, which raises jsonb's own error or accepts it.
+ */
+typedef struct EvcTextBuf
+{
+	MemoryContext cxt;			/* where the reused buffers live */
+	JV		   *stack;			/* items of the open containers */
+	int			sp;
+	int			stack_cap;
+	char	   *arena;			/* the tree */
+	Size		arena_used;
+	Size		arena_cap;
+	Size		arena_wanted;	/* what the last text needed */
+} EvcTextBuf;
+
+extern void evc_text_buf_init(EvcTextBuf *buf, MemoryContext cxt);
+extern bool evc_text_to_tree(const char *text, int len, EvcTextBuf *buf, JV *out);
+
 /* A number as numeric (for a tree number: parsed, in CurrentMemoryContext). */
 extern Numeric jv_num_numeric(const JV *v);
 
