@@ -60,9 +60,10 @@ num_normalise64(uint64 acc, int exp10, bool neg, EvcNum *out)
 	}
 	if (acc >= EVC_NUM_LIMIT)
 		return false;
-	if (exp10 >= 0)
+	if (exp10 > 0)
 	{
-		if (exp10 > EVC_NUM_MAX_SCALE || acc >= EVC_NUM_LIMIT / pow10_u64[exp10])
+		/* 10^18 / 10^exp10 is 10^(18 - exp10): no division needed */
+		if (exp10 > EVC_NUM_MAX_SCALE || acc >= pow10_u64[EVC_NUM_MAX_SCALE - exp10])
 			return false;
 		acc *= pow10_u64[exp10];
 		exp10 = 0;
