@@ -532,9 +532,15 @@ eval_property_names(EvalCtx *cx, EvcNode *n, const JV *key)
 	return ok;
 }
 
-/* properties / patternProperties / additionalProperties / propertyNames in one pass */
+/* Objects with at most this many keys have their keys matched up front. */
+#define MATCH_LOCAL 64
+
+/*
+ * properties / patternProperties / additionalProperties / propertyNames in
+ * one pass.  match[i], when given, is the property of key i (-1: none).
+ */
 static bool
-eval_members(EvalCtx *cx, EvcNode *n, const JV *v)
+eval_members(EvalCtx *cx, EvcNode *n, const JV *v, const int8 *match)
 {
 	bool		valid = true;
 	JvIter		it;
@@ -551,11 +557,19 @@ eval_members(EvalCtx *cx, EvcNode *n, const JV *v)
 		if ((it.i & 1023) == 1023)
 			CHECK_FOR_INTERRUPTS();
 
-		/* instance keys and n->props are both in jsonb order: merge */
-		while (p < n->n_props &&
-			   (c = jv_key_cmp(n->props[p].name, n->props[p].len, k.u.str, k.len)) < 0)
-			p++;
-		if (p < n->n_props && c == 0)
+		if (match)
+		{
+			p = match[it.i - 1];
+			c = p >= 0 ? 0 : 1;
+		}
+		else
+		{
+			/* instance keys and n->props are both in jsonb order: merge */
+			while (p < n->n_props &&
+				   (c = jv_key_cmp(n->props[p].name, n->props[p].len, k.u.str, k.len)) < 0)
+				p++;
+		}
+		if (p >= 0 && p < n->n_props && c == 0)
 		{
 			matched = true;
 			if (!eval_child(cx, n->props[p].schema, &e, k.u.str, k.len))
@@ -591,53 +605,114 @@ eval_members(EvalCtx *cx, EvcNode *n, const JV *v)
 	return valid;
 }
 
+/* The keys of an object in stored order, without their values. */
+typedef struct KeyWalk
+{
+	const JV   *obj;
+	const char *base;
+	uint32		off;
+	int			i;
+} KeyWalk;
+
+static inline void
+key_walk_init(KeyWalk *w, const JV *obj)
+{
+	w->obj = obj;
+	w->i = 0;
+	w->off = 0;
+	w->base = obj->src == JVS_TREE ? NULL :
+		(const char *) &obj->u.jc->children[obj->len * 2];
+}
+
+static inline bool
+key_walk_next(KeyWalk *w, const char **key, int *len)
+{
+	if (w->i >= w->obj->len)
+		return false;
+	if (w->base == NULL)
+	{
+		const JV   *k = &w->obj->u.tree->items[2 * w->i];
+
+		*key = k->u.str;
+		*len = k->len;
+	}
+	else
+	{
+		uint32		end = jv_entry_end(w->obj->u.jc->children[w->i], w->off);
+
+		*key = w->base + w->off;
+		*len = end - w->off;
+		w->off = end;
+	}
+	w->i++;
+	return true;
+}
+
 /*
- * Fast path: instance keys and required names are both sorted, so merge.
- * Only the keys are read, not the values.
+ * Whether every required name is present, by merging two sorted lists:
+ * the instance's keys and the required names.
  */
 static bool
 has_all_required(EvcNode *n, const JV *v)
 {
+	KeyWalk		w;
+	const char *key;
+	int			len;
 	int			r = 0;
-	int			nkeys = v->len;
 
-	if (nkeys < n->n_required)
+	if (v->len < n->n_required)
 		return false;
-	if (v->src == JVS_TREE)
+	key_walk_init(&w, v);
+	while (r < n->n_required && key_walk_next(&w, &key, &len))
 	{
-		JV		   *items = v->u.tree->items;
+		int			c = jv_key_cmp(n->required[r].name, n->required[r].len, key, len);
 
-		for (int i = 0; i < nkeys && r < n->n_required; i++)
-		{
-			int			c = jv_key_cmp(n->required[r].name, n->required[r].len,
-									   items[2 * i].u.str, items[2 * i].len);
-
-			if (c == 0)
-				r++;
-			else if (c < 0)
-				return false;	/* required name r is not in the instance */
-		}
-	}
-	else
-	{
-		JsonbContainer *jc = v->u.jc;
-		const char *base = (const char *) &jc->children[nkeys * 2];
-		uint32		off = 0;
-
-		for (int i = 0; i < nkeys && r < n->n_required; i++)
-		{
-			uint32		end = jv_entry_end(jc->children[i], off);
-			int			c = jv_key_cmp(n->required[r].name, n->required[r].len,
-									   base + off, end - off);
-
-			if (c == 0)
-				r++;
-			else if (c < 0)
-				return false;
-			off = end;
-		}
+		if (c == 0)
+			r++;
+		else if (c < 0)
+			return false;		/* required name r is not in the instance */
 	}
 	return r == n->n_required;
+}
+
+/*
+ * One pass over the keys (not the values), merged with the sorted names of
+ * "properties": match[i] gets the property of key i, or -1.  Then whether
+ * every required name is present follows from counting required
+ * properties, and whether a key is not allowed at all is known before any
+ * value is looked at.
+ */
+static void
+match_keys(EvcNode *n, const JV *v, int8 *match, bool *all_required, bool *undeclared)
+{
+	KeyWalk		w;
+	const char *key;
+	int			len;
+	int			p = 0;
+	int			required_seen = 0;
+
+	*undeclared = false;
+	key_walk_init(&w, v);
+	while (key_walk_next(&w, &key, &len))
+	{
+		int			c = 1;
+
+		while (p < n->n_props &&
+			   (c = jv_key_cmp(n->props[p].name, n->props[p].len, key, len)) < 0)
+			p++;
+		if (p < n->n_props && c == 0)
+		{
+			match[w.i - 1] = p;
+			required_seen += n->props[p].required;
+		}
+		else
+		{
+			match[w.i - 1] = -1;
+			*undeclared |= n->closed;
+		}
+	}
+	*all_required = n->required_in_props ? required_seen == n->n_required :
+		has_all_required(n, v);
 }
 
 static pg_noinline bool
@@ -645,6 +720,10 @@ eval_object(EvalCtx *cx, EvcNode *n, const JV *v)
 {
 	bool		valid = true;
 	JV			dummy;
+	int8		match_local[MATCH_LOCAL];
+	int8	   *match = NULL;
+	bool		all_required = true;
+	bool		undeclared = false;
 
 	check_stack_depth();
 	CHECK_FOR_INTERRUPTS();
@@ -661,7 +740,14 @@ eval_object(EvalCtx *cx, EvcNode *n, const JV *v)
 			   v->len, n->max_props);
 		FAIL();
 	}
-	if (n->n_required > 0 && !has_all_required(n, v))
+	if (n->n_props > 0 && n->n_props <= PG_INT8_MAX && v->len <= MATCH_LOCAL)
+	{
+		match = match_local;
+		match_keys(n, v, match, &all_required, &undeclared);
+	}
+	else if (n->n_required > 0)
+		all_required = has_all_required(n, v);
+	if (!all_required)
 		for (int i = 0; i < n->n_required; i++)
 			if (!jv_object_get(v, n->required[i].name, n->required[i].len, &dummy))
 			{
@@ -669,7 +755,15 @@ eval_object(EvalCtx *cx, EvcNode *n, const JV *v)
 					   quote_short(n->required[i].name, n->required[i].len));
 				FAIL();
 			}
-	if ((n->kw & EVC_KW_MEMBERS) && !eval_members(cx, n, v))
+
+	/*
+	 * A key that is not allowed makes the object invalid whatever its
+	 * values: with no message wanted, say so before evaluating them.  (With
+	 * messages, the first one must stay the first in key order.)
+	 */
+	if (undeclared && !WANT(cx))
+		return false;
+	if ((n->kw & EVC_KW_MEMBERS) && !eval_members(cx, n, v, match))
 		FAIL();
 	for (int i = 0; i < n->n_deps; i++)
 	{

@@ -626,6 +626,7 @@ compile_names(const JV *v, EvcNode *node, const char *kw, int *n)
 		names[j].name = e.u.str;
 		names[j].len = e.len;
 		names[j].schema = NULL;
+		names[j].required = false;
 		count++;
 	}
 	*n = count;
@@ -651,6 +652,7 @@ compile_object_keywords(CompileCtx *cc, EvcNode *node, const char *kw, const JV 
 		{
 			node->props[i].name = k.u.str;
 			node->props[i].len = k.len;
+			node->props[i].required = false;
 			node->props[i].schema = compile_node(cc, &e, base, node,
 												 psprintf("properties/%s", escape_token(k.u.str, k.len)));
 			i++;
@@ -852,6 +854,33 @@ compile_keyword(CompileCtx *cc, EvcNode *node, const JV *key, const JV *val,
 #undef SUB
 }
 
+/* Which properties are required, and whether all required names are properties. */
+static void
+mark_required_props(EvcNode *n)
+{
+	int			p = 0;
+	int			found = 0;
+
+	/* both lists are in jsonb key order: merge */
+	for (int r = 0; r < n->n_required; r++)
+	{
+		int			c = -1;
+
+		while (p < n->n_props &&
+			   (c = jv_key_cmp(n->props[p].name, n->props[p].len,
+							   n->required[r].name, n->required[r].len)) < 0)
+			p++;
+		if (p < n->n_props && c == 0)
+		{
+			n->props[p].required = true;
+			found++;
+		}
+	}
+	n->required_in_props = (found == n->n_required);
+	n->closed = n->additional_props && n->additional_props->is_bool &&
+		!n->additional_props->bool_value && n->n_pat_props == 0;
+}
+
 static uint8
 keyword_groups(EvcNode *n)
 {
@@ -928,6 +957,7 @@ compile_node(CompileCtx *cc, const JV *v, const char *base, EvcNode *parent, con
 	while (jv_iter_next(&it, &k, &e))
 		compile_keyword(cc, node, &k, &e, base);
 	node->kw = keyword_groups(node);
+	mark_required_props(node);
 	return node;
 }
 

@@ -338,6 +338,7 @@ typedef struct EvcProp
 	const char *name;
 	int			len;
 	EvcNode    *schema;
+	bool		required;		/* in "properties": the name is also in "required" */
 } EvcProp;
 
 typedef struct EvcPatProp
@@ -406,6 +407,8 @@ struct EvcNode
 	EvcNode    *additional_props;
 	EvcProp    *required;		/* sorted, schema unused */
 	int			n_required;
+	bool		required_in_props;	/* every required name is in "properties" */
+	bool		closed;			/* additionalProperties false, no patternProperties */
 	EvcDep	   *deps;
 	int			n_deps;
 	EvcNode    *property_names;
