@@ -70,12 +70,17 @@ arena_alloc(Reader *r, Size size)
 	return palloc(size);
 }
 
-static bool
-stack_push(Reader *r, const JV *v)
+/*
+ * A new slot on the stack.  Values are read straight into their slot: a
+ * JV built elsewhere and copied in would be written and read back at
+ * different widths, which stalls store forwarding.
+ */
+static inline JV *
+stack_slot(Reader *r)
 {
 	EvcTextBuf *buf = r->buf;
 
-	if (buf->sp == buf->stack_cap)
+	if (unlikely(buf->sp == buf->stack_cap))
 	{
 		int			cap = Max(64, buf->stack_cap * 2);
 
@@ -85,14 +90,14 @@ stack_push(Reader *r, const JV *v)
 			buf->stack = repalloc(buf->stack, sizeof(JV) * cap);
 		buf->stack_cap = cap;
 	}
-	buf->stack[buf->sp++] = *v;
-	return true;
+	return &buf->stack[buf->sp++];
 }
 
 static inline void
 skip_ws(Reader *r)
 {
-	while (r->p < r->end &&
+	/* JSON's four white space characters are all below '!' */
+	while (r->p < r->end && (unsigned char) *r->p <= ' ' &&
 		   (*r->p == ' ' || *r->p == '\n' || *r->p == '\t' || *r->p == '\r'))
 		r->p++;
 }
@@ -231,12 +236,36 @@ read_escaped_string(Reader *r, const char *start, JV *out)
 	return true;
 }
 
+/* Bytes of w that are '"', '\\' or a control character, as high bits. */
+static inline uint64
+string_stoppers(uint64 w)
+{
+	const uint64 ones = UINT64CONST(0x0101010101010101);
+	const uint64 highs = UINT64CONST(0x8080808080808080);
+	uint64		quote = w ^ (ones * '"');
+	uint64		backslash = w ^ (ones * '\\');
+
+	return (((quote - ones) & ~quote) |
+			((backslash - ones) & ~backslash) |
+			((w - ones * 0x20) & ~w)) & highs;
+}
+
 static bool
 read_string(Reader *r, JV *out)
 {
 	const char *start = ++r->p;	/* after the opening quote */
 	const char *s = start;
 
+	/* eight bytes at a time up to the first byte that needs a look */
+	while (r->end - s >= 8)
+	{
+		uint64		w;
+
+		memcpy(&w, s, 8);
+		if (string_stoppers(w))
+			break;
+		s += 8;
+	}
 	while (s < r->end)
 	{
 		unsigned char c = *s;
@@ -265,10 +294,13 @@ read_number(Reader *r, JV *out)
 	const char *start = r->p;
 	const char *s = start;
 	const char *end = r->end;
+	const char *digits;
+	bool		exponent = false;
 	EvcNum		x;
 
 	if (s < end && *s == '-')
 		s++;
+	digits = s;
 	if (s < end && *s == '0')
 		s++;
 	else if (s < end && *s >= '1' && *s <= '9')
@@ -286,6 +318,7 @@ read_number(Reader *r, JV *out)
 	}
 	if (s < end && (*s == 'e' || *s == 'E'))
 	{
+		exponent = true;
 		s++;
 		if (s < end && (*s == '+' || *s == '-'))
 			s++;
@@ -294,8 +327,12 @@ read_number(Reader *r, JV *out)
 		while (s < end && *s >= '0' && *s <= '9')
 			s++;
 	}
-	/* only exact numbers: anything else is numeric_in's to judge */
-	if (!evc_num_from_text(start, s - start, &x))
+	/*
+	 * Only exact numbers: anything else is numeric_in's to judge.  At most
+	 * 18 characters of digits and point, and no exponent, are exact
+	 * for sure.
+	 */
+	if ((exponent || s - digits > 18) && !evc_num_from_text(start, s - start, &x))
 		return false;
 	out->type = JV_NUMBER;
 	out->src = JVS_TREE;
@@ -316,17 +353,16 @@ read_literal(Reader *r, const char *word, int len, JV *out)
 	return true;
 }
 
-/* Stable sort of n pairs by key, for large objects: a merge sort of positions. */
+/* Stable sort of n pairs by key: a merge sort of their positions into order[]. */
 static void
-sort_pairs_large(JV *pairs, int n)
+sort_positions_large(const JV *pairs, int n, int *order)
 {
-	int		   *order = palloc(sizeof(int) * n);
 	int		   *tmp = palloc(sizeof(int) * n);
-	JV		   *copy = palloc(sizeof(JV) * 2 * n);
+	int		   *from = order;
+	int		   *to = tmp;
 
 	for (int i = 0; i < n; i++)
 		order[i] = i;
-	memcpy(copy, pairs, sizeof(JV) * 2 * n);
 	for (int width = 1; width < n; width *= 2)
 	{
 		int		   *swap;
@@ -341,105 +377,114 @@ sort_pairs_large(JV *pairs, int n)
 
 			while (a < mid && b < hi)
 			{
-				JV		   *ka = &copy[2 * order[a]],
-						   *kb = &copy[2 * order[b]];
+				const JV   *ka = &pairs[2 * from[a]],
+						   *kb = &pairs[2 * from[b]];
 
 				if (jv_key_cmp(ka->u.str, ka->len, kb->u.str, kb->len) <= 0)
-					tmp[t++] = order[a++];
+					to[t++] = from[a++];
 				else
-					tmp[t++] = order[b++];
+					to[t++] = from[b++];
 			}
 			while (a < mid)
-				tmp[t++] = order[a++];
+				to[t++] = from[a++];
 			while (b < hi)
-				tmp[t++] = order[b++];
+				to[t++] = from[b++];
 		}
-		swap = order;
-		order = tmp;
-		tmp = swap;
+		swap = from;
+		from = to;
+		to = swap;
 	}
-	for (int i = 0; i < n; i++)
-	{
-		pairs[2 * i] = copy[2 * order[i]];
-		pairs[2 * i + 1] = copy[2 * order[i] + 1];
-	}
-	pfree(order);
+	if (from != order)
+		memcpy(order, from, sizeof(int) * n);
 	pfree(tmp);
-	pfree(copy);
 }
 
 /*
- * Sort n pairs (key, value) in jsonb order and drop duplicate keys, keeping
- * the last one as jsonb does.  Returns the number of pairs left.
+ * Copy n pairs (key, value) to dst in jsonb key order, dropping duplicate
+ * keys but the last, as jsonb does.  Positions are sorted, not the pairs
+ * themselves.  Returns the number of pairs written.
  */
 static int
-sort_pairs(JV *pairs, int n)
+copy_pairs_sorted(const JV *pairs, int n, JV *dst)
 {
-	int			out;
+	int			local[64];
+	int		   *order = n <= lengthof(local) ? local : palloc(sizeof(int) * n);
+	int			out = 0;
 
-	if (n > 16)
-		sort_pairs_large(pairs, n);
-	else
+	if (n <= lengthof(local))
 	{
-		/* insertion sort, stable */
-		for (int i = 1; i < n; i++)
+		/* insertion sort of positions: stable */
+		for (int i = 0; i < n; i++)
 		{
-			JV			k = pairs[2 * i],
-						v = pairs[2 * i + 1];
+			const JV   *k = &pairs[2 * i];
 			int			j = i;
 
-			while (j > 0 && jv_key_cmp(pairs[2 * (j - 1)].u.str, pairs[2 * (j - 1)].len,
-									   k.u.str, k.len) > 0)
+			while (j > 0 && jv_key_cmp(pairs[2 * order[j - 1]].u.str, pairs[2 * order[j - 1]].len,
+									   k->u.str, k->len) > 0)
 			{
-				pairs[2 * j] = pairs[2 * (j - 1)];
-				pairs[2 * j + 1] = pairs[2 * (j - 1) + 1];
+				order[j] = order[j - 1];
 				j--;
 			}
-			pairs[2 * j] = k;
-			pairs[2 * j + 1] = v;
+			order[j] = i;
 		}
 	}
-	/* keep the last of equal keys */
-	out = 0;
+	else
+		sort_positions_large(pairs, n, order);
+
 	for (int i = 0; i < n; i++)
 	{
-		if (i + 1 < n &&
-			jv_key_cmp(pairs[2 * i].u.str, pairs[2 * i].len,
-					   pairs[2 * (i + 1)].u.str, pairs[2 * (i + 1)].len) == 0)
-			continue;
-		pairs[2 * out] = pairs[2 * i];
-		pairs[2 * out + 1] = pairs[2 * i + 1];
+		const JV   *k = &pairs[2 * order[i]];
+
+		if (i + 1 < n)
+		{
+			const JV   *next = &pairs[2 * order[i + 1]];
+
+			if (jv_key_cmp(k->u.str, k->len, next->u.str, next->len) == 0)
+				continue;		/* a later duplicate wins */
+		}
+		dst[2 * out] = k[0];
+		dst[2 * out + 1] = k[1];
 		out++;
 	}
+	if (order != local)
+		pfree(order);
 	return out;
 }
 
-/* Close the innermost container: its items move from the stack into the arena. */
+/*
+ * Close the innermost container: its items move from the stack into the
+ * arena, and the container takes their place on the stack.
+ */
 static bool
-close_container(Reader *r, Frame *f, JV *out)
+close_container(Reader *r, Frame *f)
 {
 	EvcTextBuf *buf = r->buf;
-	JV		   *items = &buf->stack[f->start];
+	JV		   *items;
 	int			n_items = buf->sp - f->start;
 	int			n = f->is_object ? n_items / 2 : n_items;
 	JvTree	   *tree;
 
-	if (f->is_object && n > 1)
+	/* an empty container still needs its own slot */
+	if (n_items == 0)
 	{
-		n = sort_pairs(items, n);
-		n_items = 2 * n;
+		(void) stack_slot(r);
+		buf->sp = f->start;
 	}
+	items = &buf->stack[f->start];
 	if (n > JB_CMASK)
 		return false;
 	tree = arena_alloc(r, MAXALIGN(sizeof(JvTree)) + sizeof(JV) * n_items);
-	tree->n = n;
 	tree->items = (JV *) ((char *) tree + MAXALIGN(sizeof(JvTree)));
-	memcpy(tree->items, items, sizeof(JV) * n_items);
-	buf->sp = f->start;
-	out->type = f->is_object ? JV_OBJECT : JV_ARRAY;
-	out->src = JVS_TREE;
-	out->len = n;
-	out->u.tree = tree;
+	if (f->is_object && n > 1)
+		n = copy_pairs_sorted(items, n, tree->items);
+	else
+		memcpy(tree->items, items, sizeof(JV) * n_items);
+	tree->n = n;
+	buf->sp = f->start + 1;
+	items->type = f->is_object ? JV_OBJECT : JV_ARRAY;
+	items->src = JVS_TREE;
+	items->len = n;
+	items->u.tree = tree;
 	return true;
 }
 
@@ -466,6 +511,20 @@ read_scalar(Reader *r, JV *v)
 	}
 }
 
+/* After '{' or ',' in an object: the key and its ':'. */
+static inline bool
+read_key(Reader *r)
+{
+	skip_ws(r);
+	if (r->p >= r->end || *r->p != '"' || !read_string(r, stack_slot(r)))
+		return false;
+	skip_ws(r);
+	if (r->p >= r->end || *r->p != ':')
+		return false;
+	r->p++;
+	return true;
+}
+
 /*
  * Read the whole text into *out.  False means "not sure": the caller must
  * give the text to jsonb_in.
@@ -475,7 +534,6 @@ read_text(Reader *r, JV *out)
 {
 	Frame		frames[TEXT_MAX_DEPTH];
 	int			depth = 0;
-	JV			v;
 
 	for (;;)
 	{
@@ -497,25 +555,19 @@ read_text(Reader *r, JV *out)
 			if (r->p < r->end && *r->p == (is_object ? '}' : ']'))
 			{
 				r->p++;
-				if (!close_container(r, &frames[--depth], &v))
+				if (!close_container(r, &frames[--depth]))
 					return false;
 			}
 			else if (is_object)
 			{
-				/* the first key */
-				if (r->p >= r->end || *r->p != '"' || !read_string(r, &v))
+				if (!read_key(r))
 					return false;
-				stack_push(r, &v);
-				skip_ws(r);
-				if (r->p >= r->end || *r->p != ':')
-					return false;
-				r->p++;
 				continue;
 			}
 			else
 				continue;
 		}
-		else if (!read_scalar(r, &v))
+		else if (!read_scalar(r, stack_slot(r)))
 			return false;
 
 		/* after a value: the container goes on, closes, or the text ends */
@@ -528,34 +580,24 @@ read_text(Reader *r, JV *out)
 				skip_ws(r);
 				if (r->p != r->end)
 					return false;
-				*out = v;
+				*out = r->buf->stack[0];
 				return true;
 			}
 			f = &frames[depth - 1];
-			stack_push(r, &v);
 			skip_ws(r);
 			if (r->p >= r->end)
 				return false;
 			if (*r->p == ',')
 			{
 				r->p++;
-				if (f->is_object)
-				{
-					skip_ws(r);
-					if (r->p >= r->end || *r->p != '"' || !read_string(r, &v))
-						return false;
-					stack_push(r, &v);
-					skip_ws(r);
-					if (r->p >= r->end || *r->p != ':')
-						return false;
-					r->p++;
-				}
+				if (f->is_object && !read_key(r))
+					return false;
 				break;			/* read the next value */
 			}
 			if (*r->p != (f->is_object ? '}' : ']'))
 				return false;
 			r->p++;
-			if (!close_container(r, f, &v))
+			if (!close_container(r, f))
 				return false;
 			depth--;
 		}
