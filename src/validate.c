@@ -547,6 +547,21 @@ eval_members(EvalCtx *cx, EvcNode *n, const JV *v, const int8 *match)
 	JV			k,
 				e;
 	int			p = 0;
+	bool		defer;
+	int			n_deferred = 0;
+	struct
+	{
+		JV			key;
+		JV			value;
+		EvcNode    *schema;
+	}			deferred[8];	/* small: this frame recurses */
+
+	/*
+	 * For a yes or no, any order will do: values that are objects or arrays
+	 * of a property are evaluated last, so that a wrong scalar is found
+	 * before the nested work.  With messages, the order is the keys'.
+	 */
+	defer = match != NULL && !WANT(cx) && n->n_pat_props == 0 && !n->property_names;
 
 	jv_iter_init(&it, v);
 	while (jv_iter_next(&it, &k, &e))
@@ -561,6 +576,15 @@ eval_members(EvalCtx *cx, EvcNode *n, const JV *v, const int8 *match)
 		{
 			p = match[it.i - 1];
 			c = p >= 0 ? 0 : 1;
+			if (defer && p >= 0 && (e.type == JV_OBJECT || e.type == JV_ARRAY) &&
+				n_deferred < lengthof(deferred))
+			{
+				deferred[n_deferred].key = k;
+				deferred[n_deferred].value = e;
+				deferred[n_deferred].schema = n->props[p].schema;
+				n_deferred++;
+				continue;
+			}
 		}
 		else
 		{
@@ -602,6 +626,10 @@ eval_members(EvalCtx *cx, EvcNode *n, const JV *v, const int8 *match)
 		if (n->property_names && !eval_property_names(cx, n, &k))
 			FAIL();
 	}
+	for (int i = 0; i < n_deferred; i++)
+		if (!eval_child(cx, deferred[i].schema, &deferred[i].value,
+						deferred[i].key.u.str, deferred[i].key.len))
+			return false;
 	return valid;
 }
 
