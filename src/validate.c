@@ -532,6 +532,24 @@ eval_property_names(EvalCtx *cx, EvcNode *n, const JV *key)
 	return ok;
 }
 
+/* A member no property or pattern took: additionalProperties says. */
+static bool
+eval_additional(EvalCtx *cx, EvcNode *n, const JV *k, const JV *e)
+{
+	if (n->additional_props->is_bool && !n->additional_props->bool_value)
+	{
+		if (WANT(cx))
+		{
+			path_push(cx, k->u.str, k->len);
+			report(cx, n, "additionalProperties", "property %s is not allowed",
+				   quote_short(k->u.str, k->len));
+			path_pop(cx);
+		}
+		return false;
+	}
+	return eval_child(cx, n->additional_props, e, k->u.str, k->len);
+}
+
 /* Objects with at most this many keys have their keys matched up front. */
 #define MATCH_LOCAL 64
 
@@ -607,22 +625,8 @@ eval_members(EvalCtx *cx, EvcNode *n, const JV *v, const int8 *match)
 			if (!eval_child(cx, n->pat_props[j].schema, &e, k.u.str, k.len))
 				FAIL();
 		}
-		if (!matched && n->additional_props)
-		{
-			if (n->additional_props->is_bool && !n->additional_props->bool_value)
-			{
-				if (WANT(cx))
-				{
-					path_push(cx, k.u.str, k.len);
-					report(cx, n, "additionalProperties", "property %s is not allowed",
-						   quote_short(k.u.str, k.len));
-					path_pop(cx);
-				}
-				FAIL();
-			}
-			else if (!eval_child(cx, n->additional_props, &e, k.u.str, k.len))
-				FAIL();
-		}
+		if (!matched && n->additional_props && !eval_additional(cx, n, &k, &e))
+			FAIL();
 		if (n->property_names && !eval_property_names(cx, n, &k))
 			FAIL();
 	}

@@ -110,20 +110,17 @@ num_normalise(uint128 acc, int exp10, bool neg, EvcNum *out)
 	return true;
 }
 
-bool
-evc_num_from_numeric(Numeric num, EvcNum *out)
+/*
+ * The parts of a stored numeric: sign, weight (of the first base-10000
+ * digit) and digits.  False for NaN, infinities, and a header we do not
+ * expect (a stored numeric has a plain 4-byte varlena header).
+ */
+static bool
+numeric_parts(Numeric num, bool *neg, int *weight, const int16 **digits, int *ndigits)
 {
 	const char *data;
 	uint16		header;
-	const int16 *digits;
-	int			ndigits;
-	int			weight;
-	bool		neg;
-	uint128		acc = 0;
-	int			pending_zero_groups = 0;
-	int			last = 0;
 
-	/* Stored numerics have a plain 4-byte header; anything else takes the slow path. */
 	if (!VARATT_IS_4B_U(num))
 		return false;
 	data = VARDATA(num);
@@ -133,21 +130,37 @@ evc_num_from_numeric(Numeric num, EvcNum *out)
 	if (header & 0x8000)
 	{
 		/* short format: sign, display scale and a 7-bit weight in the header */
-		neg = (header & 0x2000) != 0;
-		weight = ((header & 0x0040) ? ~0x003F : 0) | (header & 0x003F);
-		digits = (const int16 *) (data + sizeof(uint16));
-		ndigits = (VARSIZE(num) - VARHDRSZ - sizeof(uint16)) / sizeof(int16);
+		*neg = (header & 0x2000) != 0;
+		*weight = ((header & 0x0040) ? ~0x003F : 0) | (header & 0x003F);
+		*digits = (const int16 *) (data + sizeof(uint16));
+		*ndigits = (VARSIZE(num) - VARHDRSZ - sizeof(uint16)) / sizeof(int16);
 	}
 	else
 	{
 		int16		w;
 
-		neg = (header & 0xC000) == 0x4000;
+		*neg = (header & 0xC000) == 0x4000;
 		memcpy(&w, data + sizeof(uint16), sizeof(int16));
-		weight = w;
-		digits = (const int16 *) (data + 2 * sizeof(uint16));
-		ndigits = (VARSIZE(num) - VARHDRSZ - 2 * sizeof(uint16)) / sizeof(int16);
+		*weight = w;
+		*digits = (const int16 *) (data + 2 * sizeof(uint16));
+		*ndigits = (VARSIZE(num) - VARHDRSZ - 2 * sizeof(uint16)) / sizeof(int16);
 	}
+	return true;
+}
+
+bool
+evc_num_from_numeric(Numeric num, EvcNum *out)
+{
+	const int16 *digits;
+	int			ndigits;
+	int			weight;
+	bool		neg;
+	uint128		acc = 0;
+	int			pending_zero_groups = 0;
+	int			last = 0;
+
+	if (!numeric_parts(num, &neg, &weight, &digits, &ndigits))
+		return false;
 
 	/* up to four groups (16 digits) fit in 64 bits */
 	if (ndigits <= 4)

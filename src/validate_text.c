@@ -133,6 +133,46 @@ read_hex4(const char *s, const char *end, pg_wchar *out)
 	return true;
 }
 
+/*
+ * The XXXX of \uXXXX at *s (and a second \uXXXX for a surrogate pair),
+ * written at *d in the database encoding.  False for what jsonb refuses
+ * (\u0000, a lone surrogate) or converts (non-ASCII in another encoding
+ * than UTF-8): jsonb_in will say.
+ */
+static bool
+read_unicode_escape(const char **s, const char *close, char **d)
+{
+	pg_wchar	cp,
+				lo;
+
+	if (!read_hex4(*s, close, &cp))
+		return false;
+	*s += 4;
+	if (cp == 0 || is_utf16_surrogate_second(cp))
+		return false;
+	if (is_utf16_surrogate_first(cp))
+	{
+		const char *t = *s;
+
+		if (close - t < 6 || t[0] != '\\' || t[1] != 'u' ||
+			!read_hex4(t + 2, close, &lo) || !is_utf16_surrogate_second(lo))
+			return false;
+		*s += 6;
+		cp = surrogate_pair_to_codepoint(cp, lo);
+	}
+	if (cp < 0x80)
+		*(*d)++ = (char) cp;
+	else
+	{
+		/* the escape's six (or twelve) bytes always hold the UTF-8 bytes */
+		if (GetDatabaseEncoding() != PG_UTF8)
+			return false;
+		unicode_to_utf8(cp, (unsigned char *) *d);
+		*d += pg_utf_mblen((unsigned char *) *d);
+	}
+	return true;
+}
+
 /* The body of a string with escapes, from start (after the quote) to its closing quote. */
 static bool
 read_escaped_string(Reader *r, const char *start, JV *out)
@@ -195,34 +235,8 @@ read_escaped_string(Reader *r, const char *start, JV *out)
 				*d++ = '\t';
 				break;
 			case 'u':
-				{
-					pg_wchar	cp,
-								lo;
-
-					if (!read_hex4(s, close, &cp))
-						return false;
-					s += 4;
-					if (cp == 0 || is_utf16_surrogate_second(cp))
-						return false;
-					if (is_utf16_surrogate_first(cp))
-					{
-						if (close - s < 6 || s[0] != '\\' || s[1] != 'u' ||
-							!read_hex4(s + 2, close, &lo) || !is_utf16_surrogate_second(lo))
-							return false;
-						s += 6;
-						cp = surrogate_pair_to_codepoint(cp, lo);
-					}
-					if (cp < 0x80)
-						*d++ = (char) cp;
-					else
-					{
-						/* six escaped bytes always hold the four bytes of UTF-8 */
-						if (GetDatabaseEncoding() != PG_UTF8)
-							return false;
-						unicode_to_utf8(cp, (unsigned char *) d);
-						d += pg_utf_mblen((unsigned char *) d);
-					}
-				}
+				if (!read_unicode_escape(&s, close, &d))
+					return false;
 				break;
 			default:
 				return false;
