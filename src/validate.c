@@ -1,13 +1,17 @@
 /*
  * validate.c
- *		Evaluates a compiled JSON Schema (validate_compile.c) against a jsonb
- *		instance, and owns the ad hoc SQL entry points evc_validate() and
- *		evc_validation_errors() with their small per-backend cache.
+ *		Evaluates a compiled JSON Schema (validate_compile.c) against a JSON
+ *		instance, and owns the ad hoc SQL entry points evc_validate() (on
+ *		jsonb or on text) and evc_validation_errors() with their small
+ *		per-backend cache.
  *
- * Evaluation reads the instance in place (validate_jv.c).  In "first
- * error" mode it stops at the first failure; in "all errors" mode it goes
- * on and collects every failing keyword.  Paths are only built when an
- * error is recorded, so a valid event costs no string work at all.
+ * Evaluation reads the instance in place (validate_jv.c), from jsonb or
+ * from the tree validate_text.c reads JSON text into.  In "first error"
+ * mode it stops at the first failure; in "all errors" mode it goes on and
+ * collects every failing keyword.  Messages and paths are only built when
+ * an error is recorded, so a valid event costs no string work at all.
+ * When only a yes or no is wanted, the order of the checks is free, and
+ * cheap ones go first (see eval_object and eval_members).
  */
 #include "postgres.h"
 
