@@ -57,6 +57,7 @@
 #include "utils/wait_event.h"
 
 #include "consumer.h"
+#include "consumer_metrics.h"
 #include "guc.h"
 #include "storage.h"
 #include "worker.h"
@@ -89,6 +90,7 @@ static int	wake_pipe[2] = {-1, -1};
 static EvcStorage *storage = NULL;
 static char *storage_signature = NULL;
 static Batch batch;
+static EvcLandResult batch_landed;	/* what land_batch did, counted after commit */
 
 /* Written by librdkafka callbacks (on this thread, inside poll). */
 static volatile bool revoke_seen = false;
@@ -170,7 +172,8 @@ consumer_load_config(int32 id)
 	cfg->name = getvalue_or_null(tup, desc, 1);
 	sink = SPI_getvalue(tup, desc, 2);
 	cfg->sink = strcmp(sink, "archive") == 0 ? EVC_SINK_ARCHIVE :
-		strcmp(sink, "images") == 0 ? EVC_SINK_IMAGES : EVC_SINK_TABLE;
+		strcmp(sink, "images") == 0 ? EVC_SINK_IMAGES :
+		strcmp(sink, "aggregates") == 0 ? EVC_SINK_AGGREGATES : EVC_SINK_TABLE;
 	topics = getvalue_or_null(tup, desc, 3);
 	cfg->group_id = getvalue_or_null(tup, desc, 4);
 	{
@@ -727,6 +730,7 @@ land_batch(rd_kafka_topic_partition_list_t *commit)
 		total.bytes += res.bytes;
 	}
 	record_progress(&total);
+	batch_landed = total;
 	SPI_finish();
 	PopActiveSnapshot();
 }
@@ -743,6 +747,7 @@ flush_batch(void)
 		rd_kafka_topic_partition_list_new(list_length(batch.parts));
 	volatile bool ok = true;
 	char		activity[128];
+	TimestampTz started = GetCurrentTimestamp();
 
 	snprintf(activity, sizeof(activity), "landing %d messages", batch.nmessages);
 	pgstat_report_activity(STATE_RUNNING, activity);
@@ -775,6 +780,7 @@ flush_batch(void)
 	}
 	PG_END_TRY();
 
+	evc_consumer_count_batch(my_slot, batch.nmessages, batch.nbytes, ok ? &batch_landed : NULL, started);
 	if (ok)
 	{
 		rd_kafka_resp_err_t err = rd_kafka_commit(rk, commit, 1);
@@ -821,7 +827,8 @@ evc_consumer_main(Datum main_arg)
 	consumer_connect();
 	elog(LOG, "evcollector consumer \"%s\" started: group \"%s\", %s sink",
 		 cfg->name, cfg->group_id,
-		 cfg->sink == EVC_SINK_ARCHIVE ? "archive" : cfg->sink == EVC_SINK_IMAGES ? "images" : "table");
+		 cfg->sink == EVC_SINK_ARCHIVE ? "archive" : cfg->sink == EVC_SINK_IMAGES ? "images" :
+		 cfg->sink == EVC_SINK_AGGREGATES ? "aggregates" : "table");
 
 	set = CreateWaitEventSet(TopMemoryContext, 3);
 	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
@@ -852,6 +859,7 @@ evc_consumer_main(Datum main_arg)
 		retry_at = 0;
 
 		more = consumer_drain();
+		evc_consumer_note_watermarks(my_slot, rk);
 		report_kafka_errors();
 		if (batch_due(GetCurrentTimestamp()))
 		{

@@ -545,6 +545,11 @@ evc_sink_land(EvcConsumerConfig *cfg, EvcStorage *st, EvcPartitionBatch *pb,
 	DecodedEvent *good = palloc(sizeof(DecodedEvent) * Max(pb->nmessages, 1));
 	int			ngood = 0;
 
+	if (cfg->sink == EVC_SINK_AGGREGATES)
+	{
+		evc_sink_land_aggregates(cfg, pb, next_offset, res);
+		return;
+	}
 	for (int i = 0; i < pb->nmessages; i++)
 	{
 		EvcMessage *m = &pb->messages[i];
@@ -573,6 +578,8 @@ evc_sink_land(EvcConsumerConfig *cfg, EvcStorage *st, EvcPartitionBatch *pb,
 			case EVC_SINK_TABLE:
 				land_event_row(cfg, pb, &d, res);
 				break;
+			case EVC_SINK_AGGREGATES:
+				break;			/* landed above */
 		}
 	}
 	if (ngood > 0)

@@ -21,6 +21,8 @@ typedef struct EvcStorageOps
 						size_t len, const char *content_type,
 						const char *sha256_hex);
 	void		(*close) (EvcStorage *st);
+	/* Read a whole object by its full key (as the index rows record it). */
+	char	   *(*get) (EvcStorage *st, const char *full_key, size_t *len);
 } EvcStorageOps;
 
 struct EvcStorage
@@ -36,6 +38,7 @@ extern void evc_storage_put(EvcStorage *st, const char *key, const char *data,
 							size_t len, const char *content_type,
 							const char *sha256_hex);
 extern char *evc_storage_full_key(EvcStorage *st, const char *key);
+extern char *evc_storage_get(EvcStorage *st, const char *full_key, size_t *len);
 extern void evc_sha256_hex(const char *data, size_t len, char *hex);
 
 /* Backends. */
