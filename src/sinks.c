@@ -32,6 +32,7 @@
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/json.h"
+#include "utils/memutils.h"
 
 #include "evcollector.pb-c.h"
 
@@ -538,9 +539,9 @@ land_event_row(EvcConsumerConfig *cfg, EvcPartitionBatch *pb, DecodedEvent *d,
 		res->skipped++;
 }
 
-void
-evc_sink_land(EvcConsumerConfig *cfg, EvcStorage *st, EvcPartitionBatch *pb,
-			  int64 next_offset, EvcLandResult *res)
+static void
+sink_land_partition(EvcConsumerConfig *cfg, EvcStorage *st, EvcPartitionBatch *pb,
+					int64 next_offset, EvcLandResult *res)
 {
 	DecodedEvent *good = palloc(sizeof(DecodedEvent) * Max(pb->nmessages, 1));
 	int			ngood = 0;
@@ -577,4 +578,21 @@ evc_sink_land(EvcConsumerConfig *cfg, EvcStorage *st, EvcPartitionBatch *pb,
 	}
 	if (ngood > 0)
 		land_archive(cfg, st, pb, good, ngood, res);
+}
+
+/*
+ * What a partition's share needs in memory (decoded events, the text of
+ * its files) goes in a context of its own, freed before the next partition.
+ */
+void
+evc_sink_land(EvcConsumerConfig *cfg, EvcStorage *st, EvcPartitionBatch *pb,
+			  int64 next_offset, EvcLandResult *res)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "evcollector sink",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+
+	sink_land_partition(cfg, st, pb, next_offset, res);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
 }

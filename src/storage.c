@@ -44,6 +44,13 @@ evc_storage_put(EvcStorage *st, const char *key, const char *data, size_t len,
 	st->ops->put(st, key, data, len, content_type, sha256_hex);
 }
 
+void
+evc_storage_sync(EvcStorage *st)
+{
+	if (st->ops->sync != NULL)
+		st->ops->sync(st);
+}
+
 /* The key as the index records it: prefix/key, or key when no prefix. */
 char *
 evc_storage_full_key(EvcStorage *st, const char *key)

@@ -235,7 +235,7 @@ s3_close(EvcStorage *st)
 	s3->curl = NULL;
 }
 
-static const EvcStorageOps s3_ops = {s3_put, s3_close};
+static const EvcStorageOps s3_ops = {s3_put, s3_close, NULL};
 
 EvcStorage *
 evc_storage_s3_open(const char *url)
