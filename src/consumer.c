@@ -81,13 +81,14 @@ typedef struct HeldPartition
 	EvcPartitionBatch msgs;		/* in offset order; a landing takes a prefix */
 	TimestampTz *polled_at;		/* when each was polled, parallel to msgs */
 	int64		nbytes;
-	int64		last_offset;	/* highest offset taken in, -1 before any */
+	int64		last_offset;	/* last offset polled: the position is after it */
 	int			take;			/* its share of the landing being made */
 } HeldPartition;
 
 typedef struct Held
 {
-	MemoryContext cxt;			/* partitions, arrays and message copies */
+	MemoryContext cxt;			/* partitions and their arrays */
+	MemoryContext copies;		/* message copies, reset when none is held */
 	List	   *parts;			/* of HeldPartition *, by (topic, partition) */
 	HeldPartition *last;		/* partition of the last message taken in */
 	int64		nmessages;
@@ -109,6 +110,7 @@ static Held held;
  */
 static int	fetch_queue_msgs = 10000;
 static int64 fetch_queue_bytes = 8192 * 1024;
+static int64 fetch_queue_peak = 0;
 static int64 polled_msgs_since_empty = 0;
 static int64 polled_bytes_since_empty = 0;
 
@@ -349,6 +351,8 @@ consumer_connect(void)
 	conf_set(conf, "auto.offset.reset", cfg->auto_offset_reset);
 	conf_set(conf, "queued.max.messages.kbytes", psprintf("%d", cfg->queued_max_kbytes));
 	conf_set(conf, "queued.min.messages", "10000");
+	/* A fetch at the end of some partitions holds back the others on its broker. */
+	conf_set(conf, "fetch.wait.max.ms", "100");
 	if (!evc_kafka_conf_apply(conf, evc_kafka_properties, errstr, sizeof(errstr)) ||
 		!evc_kafka_conf_apply(conf, cfg->kafka_properties, errstr, sizeof(errstr)))
 	{
@@ -529,7 +533,7 @@ held_take_in(rd_kafka_message_t *m, TimestampTz now)
 	rd_kafka_timestamp_type_t tstype;
 	char	   *copy;
 
-	/* Fetched again after consumer_restart_fetch: already held. */
+	/* Never take a message in twice, whatever librdkafka delivers. */
 	if (m->offset <= hp->last_offset)
 		return;
 	if (hp->msgs.nmessages == hp->msgs.capacity)
@@ -543,7 +547,7 @@ held_take_in(rd_kafka_message_t *m, TimestampTz now)
 	em->offset = m->offset;
 	em->timestamp_ms = rd_kafka_message_timestamp(m, &tstype);
 	/* Payload and key in one chunk, freed once landed. */
-	copy = MemoryContextAlloc(held.cxt, m->len + 1 + m->key_len);
+	copy = MemoryContextAlloc(held.copies, m->len + 1 + m->key_len);
 	if (m->len)
 		memcpy(copy, m->payload, m->len);
 	copy[m->len] = '\0';
@@ -562,17 +566,6 @@ held_take_in(rd_kafka_message_t *m, TimestampTz now)
 	held.nbytes += m->len;
 }
 
-/* Forget every held message (their offsets were not committed). */
-static void
-held_reset(void)
-{
-	MemoryContextReset(held.cxt);
-	held.parts = NIL;
-	held.last = NULL;
-	held.nmessages = 0;
-	held.nbytes = 0;
-}
-
 /* The first n messages of hp landed: let them go. */
 static void
 held_release(HeldPartition *hp, int n)
@@ -589,28 +582,27 @@ held_release(HeldPartition *hp, int n)
 	memmove(hp->polled_at, hp->polled_at + n, sizeof(TimestampTz) * rest);
 	hp->msgs.nmessages = rest;
 	held.nmessages -= n;
+	if (held.nmessages == 0)
+		MemoryContextReset(held.copies);
 }
 
 /*
- * A rebalance took partitions away: drop everything held, since none of it
- * was landed.  Partitions we still own are rewound to their first dropped
- * message, so nothing is skipped; revoked ones restart, wherever they go,
- * from the offsets landed so far.
+ * A rebalance took partitions away: drop every held message, since none
+ * was landed, and forget the partitions we no longer own.  Those we keep
+ * are rewound to their first dropped message, so nothing is skipped;
+ * revoked ones restart, wherever they go, from the offsets landed so far.
  */
 static void
 held_drop_after_revoke(void)
 {
 	rd_kafka_topic_partition_list_t *assigned = NULL;
+	rd_kafka_topic_partition_list_t *kept;
 	rd_kafka_topic_partition_list_t *rewind;
 	ListCell   *lc;
 	int64		dropped = held.nmessages;
 
 	revoke_seen = false;
-	if (dropped == 0)
-	{
-		held_reset();
-		return;
-	}
+	kept = rd_kafka_topic_partition_list_new(list_length(held.parts));
 	rewind = rd_kafka_topic_partition_list_new(list_length(held.parts));
 	if (rd_kafka_assignment(rk, &assigned) == RD_KAFKA_RESP_ERR_NO_ERROR)
 	{
@@ -618,14 +610,26 @@ held_drop_after_revoke(void)
 		{
 			HeldPartition *hp = lfirst(lc);
 
-			if (hp->msgs.nmessages > 0 &&
-				rd_kafka_topic_partition_list_find(assigned, hp->msgs.topic, hp->msgs.partition))
+			if (!rd_kafka_topic_partition_list_find(assigned, hp->msgs.topic, hp->msgs.partition))
+				continue;
+			if (hp->msgs.nmessages > 0)
 				rd_kafka_topic_partition_list_add(rewind, hp->msgs.topic, hp->msgs.partition)->offset =
 					hp->msgs.messages[0].offset;
+			rd_kafka_topic_partition_list_add(kept, hp->msgs.topic, hp->msgs.partition)->offset =
+				hp->msgs.nmessages > 0 ? hp->msgs.messages[0].offset : hp->last_offset + 1;
 		}
 		rd_kafka_topic_partition_list_destroy(assigned);
 	}
-	held_reset();
+	MemoryContextReset(held.copies);
+	MemoryContextReset(held.cxt);
+	held.parts = NIL;
+	held.last = NULL;
+	held.nmessages = 0;
+	held.nbytes = 0;
+	for (int i = 0; i < kept->cnt; i++)
+		held_partition(kept->elems[i].topic, kept->elems[i].partition)->last_offset =
+			kept->elems[i].offset - 1;
+	rd_kafka_topic_partition_list_destroy(kept);
 	if (rewind->cnt > 0)
 	{
 		rd_kafka_error_t *error = rd_kafka_seek_partitions(rk, rewind, 5000);
@@ -708,43 +712,42 @@ held_wait_ms(TimestampTz now)
 }
 
 /*
- * librdkafka 2.0 stops fetching a partition while the consumer queue is
- * over queued.min.messages or queued.max.messages.kbytes, and looks again
- * only when something wakes its broker thread: up to a second later (2.1
- * added fetch.queue.backoff.ms for this).  A consumer slower than Kafka
- * fills that queue every time, and spent most of its time waiting here.
- * So when the worker has just emptied a queue that was full, it seeks each
- * partition to where it is (the offset after the last message polled): a
- * seek to a concrete offset wakes the broker thread at once.  A message
- * fetched meanwhile is dropped by librdkafka and fetched again from that
- * offset, never skipped (held_take_in also drops a second copy).
- * Partitions with no position (nothing polled since they were assigned or
- * last sought) are left alone.
+ * librdkafka 2.0 stops fetching while the consumer queue is over
+ * queued.min.messages or queued.max.messages.kbytes, and looks again only
+ * when something wakes its broker threads: up to a second later (2.1 added
+ * fetch.queue.backoff.ms for this).  A consumer slower than Kafka fills
+ * that queue every time, and spent most of its time waiting here.  So when
+ * the worker has just emptied a queue that was full, it seeks each of its
+ * partitions to where it stands, the offset after the last message polled:
+ * a seek to an offset wakes the broker thread at once.  A message fetched
+ * meanwhile is dropped by librdkafka and fetched again from there, never
+ * skipped.  The worker keeps the positions itself, because librdkafka
+ * forgets its own at a seek; a partition it has not polled from since it
+ * was assigned has none yet, and is left alone.
  */
 static void
 consumer_restart_fetch(void)
 {
 	rd_kafka_topic_partition_list_t *assigned = NULL;
-	rd_kafka_topic_partition_list_t *positioned;
+	rd_kafka_topic_partition_list_t *positions;
 	rd_kafka_error_t *error;
+	ListCell   *lc;
 
 	if (rd_kafka_assignment(rk, &assigned) != RD_KAFKA_RESP_ERR_NO_ERROR)
 		return;
-	positioned = rd_kafka_topic_partition_list_new(assigned->cnt);
-	if (rd_kafka_position(rk, assigned) == RD_KAFKA_RESP_ERR_NO_ERROR)
+	positions = rd_kafka_topic_partition_list_new(list_length(held.parts));
+	foreach(lc, held.parts)
 	{
-		for (int i = 0; i < assigned->cnt; i++)
-		{
-			rd_kafka_topic_partition_t *p = &assigned->elems[i];
+		HeldPartition *hp = lfirst(lc);
 
-			if (p->err == RD_KAFKA_RESP_ERR_NO_ERROR && p->offset >= 0)
-				rd_kafka_topic_partition_list_add(positioned, p->topic, p->partition)->offset = p->offset;
-		}
+		if (rd_kafka_topic_partition_list_find(assigned, hp->msgs.topic, hp->msgs.partition))
+			rd_kafka_topic_partition_list_add(positions, hp->msgs.topic, hp->msgs.partition)->offset =
+				hp->last_offset + 1;
 	}
 	/* Asynchronous: a partition that cannot seek now just keeps its place. */
-	if (positioned->cnt > 0 && (error = rd_kafka_seek_partitions(rk, positioned, 0)) != NULL)
+	if (positions->cnt > 0 && (error = rd_kafka_seek_partitions(rk, positions, 0)) != NULL)
 		rd_kafka_error_destroy(error);
-	rd_kafka_topic_partition_list_destroy(positioned);
+	rd_kafka_topic_partition_list_destroy(positions);
 	rd_kafka_topic_partition_list_destroy(assigned);
 }
 
@@ -752,9 +755,12 @@ consumer_restart_fetch(void)
 static void
 fetch_queue_emptied(void)
 {
-	if (polled_msgs_since_empty * 4 >= (int64) fetch_queue_msgs * 3 ||
+	int64		peak = Max(fetch_queue_peak, polled_msgs_since_empty);
+
+	if (peak * 4 >= (int64) fetch_queue_msgs * 3 ||
 		polled_bytes_since_empty * 4 >= fetch_queue_bytes * 3)
 		consumer_restart_fetch();
+	fetch_queue_peak = 0;
 	polled_msgs_since_empty = 0;
 	polled_bytes_since_empty = 0;
 }
@@ -772,6 +778,8 @@ consumer_drain(TimestampTz now)
 
 	while (read(wake_pipe[0], buf, sizeof(buf)) > 0)
 		;
+	/* Its length counts what librdkafka will drop unseen, as its limit does. */
+	fetch_queue_peak = Max(fetch_queue_peak, (int64) rd_kafka_queue_length(rkqu));
 	for (int n = 0; n < fetch_queue_msgs; n++)
 	{
 		rd_kafka_message_t *m;
@@ -998,8 +1006,6 @@ land_held(int64 ntake)
 			held_release(hp, hp->take);
 			hp->take = 0;
 		}
-		if (held.nmessages == 0)
-			held_reset();
 	}
 	rd_kafka_topic_partition_list_destroy(commit);
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -1025,8 +1031,10 @@ evc_consumer_main(Datum main_arg)
 	my_slot = evc_worker_startup(EVC_WORKER_CONSUMER, name);
 	before_shmem_exit(consumer_on_exit, (Datum) 0);
 
-	held.cxt = AllocSetContextCreate(TopMemoryContext, "evcollector consumer held messages",
+	held.cxt = AllocSetContextCreate(TopMemoryContext, "evcollector consumer partitions",
 									 ALLOCSET_DEFAULT_SIZES);
+	held.copies = AllocSetContextCreate(TopMemoryContext, "evcollector consumer held messages",
+										ALLOCSET_DEFAULT_SIZES);
 	consumer_load_config(id);
 	consumer_open_storage();
 	consumer_connect();
