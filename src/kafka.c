@@ -10,8 +10,6 @@
  */
 #include "postgres.h"
 
-#include <ctype.h>
-
 #include "guc.h"
 #include "kafka.h"
 
@@ -49,9 +47,7 @@ rd_kafka_conf_t *
 evc_kafka_conf_new(const char *const *defaults)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	char	   *copy;
-	char	   *pair;
-	char	   *save = NULL;
+	char		errbuf[512];
 
 	evc_kafka_conf_set(conf, "bootstrap.servers", evc_brokers);
 	evc_kafka_conf_set(conf, "log.queue", "true");
@@ -61,21 +57,14 @@ evc_kafka_conf_new(const char *const *defaults)
 	for (; defaults && defaults[0]; defaults += 2)
 		evc_kafka_conf_set(conf, defaults[0], defaults[1]);
 
-	copy = pstrdup(evc_kafka_properties ? evc_kafka_properties : "");
-	for (pair = strtok_r(copy, ";", &save); pair; pair = strtok_r(NULL, ";", &save))
+	if (!evc_kafka_conf_apply(conf, evc_kafka_properties, errbuf, sizeof(errbuf)))
 	{
-		char	   *eq;
-
-		while (isspace((unsigned char) *pair))
-			pair++;
-		if (*pair == '\0' || (eq = strchr(pair, '=')) == NULL)
-			continue;
-		*eq = '\0';
-		for (char *e = eq - 1; e >= pair && isspace((unsigned char) *e); e--)
-			*e = '\0';
-		evc_kafka_conf_set(conf, pair, eq + 1);
+		rd_kafka_conf_destroy(conf);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid evcollector.kafka_properties"),
+				 errdetail("%s", errbuf)));
 	}
-	pfree(copy);
 	return conf;
 }
 

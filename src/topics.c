@@ -127,7 +127,9 @@ check_admin_result(rd_kafka_event_t *ev, const char *name)
 				 errmsg("could not create topic \"%s\"", name),
 				 errdetail("%s: %s", rd_kafka_err2name(err), rd_kafka_event_error_string(ev)),
 				 err == RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE ?
-				 errhint("The brokers do not support the CreateTopics API; create the topic with the Kafka tools.") : 0));
+				 errhint("The brokers do not support the CreateTopics API; create the topic with the Kafka tools.") :
+				 err == RD_KAFKA_RESP_ERR__TIMED_OUT ?
+				 errhint("Check evcollector.brokers. Brokers that do not offer the Admin API (librdkafka's mock cluster, for one) never name a controller and time out here; create the topic with the Kafka tools then.") : 0));
 	res = rd_kafka_event_CreateTopics_result(ev);
 	topics = rd_kafka_CreateTopics_result_topics(res, &n);
 	for (size_t i = 0; i < n; i++)

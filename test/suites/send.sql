@@ -6,22 +6,9 @@
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS evcollector;
+\ir lib.psql
 SELECT plan(29);
 
-SELECT current_setting('evc_test.kafka_bootstrap') AS boot,
-	   current_setting('evc_test.kafka_control') AS ctl,
-	   current_setting('evc_test.bin') AS bin \gset
-
-CREATE TEMP TABLE msgs (partition int, "offset" bigint, key text, headers text, payload_hex text);
-CREATE FUNCTION pg_temp.read_topic(topic text) RETURNS SETOF msgs
-LANGUAGE plpgsql AS $$
-BEGIN
-	TRUNCATE msgs;
-	EXECUTE format('COPY msgs FROM PROGRAM %L',
-		format('%s/kafka-dump %s %s', current_setting('evc_test.bin'),
-			   current_setting('evc_test.kafka_bootstrap'), topic));
-	RETURN QUERY SELECT * FROM msgs;
-END $$;
 
 SELECT evc_register_schema('sendtest', 'Clicked', '{
 	"type": "object",

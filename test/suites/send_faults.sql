@@ -6,28 +6,8 @@
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS evcollector;
+\ir lib.psql
 SELECT plan(9);
-
-CREATE TEMP TABLE msgs (partition int, "offset" bigint, key text, headers text, payload_hex text);
-CREATE FUNCTION pg_temp.read_topic(topic text) RETURNS SETOF msgs
-LANGUAGE plpgsql AS $$
-BEGIN
-	TRUNCATE msgs;
-	EXECUTE format('COPY msgs FROM PROGRAM %L',
-		format('%s/kafka-dump %s %s', current_setting('evc_test.bin'),
-			   current_setting('evc_test.kafka_bootstrap'), topic));
-	RETURN QUERY SELECT * FROM msgs;
-END $$;
-CREATE TEMP TABLE ctl (line text);
-CREATE FUNCTION pg_temp.kafkactl(cmd text) RETURNS text
-LANGUAGE plpgsql AS $$
-BEGIN
-	TRUNCATE ctl;
-	EXECUTE format('COPY ctl FROM PROGRAM %L',
-		format('%s/kafkactl -c %s %s', current_setting('evc_test.bin'),
-			   current_setting('evc_test.kafka_control'), cmd));
-	RETURN (SELECT line FROM ctl);
-END $$;
 
 SELECT evc_register_schema('faulttest', 'Tick', '{"type": "object", "required": ["i"]}');
 SELECT evc_flush('20 s');
