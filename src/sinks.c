@@ -53,6 +53,7 @@ static SPIPlanPtr plan_archive_file = NULL;
 static SPIPlanPtr plan_image_seen = NULL;
 static SPIPlanPtr plan_image = NULL;
 static SPIPlanPtr plan_event = NULL;
+static MemoryContext sink_cxt = NULL;
 
 static SPIPlanPtr
 prepare_kept(const char *sql, int nargs, Oid *types)
@@ -249,14 +250,67 @@ dead_letter(EvcConsumerConfig *cfg, EvcPartitionBatch *pb, DecodedEvent *d)
 	exec_plan(plan_dead_letter, v, n, SPI_OK_INSERT);
 }
 
+/*
+ * s as a JSON string, exactly as escape_json writes it, but copying each
+ * run of characters that need no escape in one go: most text has none,
+ * and escape_json appends one character at a time.
+ */
+static void
+append_json_string(StringInfo buf, const char *s)
+{
+	const char *run = s;
+
+	appendStringInfoChar(buf, '"');
+	for (const char *p = s;; p++)
+	{
+		unsigned char c = (unsigned char) *p;
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		if (p > run)
+			appendBinaryStringInfo(buf, run, p - run);
+		if (c == '\0')
+			break;
+		switch (c)
+		{
+			case '\b':
+				appendStringInfoString(buf, "\\b");
+				break;
+			case '\f':
+				appendStringInfoString(buf, "\\f");
+				break;
+			case '\n':
+				appendStringInfoString(buf, "\\n");
+				break;
+			case '\r':
+				appendStringInfoString(buf, "\\r");
+				break;
+			case '\t':
+				appendStringInfoString(buf, "\\t");
+				break;
+			case '"':
+				appendStringInfoString(buf, "\\\"");
+				break;
+			case '\\':
+				appendStringInfoString(buf, "\\\\");
+				break;
+			default:
+				appendStringInfo(buf, "\\u%04x", (int) c);
+				break;
+		}
+		run = p + 1;
+	}
+	appendStringInfoChar(buf, '"');
+}
+
 static void
 append_json_field(StringInfo buf, const char *name, const char *value, bool comma)
 {
 	if (comma)
 		appendStringInfoChar(buf, ',');
-	escape_json(buf, name);
+	append_json_string(buf, name);
 	appendStringInfoChar(buf, ':');
-	escape_json(buf, value ? value : "");
+	append_json_string(buf, value ? value : "");
 }
 
 /* The context object as JSON text. */
@@ -279,7 +333,7 @@ append_archive_line(StringInfo buf, EvcPartitionBatch *pb, DecodedEvent *d)
 	Evcollector__Event *ev = d->ev;
 
 	appendStringInfoString(buf, "{\"topic\":");
-	escape_json(buf, pb->topic);
+	append_json_string(buf, pb->topic);
 	appendStringInfo(buf, ",\"partition\":%d,\"offset\":" INT64_FORMAT ",\"timestamp\":" INT64_FORMAT,
 					 pb->partition, d->msg->offset, d->msg->timestamp_ms);
 	append_json_field(buf, "client", ev->client, true);
@@ -582,17 +636,23 @@ sink_land_partition(EvcConsumerConfig *cfg, EvcStorage *st, EvcPartitionBatch *p
 
 /*
  * What a partition's share needs in memory (decoded events, the text of
- * its files) goes in a context of its own, freed before the next partition.
+ * its files) goes in a context of its own, emptied before the next
+ * partition.  It keeps its first megabyte, which is about what a file of
+ * the default batch_size needs, so landings do not ask the kernel for
+ * fresh pages each time.
  */
 void
 evc_sink_land(EvcConsumerConfig *cfg, EvcStorage *st, EvcPartitionBatch *pb,
 			  int64 next_offset, EvcLandResult *res)
 {
-	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "evcollector sink",
-											  ALLOCSET_DEFAULT_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(cxt);
+	MemoryContext old;
 
+	if (sink_cxt == NULL)
+		sink_cxt = AllocSetContextCreate(TopMemoryContext, "evcollector sink",
+										 1024 * 1024, 1024 * 1024, 8 * 1024 * 1024);
+	MemoryContextReset(sink_cxt);	/* after a landing that failed, too */
+	old = MemoryContextSwitchTo(sink_cxt);
 	sink_land_partition(cfg, st, pb, next_offset, res);
 	MemoryContextSwitchTo(old);
-	MemoryContextDelete(cxt);
+	MemoryContextReset(sink_cxt);
 }
