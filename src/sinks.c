@@ -69,8 +69,11 @@ prepare_kept(const char *sql, int nargs, Oid *types)
 static void
 exec_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
 {
+	MemoryContext cxt = CurrentMemoryContext;
 	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
 
+	/* SPI returns in its procedure context, which lives until the landing ends. */
+	MemoryContextSwitchTo(cxt);
 	if (rc != expected)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
 }
