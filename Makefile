@@ -27,7 +27,7 @@ EVC_VERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" evcollector.c
 PG_CPPFLAGS = -Iproto -Isrc -DEVC_VERSION_STR=\"$(EVC_VERSION)\"
 SHLIB_LINK = -lrdkafka -lcurl -lprotobuf-c -lz
 
-EXTRA_CLEAN = $(PROTO_C) $(PROTO_H) test/kafka_mock test/helpers/evc-produce results regression.diffs regression.out
+EXTRA_CLEAN = $(PROTO_C) $(PROTO_H) test/kafka_mock test/helpers/evc-produce test/helpers/evc-listen results regression.diffs regression.out
 
 # No LLVM bitcode: JIT inlining of our C is of no use, and it would need clang.
 override with_llvm = no
@@ -54,6 +54,10 @@ test/kafka_mock: test/kafka_mock.c
 # Test helper that produces protobuf events (and garbage) fast.
 test/helpers/evc-produce: test/evc-produce.c $(PROTO_C) $(PROTO_H)
 	$(CC) -O2 -Wall -Wextra -Werror -Iproto -o $@ test/evc-produce.c $(PROTO_C) -lrdkafka -lprotobuf-c
+
+# Test helper that LISTENs and prints each notification with its arrival time.
+test/helpers/evc-listen: test/evc-listen.c
+	$(CC) -O2 -Wall -Wextra -Werror -I$(shell $(PG_CONFIG) --includedir) -o $@ $< -L$(shell $(PG_CONFIG) --libdir) -lpq
 
 .PHONY: test demo deps
 deps:

@@ -178,3 +178,14 @@ SELECT pg_catalog.pg_extension_config_dump('evc.archive_files_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('evc.images', '');
 SELECT pg_catalog.pg_extension_config_dump('evc.events', '');
 SELECT pg_catalog.pg_extension_config_dump('evc.events_id_seq', '');
+
+/*
+ * evc_validate on JSON text: the instance is read straight into the
+ * validator's own tree, with no jsonb built.  A text that is not valid JSON
+ * raises the error a cast to jsonb would.
+ */
+CREATE FUNCTION evc_validate(schema jsonb, instance text)
+RETURNS boolean
+LANGUAGE C STRICT STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'evc_validate_text';
+COMMENT ON FUNCTION evc_validate(jsonb, text) IS 'whether the JSON text instance is valid under the JSON Schema (draft-07)';

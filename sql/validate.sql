@@ -93,3 +93,41 @@ SELECT evc_validate('{"pattern": "^(a+)+$"}', to_jsonb(repeat('a', 100000) || '!
 RESET statement_timeout;
 -- Big arrays with uniqueItems are hashed, not compared pairwise.
 SELECT evc_validate('{"uniqueItems": true}', (SELECT jsonb_agg(i) FROM generate_series(1, 200000) i)) AS unique_200k;
+
+-- The fast paths give the answers of the general ones.
+-- Numbers: exact in 64 bits when they fit, numeric otherwise.
+SELECT evc_validate('{"maximum": 9223372036854775807}', '9223372036854775808'::jsonb) AS over_int64,
+       evc_validate('{"multipleOf": 0.0001}', '0.0075'::jsonb) AS small_multiple,
+       evc_validate('{"exclusiveMinimum": 0.1}', '0.10000000000000000001'::jsonb) AS long_decimal,
+       evc_validate('{"type": "integer", "minimum": 1e399}', '1e400'::jsonb) AS huge_integer,
+       evc_validate('{"enum": [100]}', '1E2'::jsonb) AS exponent,
+       evc_validate('{"uniqueItems": true}', '[1, 1.0, 2]'::jsonb) AS one_equals_one_point_zero;
+-- Patterns: plain sequences of characters and classes match ASCII text
+-- directly, anything else goes to the regex engine.
+SELECT evc_validate('{"pattern": "^[A-Z]{2}$"}', '"FR"'::jsonb) AS simple_yes,
+       evc_validate('{"pattern": "^[A-Z]{2}$"}', '"FRA"'::jsonb) AS simple_no,
+       evc_validate('{"pattern": "^.{2}$"}', '"é!"'::jsonb) AS non_ascii_text,
+       evc_validate('{"pattern": "a.c"}', '"a\nc"'::jsonb) AS dot_stops_at_newline,
+       evc_validate('{"pattern": "^\\w+-\\d*$"}', '"ab_1-"'::jsonb) AS escapes,
+       evc_validate('{"pattern": "[a-]x"}', '"-x"'::jsonb) AS dash_in_class;
+-- A key that additionalProperties refuses: no for the yes/no check, and
+-- the errors still come in key order.
+SELECT evc_validate('{"properties": {"a": {"type": "string"}}, "additionalProperties": false}',
+                    '{"a": 1, "b": 2}'::jsonb) AS closed_object;
+SELECT * FROM evc_validation_errors('{"properties": {"a": {"type": "string"}}, "additionalProperties": false}',
+                                    '{"a": 1, "b": 2}');
+
+-- evc_validate on text reads the JSON text itself, with no jsonb built:
+-- the same answers as on jsonb (duplicate keys: the last one wins).
+SELECT t, evc_validate(s, t) AS on_text, evc_validate(s, t::jsonb) AS on_jsonb
+FROM (VALUES ('{"properties": {"a": {"maxLength": 1}}, "required": ["a"]}'::jsonb, '{"a": "\u00e9"}'),
+             ('{"properties": {"a": {"maxLength": 1}}, "required": ["a"]}', '{"a": "x", "a": "yy"}'),
+             ('{"properties": {"a": {"maxLength": 1}}, "required": ["a"]}', '{"a": "yy", "a": "x"}'),
+             ('{"const": "A😀"}', '"\u0041\ud83d\ude00"'),
+             ('{"minimum": 1e30}', '123456789012345678901234567890'),
+             ('{"uniqueItems": true}', '[{"a": [1]}, {"a": [1.0]}]'),
+             ('{"type": "integer"}', ' 1e2 ')) v(s, t);
+-- Text that is not JSON fails as a cast to jsonb would.
+SELECT evc_validate('{}', '{"a": 1,}'::text);
+SELECT evc_validate('{}', '"\u0000"'::text);
+SELECT evc_validate('{}', '1e1000000'::text);

@@ -60,6 +60,7 @@
 #include "utils/wait_event.h"
 
 #include "consumer.h"
+#include "consumer_metrics.h"
 #include "guc.h"
 #include "storage.h"
 #include "worker.h"
@@ -113,6 +114,7 @@ static int64 fetch_queue_bytes = 8192 * 1024;
 static int64 fetch_queue_peak = 0;
 static int64 polled_msgs_since_empty = 0;
 static int64 polled_bytes_since_empty = 0;
+static EvcLandResult batch_landed;	/* what land_due_partitions did, counted after commit */
 
 /* Written by librdkafka callbacks (on this thread, inside poll). */
 static volatile bool revoke_seen = false;
@@ -194,7 +196,8 @@ consumer_load_config(int32 id)
 	cfg->name = getvalue_or_null(tup, desc, 1);
 	sink = SPI_getvalue(tup, desc, 2);
 	cfg->sink = strcmp(sink, "archive") == 0 ? EVC_SINK_ARCHIVE :
-		strcmp(sink, "images") == 0 ? EVC_SINK_IMAGES : EVC_SINK_TABLE;
+		strcmp(sink, "images") == 0 ? EVC_SINK_IMAGES :
+		strcmp(sink, "aggregates") == 0 ? EVC_SINK_AGGREGATES : EVC_SINK_TABLE;
 	topics = getvalue_or_null(tup, desc, 3);
 	cfg->group_id = getvalue_or_null(tup, desc, 4);
 	{
@@ -686,6 +689,23 @@ held_plan_landing(TimestampTz now)
 	return total;
 }
 
+/* Bytes of the messages held_plan_landing chose. */
+static int64
+held_bytes_taken(void)
+{
+	int64		bytes = 0;
+	ListCell   *lc;
+
+	foreach(lc, held.parts)
+	{
+		HeldPartition *hp = lfirst(lc);
+
+		for (int i = 0; i < hp->take; i++)
+			bytes += hp->msgs.messages[i].len;
+	}
+	return bytes;
+}
+
 static long
 ms_until(TimestampTz when, TimestampTz now)
 {
@@ -943,6 +963,7 @@ land_due_partitions(rd_kafka_topic_partition_list_t *commit, int64 consumed)
 	/* The objects are durable before the rows that index them commit. */
 	evc_storage_sync(storage);
 	record_progress(consumed, &total);
+	batch_landed = total;
 	SPI_finish();
 	PopActiveSnapshot();
 }
@@ -959,6 +980,7 @@ land_held(int64 ntake)
 		rd_kafka_topic_partition_list_new(list_length(held.parts));
 	volatile bool ok = true;
 	char		activity[128];
+	TimestampTz started = GetCurrentTimestamp();
 
 	snprintf(activity, sizeof(activity), "landing " INT64_FORMAT " messages", ntake);
 	pgstat_report_activity(STATE_RUNNING, activity);
@@ -991,6 +1013,7 @@ land_held(int64 ntake)
 	}
 	PG_END_TRY();
 
+	evc_consumer_count_batch(my_slot, ntake, held_bytes_taken(), ok ? &batch_landed : NULL, started);
 	if (ok)
 	{
 		rd_kafka_resp_err_t err = rd_kafka_commit(rk, commit, 1);
@@ -1040,7 +1063,8 @@ evc_consumer_main(Datum main_arg)
 	consumer_connect();
 	elog(LOG, "evcollector consumer \"%s\" started: group \"%s\", %s sink",
 		 cfg->name, cfg->group_id,
-		 cfg->sink == EVC_SINK_ARCHIVE ? "archive" : cfg->sink == EVC_SINK_IMAGES ? "images" : "table");
+		 cfg->sink == EVC_SINK_ARCHIVE ? "archive" : cfg->sink == EVC_SINK_IMAGES ? "images" :
+		 cfg->sink == EVC_SINK_AGGREGATES ? "aggregates" : "table");
 
 	set = CreateWaitEventSet(TopMemoryContext, 3);
 	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
@@ -1068,6 +1092,7 @@ evc_consumer_main(Datum main_arg)
 		retry_at = 0;
 
 		more = consumer_drain(now);
+		evc_consumer_note_watermarks(my_slot, rk);
 		report_kafka_errors();
 		ntake = held_plan_landing(GetCurrentTimestamp());
 		if (ntake == 0)

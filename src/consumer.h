@@ -15,7 +15,8 @@ typedef enum EvcSinkKind
 {
 	EVC_SINK_ARCHIVE,
 	EVC_SINK_IMAGES,
-	EVC_SINK_TABLE
+	EVC_SINK_TABLE,
+	EVC_SINK_AGGREGATES
 } EvcSinkKind;
 
 typedef struct EvcConsumerConfig
@@ -72,5 +73,9 @@ typedef struct EvcLandResult
 extern void evc_sink_land(EvcConsumerConfig *cfg, EvcStorage *st,
 						  EvcPartitionBatch *pb, int64 next_offset,
 						  EvcLandResult *res);
+
+/* sink_aggregates.c */
+extern void evc_sink_land_aggregates(EvcConsumerConfig *cfg, EvcPartitionBatch *pb,
+									 int64 next_offset, EvcLandResult *res);
 
 #endif

@@ -239,11 +239,12 @@ evc_consumer_create(PG_FUNCTION_ARGS)
 
 	check_consumer_name(name);
 	check_topics(PG_GETARG_ARRAYTYPE_P(1));
-	if (strcmp(sink, "archive") != 0 && strcmp(sink, "images") != 0 && strcmp(sink, "table") != 0)
+	if (strcmp(sink, "archive") != 0 && strcmp(sink, "images") != 0 && strcmp(sink, "table") != 0 &&
+		strcmp(sink, "aggregates") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown sink \"%s\"", sink),
-				 errhint("Use archive, images or table.")));
+				 errhint("Use archive, images, table or aggregates.")));
 
 	SPI_connect();
 	check_options(options, sink);

@@ -33,6 +33,7 @@ int			evc_max_file_size_kb = 64 * 1024;
 bool		evc_require_schema = true;
 int			evc_max_event_size_kb = 1000;
 int			evc_max_blob_size_kb = 900;
+int			evc_metrics_interval_ms = 0;
 
 /* Kafka limits topic names to 249 characters of [A-Za-z0-9._-]. */
 #define KAFKA_TOPIC_MAX 249
@@ -305,6 +306,18 @@ check_s3_region(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/* metrics_interval: 0 turns the metrics topic off; otherwise at least 1 s. */
+static bool
+check_metrics_interval(int *newval, void **extra, GucSource source)
+{
+	if (*newval != 0 && *newval < 1000)
+	{
+		GUC_check_errdetail("The metrics interval is 0 (off) or at least 1 second; %d ms is too short.", *newval);
+		return false;
+	}
+	return true;
+}
+
 /*
  * PGC_POSTMASTER settings can only be defined while the postmaster loads
  * the library; a backend that loads it later gets the others only.
@@ -417,6 +430,13 @@ evc_define_gucs(bool preloading)
 							&evc_max_blob_size_kb, 900, 1, 1024 * 1024,
 							PGC_SUSET, GUC_UNIT_KB,
 							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("evcollector.metrics_interval",
+							"How often the relay publishes a Metrics message to <topic_prefix>metrics.",
+							"0 (the default) turns it off; create the topic first where brokers do not create topics.",
+							&evc_metrics_interval_ms, 0, 0, 24 * 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							check_metrics_interval, NULL, NULL);
 
 	MarkGUCPrefixReserved("evcollector");
 }

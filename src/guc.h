@@ -20,6 +20,7 @@ extern int	evc_max_file_size_kb;
 extern bool evc_require_schema;
 extern int	evc_max_event_size_kb;
 extern int	evc_max_blob_size_kb;
+extern int	evc_metrics_interval_ms;
 
 extern void evc_define_gucs(bool preloading);
 

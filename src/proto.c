@@ -10,6 +10,9 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
+#include "common/base64.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
@@ -89,6 +92,32 @@ evc_encode_schema_record(const char *client, const char *event_name, int32 versi
 	out = palloc(VARHDRSZ + len);
 	SET_VARSIZE(out, VARHDRSZ + len);
 	evcollector__schema_record__pack(&rec, (uint8_t *) VARDATA(out));
+	return out;
+}
+
+bytea *
+evc_encode_aggregate(const EvcAggregateFields *f)
+{
+	Evcollector__AggregatedEvent agg = EVCOLLECTOR__AGGREGATED_EVENT__INIT;
+	size_t		len;
+	bytea	   *out;
+
+	agg.client = nz(f->client);
+	agg.event_name = nz(f->event_name);
+	agg.function = nz(f->function);
+	agg.group_key = nz(f->group_key);
+	agg.window_start = nz(f->window_start);
+	agg.window_seconds = f->window_seconds;
+	agg.window_name = nz(f->window_name);
+	agg.value_decimal = nz(f->value_decimal);
+	agg.value = strtod(agg.value_decimal, NULL);
+	agg.count = f->count;
+	agg.revision = f->revision;
+	agg.computed_at = nz(f->computed_at);
+	len = evcollector__aggregated_event__get_packed_size(&agg);
+	out = palloc(VARHDRSZ + len);
+	SET_VARSIZE(out, VARHDRSZ + len);
+	evcollector__aggregated_event__pack(&agg, (uint8_t *) VARDATA(out));
 	return out;
 }
 
@@ -201,4 +230,181 @@ evc_format_timestamp(TimestampTz ts)
 	return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
 					tm.tm_year, tm.tm_mon, tm.tm_mday,
 					tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
+}
+
+/* ---------- generic decoding, by descriptor ---------- */
+
+static const ProtobufCMessageDescriptor *const known_messages[] = {
+	&evcollector__event__descriptor,
+	&evcollector__event_context__descriptor,
+	&evcollector__schema_record__descriptor,
+	&evcollector__aggregated_event__descriptor,
+	&evcollector__worker_metrics__descriptor,
+	&evcollector__partition_lag__descriptor,
+	&evcollector__metrics__descriptor,
+};
+
+static void append_message_json(StringInfo buf, const ProtobufCMessage *msg);
+
+static void
+append_double_json(StringInfo buf, double d)
+{
+	if (isnan(d) || isinf(d))
+		appendStringInfoString(buf, "null");
+	else
+		appendStringInfo(buf, "%.17g", d);
+}
+
+/* One value of a field; member points at it (an array element when repeated). */
+static void
+append_value_json(StringInfo buf, const ProtobufCFieldDescriptor *fd, const void *member)
+{
+	switch (fd->type)
+	{
+		case PROTOBUF_C_TYPE_INT32:
+		case PROTOBUF_C_TYPE_SINT32:
+		case PROTOBUF_C_TYPE_SFIXED32:
+		case PROTOBUF_C_TYPE_ENUM:
+			appendStringInfo(buf, "%d", *(const int32_t *) member);
+			break;
+		case PROTOBUF_C_TYPE_INT64:
+		case PROTOBUF_C_TYPE_SINT64:
+		case PROTOBUF_C_TYPE_SFIXED64:
+			appendStringInfo(buf, INT64_FORMAT, (int64) *(const int64_t *) member);
+			break;
+		case PROTOBUF_C_TYPE_UINT32:
+		case PROTOBUF_C_TYPE_FIXED32:
+			appendStringInfo(buf, "%u", *(const uint32_t *) member);
+			break;
+		case PROTOBUF_C_TYPE_UINT64:
+		case PROTOBUF_C_TYPE_FIXED64:
+			appendStringInfo(buf, UINT64_FORMAT, (uint64) *(const uint64_t *) member);
+			break;
+		case PROTOBUF_C_TYPE_FLOAT:
+			append_double_json(buf, *(const float *) member);
+			break;
+		case PROTOBUF_C_TYPE_DOUBLE:
+			append_double_json(buf, *(const double *) member);
+			break;
+		case PROTOBUF_C_TYPE_BOOL:
+			appendStringInfoString(buf, *(const protobuf_c_boolean *) member ? "true" : "false");
+			break;
+		case PROTOBUF_C_TYPE_STRING:
+			escape_json(buf, nz(*(char *const *) member));
+			break;
+		case PROTOBUF_C_TYPE_BYTES:
+			{
+				const ProtobufCBinaryData *b = member;
+				int			enclen = pg_b64_enc_len(b->len);
+				char	   *enc = palloc(enclen + 1);
+				int			n = pg_b64_encode((const char *) b->data, b->len, enc, enclen);
+
+				enc[Max(n, 0)] = '\0';
+				escape_json(buf, enc);
+				break;
+			}
+		case PROTOBUF_C_TYPE_MESSAGE:
+			if (*(ProtobufCMessage *const *) member == NULL)
+				appendStringInfoString(buf, "null");
+			else
+				append_message_json(buf, *(ProtobufCMessage *const *) member);
+			break;
+	}
+}
+
+static size_t
+field_element_size(ProtobufCType type)
+{
+	switch (type)
+	{
+		case PROTOBUF_C_TYPE_INT64:
+		case PROTOBUF_C_TYPE_SINT64:
+		case PROTOBUF_C_TYPE_SFIXED64:
+		case PROTOBUF_C_TYPE_UINT64:
+		case PROTOBUF_C_TYPE_FIXED64:
+			return 8;
+		case PROTOBUF_C_TYPE_DOUBLE:
+			return sizeof(double);
+		case PROTOBUF_C_TYPE_BOOL:
+			return sizeof(protobuf_c_boolean);
+		case PROTOBUF_C_TYPE_STRING:
+		case PROTOBUF_C_TYPE_MESSAGE:
+			return sizeof(void *);
+		case PROTOBUF_C_TYPE_BYTES:
+			return sizeof(ProtobufCBinaryData);
+		default:
+			return 4;
+	}
+}
+
+static void
+append_message_json(StringInfo buf, const ProtobufCMessage *msg)
+{
+	const ProtobufCMessageDescriptor *desc = msg->descriptor;
+
+	appendStringInfoChar(buf, '{');
+	for (unsigned i = 0; i < desc->n_fields; i++)
+	{
+		const ProtobufCFieldDescriptor *fd = &desc->fields[i];
+		const char *member = (const char *) msg + fd->offset;
+
+		if (i > 0)
+			appendStringInfoChar(buf, ',');
+		escape_json(buf, fd->name);
+		appendStringInfoChar(buf, ':');
+		if (fd->label == PROTOBUF_C_LABEL_REPEATED)
+		{
+			size_t		n = *(const size_t *) ((const char *) msg + fd->quantifier_offset);
+			const char *arr = *(char *const *) member;
+
+			appendStringInfoChar(buf, '[');
+			for (size_t j = 0; j < n; j++)
+			{
+				if (j > 0)
+					appendStringInfoChar(buf, ',');
+				append_value_json(buf, fd, arr + j * field_element_size(fd->type));
+			}
+			appendStringInfoChar(buf, ']');
+		}
+		else
+			append_value_json(buf, fd, member);
+	}
+	appendStringInfoChar(buf, '}');
+}
+
+/*
+ * evc_decode(payload bytea, message text) returns jsonb: any message of
+ * proto/evcollector.proto as JSON, field names as in the .proto, bytes in
+ * base64, 64-bit integers as numbers.
+ */
+PG_FUNCTION_INFO_V1(evc_decode);
+Datum
+evc_decode(PG_FUNCTION_ARGS)
+{
+	bytea	   *payload = PG_GETARG_BYTEA_PP(0);
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	const ProtobufCMessageDescriptor *desc = NULL;
+	ProtobufCMessage *msg;
+	StringInfoData buf;
+
+	for (int i = 0; i < lengthof(known_messages); i++)
+		if (strcmp(name, known_messages[i]->name) == 0 || strcmp(name, known_messages[i]->short_name) == 0)
+			desc = known_messages[i];
+	if (desc == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown message type \"%s\"", name),
+				 errhint("Use a message of proto/evcollector.proto: Event, SchemaRecord, AggregatedEvent, Metrics.")));
+	msg = protobuf_c_message_unpack(desc, &pg_allocator, VARSIZE_ANY_EXHDR(payload),
+									(const uint8_t *) VARDATA_ANY(payload));
+	if (msg == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+				 errmsg("could not decode %s message", desc->name),
+				 errdetail("The %zu bytes are not a valid %s protobuf message.",
+						   (size_t) VARSIZE_ANY_EXHDR(payload), desc->name)));
+	initStringInfo(&buf);
+	append_message_json(&buf, msg);
+	protobuf_c_message_free_unpacked(msg, &pg_allocator);
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }

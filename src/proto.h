@@ -32,6 +32,22 @@ extern bytea *evc_encode_schema_record(const char *client, const char *event_nam
 									   int32 version, const char *schema_json,
 									   const char *topic, const char *created_at,
 									   const char *created_by);
+typedef struct EvcAggregateFields
+{
+	const char *client;
+	const char *event_name;
+	const char *function;
+	const char *group_key;
+	const char *window_start;
+	int64		window_seconds;
+	const char *window_name;
+	const char *value_decimal;
+	int64		count;
+	int32		revision;
+	const char *computed_at;
+} EvcAggregateFields;
+
+extern bytea *evc_encode_aggregate(const EvcAggregateFields *f);
 extern size_t evc_processed_at_patch(const char *processed_at, uint8 *buf, size_t buflen);
 extern char *evc_format_timestamp(TimestampTz ts);
 extern Jsonb *evc_decode_event_jsonb(const uint8 *data, size_t len);

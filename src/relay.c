@@ -43,6 +43,7 @@
 
 #include "guc.h"
 #include "kafka.h"
+#include "metrics.h"
 #include "proto.h"
 #include "relay.h"
 #include "shmem.h"
@@ -73,6 +74,8 @@ typedef struct RelayOutcome
 	bool		reported;
 	rd_kafka_resp_err_t err;
 	TimestampTz acked_at;
+	int32		partition;		/* where Kafka put it, for evc_trace */
+	int64		offset;
 } RelayOutcome;
 
 static rd_kafka_t *producer = NULL;
@@ -113,6 +116,8 @@ relay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 	outcomes[idx].reported = true;
 	outcomes[idx].err = msg->err;
 	outcomes[idx].acked_at = GetCurrentTimestamp();
+	outcomes[idx].partition = msg->partition;
+	outcomes[idx].offset = msg->offset;
 	reports_pending--;
 }
 
@@ -551,6 +556,16 @@ settle_batch(List *rows, int *delivered, int *failed, int *dead)
 	ListCell   *lc;
 	int			idx = 0;
 
+	evc_trace_begin_notes();
+	foreach(lc, rows)
+	{
+		RelayRow   *row = lfirst(lc);
+		RelayOutcome *o = &outcomes[foreach_current_index(lc)];
+
+		if (o->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			evc_trace_note_delivery(row->message_id, row->topic, o->partition, o->offset, o->acked_at);
+	}
+	evc_trace_end_notes();
 	foreach(lc, rows)
 	{
 		RelayRow   *row = lfirst(lc);
@@ -653,6 +668,61 @@ relay_batch(long *next_due_ms)
 	return list_length(rows);
 }
 
+/*
+ * Every evcollector.metrics_interval, publish a Metrics message through the
+ * outbox; the commit wakes the relay, which then sends it like any event.
+ * The relay publishes because it is the one worker that always runs.
+ */
+static TimestampTz metrics_due_at = 0;
+
+static void
+relay_publish_metrics(long *next_due_ms)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz next = TimestampTzPlusMilliseconds(now, evc_metrics_interval_ms);
+	long		until;
+
+	if (evc_metrics_interval_ms <= 0)
+	{
+		metrics_due_at = 0;
+		return;
+	}
+	if (metrics_due_at == 0 || metrics_due_at > next)
+		metrics_due_at = next;	/* first time, or the interval was shortened */
+	if (now >= metrics_due_at)
+	{
+		MemoryContext cxt = CurrentMemoryContext;
+
+		/* A failure here must not hold up delivery: log it, try next time. */
+		metrics_due_at = next;
+		PG_TRY();
+		{
+			relay_begin("evcollector relay: publishing metrics");
+			if (OidIsValid(get_extension_oid("evcollector", true)))
+				evc_metrics_publish();
+			relay_end();
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			AbortOutOfAnyTransaction();
+			SPI_finish();
+			pgstat_report_activity(STATE_IDLE, NULL);
+			ereport(WARNING,
+					(errmsg("evcollector relay: could not publish metrics: %s", edata->message),
+					 errhint("The next attempt is in evcollector.metrics_interval.")));
+			FreeErrorData(edata);
+		}
+		PG_END_TRY();
+	}
+	until = Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), metrics_due_at), 1);
+	*next_due_ms = (*next_due_ms < 0) ? until : Min(*next_due_ms, until);
+}
+
 static void
 relay_setup(void)
 {
@@ -698,6 +768,8 @@ evc_relay_main(Datum main_arg)
 			MemoryContext old = MemoryContextSwitchTo(batch_cxt);
 
 			n = relay_batch(&next_due_ms);
+			if (n >= 0)
+				relay_publish_metrics(&next_due_ms);
 			MemoryContextSwitchTo(old);
 			error_backoff_ms = RELAY_ERROR_BACKOFF_MIN_MS;
 		}

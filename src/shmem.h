@@ -43,6 +43,54 @@ typedef struct EvcWorkerSlot
 	EvcCounters counters;
 } EvcWorkerSlot;
 
+/*
+ * High watermarks of the partitions a consumer is assigned, as librdkafka
+ * last saw them; with the landed offsets in evc.consumer_offsets they give
+ * the consumer lag (evc.consumer_lag).  Written by the consumer only.
+ */
+#define EVC_LAG_PARTITIONS 32
+#define EVC_TOPIC_LEN 250
+
+typedef struct EvcPartitionMark
+{
+	char		topic[EVC_TOPIC_LEN];
+	int32		partition;
+	int64		low;
+	int64		high;
+} EvcPartitionMark;
+
+typedef struct EvcLagTable
+{
+	int			n;
+	int			assigned;		/* may exceed n: only the first are kept */
+	TimestampTz observed_at;
+	EvcPartitionMark parts[EVC_LAG_PARTITIONS];
+} EvcLagTable;
+
+/*
+ * The last deliveries the relay saw acknowledged, with their Kafka
+ * position, for evc_trace(): the producer learns a message's offset only
+ * from its delivery report, and keeping a row per message would double the
+ * relay's writes.  A ring, overwritten oldest first.
+ */
+#define EVC_TRACE_RING 8192
+#define EVC_TRACE_TOPIC_LEN 128
+
+typedef struct EvcDelivery
+{
+	char		message_id[37];
+	char		topic[EVC_TRACE_TOPIC_LEN];	/* cut at 127 bytes */
+	int32		partition;
+	int64		offset;
+	TimestampTz acked_at;
+} EvcDelivery;
+
+typedef struct EvcDeliveryRing
+{
+	uint64		next;			/* total ever written; next % size is the slot */
+	EvcDelivery entries[EVC_TRACE_RING];
+} EvcDeliveryRing;
+
 typedef struct EvcShared
 {
 	LWLock	   *lock;
@@ -51,6 +99,13 @@ typedef struct EvcShared
 	/* Events sent by committed transactions (all backends). */
 	pg_atomic_uint64 sent;
 	EvcWorkerSlot workers[EVC_MAX_WORKERS];
+	/* evc_aggregate runs in any backend; its counters are kept here. */
+	EvcCounters aggregator;
+	char		aggregator_error[EVC_ERROR_LEN];
+	TimestampTz aggregator_error_at;
+	/* Per worker slot, same index as workers[]. */
+	EvcLagTable lag[EVC_MAX_WORKERS];
+	EvcDeliveryRing deliveries;
 } EvcShared;
 
 extern EvcShared *evc_shared;
@@ -67,5 +122,11 @@ extern void evc_worker_record_error(EvcWorkerSlot *slot, const char *message);
 extern void evc_wake_worker(EvcWorkerKind kind, const char *name);
 extern void evc_wake_at_commit(EvcWorkerKind kind);
 extern bool evc_wake_pending(EvcWorkerKind kind);
+
+/* trace.c */
+extern void evc_trace_note_delivery(const char *message_id, const char *topic,
+									int32 partition, int64 offset, TimestampTz acked_at);
+extern void evc_trace_begin_notes(void);
+extern void evc_trace_end_notes(void);
 
 #endif

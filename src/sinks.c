@@ -648,6 +648,11 @@ sink_land_partition(EvcConsumerConfig *cfg, EvcStorage *st, EvcPartitionBatch *p
 	DecodedEvent *good = palloc(sizeof(DecodedEvent) * Max(pb->nmessages, 1));
 	int			ngood = 0;
 
+	if (cfg->sink == EVC_SINK_AGGREGATES)
+	{
+		evc_sink_land_aggregates(cfg, pb, next_offset, res);
+		return;
+	}
 	for (int i = 0; i < pb->nmessages; i++)
 	{
 		EvcMessage *m = &pb->messages[i];
@@ -674,6 +679,8 @@ sink_land_partition(EvcConsumerConfig *cfg, EvcStorage *st, EvcPartitionBatch *p
 			case EVC_SINK_IMAGES:
 				land_image(cfg, st, pb, &d, res);
 				break;
+			case EVC_SINK_AGGREGATES:
+				break;			/* landed above */
 		}
 	}
 	if (ngood > 0 && cfg->sink == EVC_SINK_ARCHIVE)

@@ -44,6 +44,12 @@ evc_storage_put(EvcStorage *st, const char *key, const char *data, size_t len,
 	st->ops->put(st, key, data, len, content_type, sha256_hex);
 }
 
+char *
+evc_storage_get(EvcStorage *st, const char *full_key, size_t *len)
+{
+	return st->ops->get(st, full_key, len);
+}
+
 void
 evc_storage_sync(EvcStorage *st)
 {

@@ -26,6 +26,8 @@ typedef struct EvcStorageOps
 						size_t len, const char *content_type,
 						const char *sha256_hex);
 	void		(*close) (EvcStorage *st);
+	/* Read a whole object by its full key (as the index rows record it). */
+	char	   *(*get) (EvcStorage *st, const char *full_key, size_t *len);
 	void		(*sync) (EvcStorage *st);	/* may be NULL */
 } EvcStorageOps;
 
@@ -43,6 +45,7 @@ extern void evc_storage_put(EvcStorage *st, const char *key, const char *data,
 							const char *sha256_hex);
 extern void evc_storage_sync(EvcStorage *st);
 extern char *evc_storage_full_key(EvcStorage *st, const char *key);
+extern char *evc_storage_get(EvcStorage *st, const char *full_key, size_t *len);
 extern void evc_sha256_hex(const char *data, size_t len, char *hex);
 
 /* Backends. */

@@ -195,7 +195,46 @@ file_close(EvcStorage *st)
 	MemoryContextDelete(fs->cxt);
 }
 
-static const EvcStorageOps file_ops = {file_put, file_close, file_sync};
+/* Objects are at most evcollector.max_file_size, which is at most 1 GB. */
+static char *
+file_get(EvcStorage *st, const char *full_key, size_t *len)
+{
+	FileStorage *fs = (FileStorage *) st;
+	char	   *path = psprintf("%s/%s", fs->dir, full_key);
+	struct stat sb;
+	char	   *data;
+	int			fd;
+	size_t		done = 0;
+
+	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open \"%s\": %m", path)));
+	if (fstat(fd, &sb) != 0 || sb.st_size > MaxAllocSize - 1)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not read \"%s\": %m", path)));
+	data = palloc(sb.st_size + 1);
+	while (done < (size_t) sb.st_size)
+	{
+		ssize_t		n = read(fd, data + done, sb.st_size - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read \"%s\": %m", path)));
+		done += n;
+	}
+	CloseTransientFile(fd);
+	data[done] = '\0';
+	*len = done;
+	return data;
+}
+
+static const EvcStorageOps file_ops = {file_put, file_close, file_get, file_sync};
 
 EvcStorage *
 evc_storage_file_open(const char *url)

@@ -29,6 +29,7 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
+#include "utils/memutils.h"
 #include "utils/wait_event.h"
 
 #include "guc.h"
@@ -235,7 +236,105 @@ s3_close(EvcStorage *st)
 	s3->curl = NULL;
 }
 
-static const EvcStorageOps s3_ops = {s3_put, s3_close, NULL};
+/*
+ * A GET's body, gathered with malloc by the write callback (which must not
+ * call into PostgreSQL) and copied into palloc'd memory afterwards.
+ */
+typedef struct S3Download
+{
+	char	   *data;
+	size_t		len;
+	size_t		cap;
+	bool		too_big;
+} S3Download;
+
+#define S3_GET_MAX ((size_t) MaxAllocSize - 1)
+#define SHA256_OF_NOTHING "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+static size_t
+s3_keep_download(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	S3Download *d = userdata;
+	size_t		n = size * nmemb;
+
+	if (d->len + n > S3_GET_MAX)
+	{
+		d->too_big = true;
+		return 0;				/* aborts the transfer */
+	}
+	if (d->len + n + 1 > d->cap)
+	{
+		size_t		cap = Max(d->cap * 2, d->len + n + 1);
+		char	   *p = realloc(d->data, cap);
+
+		if (p == NULL)
+			return 0;
+		d->data = p;
+		d->cap = cap;
+	}
+	memcpy(d->data + d->len, ptr, n);
+	d->len += n;
+	return n;
+}
+
+static char *
+s3_get(EvcStorage *st, const char *full_key, size_t *len)
+{
+	S3Storage  *s3 = (S3Storage *) st;
+	char	   *url = psprintf("%s/%s", s3->base_url, s3_encode_key(full_key));
+	struct curl_slist *headers = NULL;
+	S3Download	d = {0};
+	CURLcode	cerr;
+	long		status = 0;
+	char	   *result;
+	char	   *code;
+
+	headers = curl_slist_append(headers, "x-amz-content-sha256: " SHA256_OF_NOTHING);
+	curl_easy_reset(s3->curl);
+	curl_easy_setopt(s3->curl, CURLOPT_URL, url);
+	curl_easy_setopt(s3->curl, CURLOPT_HTTPGET, 1L);
+	curl_easy_setopt(s3->curl, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(s3->curl, CURLOPT_AWS_SIGV4, s3->sigv4);
+	curl_easy_setopt(s3->curl, CURLOPT_USERPWD, s3->userpwd);
+	curl_easy_setopt(s3->curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(s3->curl, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
+	curl_easy_setopt(s3->curl, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+	curl_easy_setopt(s3->curl, CURLOPT_LOW_SPEED_TIME, 10L);
+	curl_easy_setopt(s3->curl, CURLOPT_WRITEFUNCTION, s3_keep_download);
+	curl_easy_setopt(s3->curl, CURLOPT_WRITEDATA, &d);
+	curl_easy_setopt(s3->curl, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(s3->curl, CURLOPT_XFERINFOFUNCTION, s3_progress);
+	cerr = curl_easy_perform(s3->curl);
+	if (cerr == CURLE_OK)
+		curl_easy_getinfo(s3->curl, CURLINFO_RESPONSE_CODE, &status);
+	curl_slist_free_all(headers);
+
+	if (cerr == CURLE_OK && status >= 200 && status < 300)
+	{
+		result = palloc(d.len + 1);
+		if (d.len > 0)
+			memcpy(result, d.data, d.len);
+		result[d.len] = '\0';
+		*len = d.len;
+		free(d.data);
+		return result;
+	}
+	code = pnstrdup(d.data ? d.data : "", Min(d.len, S3_BODY_KEEP));
+	free(d.data);
+	CHECK_FOR_INTERRUPTS();
+	if (cerr != CURLE_OK)
+		ereport(ERROR,
+				(errcode(d.too_big ? ERRCODE_PROGRAM_LIMIT_EXCEEDED : ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not read object \"%s\" from bucket \"%s\"", full_key, s3->bucket),
+				 errdetail("libcurl: %s.", curl_easy_strerror(cerr))));
+	ereport(ERROR,
+			(errcode(status >= 500 ? ERRCODE_CONNECTION_FAILURE : s3_errcode_for_status(status)),
+			 errmsg("could not read object \"%s\" from bucket \"%s\"", full_key, s3->bucket),
+			 errdetail("HTTP %ld %s.", status, s3_error_code(code))));
+	return NULL;
+}
+
+static const EvcStorageOps s3_ops = {s3_put, s3_close, s3_get, NULL};
 
 EvcStorage *
 evc_storage_s3_open(const char *url)

@@ -1,13 +1,17 @@
 /*
  * validate.c
- *		Evaluates a compiled JSON Schema (validate_compile.c) against a jsonb
- *		instance, and owns the ad hoc SQL entry points evc_validate() and
- *		evc_validation_errors() with their small per-backend cache.
+ *		Evaluates a compiled JSON Schema (validate_compile.c) against a JSON
+ *		instance, and owns the ad hoc SQL entry points evc_validate() (on
+ *		jsonb or on text) and evc_validation_errors() with their small
+ *		per-backend cache.
  *
- * Evaluation reads the instance in place (validate_jv.c).  In "first
- * error" mode it stops at the first failure; in "all errors" mode it goes
- * on and collects every failing keyword.  Paths are only built when an
- * error is recorded, so a valid event costs no string work at all.
+ * Evaluation reads the instance in place (validate_jv.c), from jsonb or
+ * from the tree validate_text.c reads JSON text into.  In "first error"
+ * mode it stops at the first failure; in "all errors" mode it goes on and
+ * collects every failing keyword.  Messages and paths are only built when
+ * an error is recorded, so a valid event costs no string work at all.
+ * When only a yes or no is wanted, the order of the checks is free, and
+ * cheap ones go first (see eval_object and eval_members).
  */
 #include "postgres.h"
 
@@ -39,6 +43,9 @@ typedef struct RefFrame
 	int			depth;
 } RefFrame;
 
+#define LOCAL_PATH	32
+#define LOCAL_REFS	16
+
 typedef struct EvalCtx
 {
 	bool		collect_all;
@@ -51,11 +58,27 @@ typedef struct EvalCtx
 	RefFrame   *refs;
 	int			n_refs;
 	int			refs_cap;
+	EvcNum		num;			/* the number eval_node is looking at */
+	/* the first levels need no allocation */
+	PathSeg		path_local[LOCAL_PATH];
+	RefFrame	refs_local[LOCAL_REFS];
 } EvalCtx;
 
 static bool eval_node(EvalCtx *cx, EvcNode *n, const JV *v);
 
 /* ---------- errors ---------- */
+
+/*
+ * Whether a failure here is recorded.  Reports go through REPORT, which
+ * does not even evaluate its arguments otherwise: a check that only needs
+ * a yes or no builds no message, path or number text.
+ */
+#define WANT(cx)	((cx)->want_errors && (cx)->suppress == 0)
+#define REPORT(cx, ...) \
+	do { \
+		if (WANT(cx)) \
+			report((cx), __VA_ARGS__); \
+	} while (0)
 
 static char *
 instance_path(EvalCtx *cx)
@@ -94,8 +117,6 @@ report(EvalCtx *cx, EvcNode *n, const char *keyword, const char *fmt,...)
 	EvcValidationError *e;
 	StringInfoData msg;
 
-	if (cx->suppress > 0 || !cx->want_errors)
-		return;
 	e = palloc(sizeof(EvcValidationError));
 	e->instance_path = instance_path(cx);
 	e->schema_path = strcmp(keyword, "false") != 0 ?
@@ -134,8 +155,13 @@ path_push(EvalCtx *cx, const char *key, int len)
 {
 	if (cx->depth == cx->path_cap)
 	{
+		PathSeg    *grown = palloc(sizeof(PathSeg) * cx->path_cap * 2);
+
+		memcpy(grown, cx->path, sizeof(PathSeg) * cx->path_cap);
+		if (cx->path != cx->path_local)
+			pfree(cx->path);
+		cx->path = grown;
 		cx->path_cap *= 2;
-		cx->path = repalloc(cx->path, sizeof(PathSeg) * cx->path_cap);
 	}
 	cx->path[cx->depth].key = key;
 	cx->path[cx->depth].len = len;
@@ -148,7 +174,7 @@ path_pop(EvalCtx *cx)
 	cx->depth--;
 }
 
-static bool
+static inline bool
 eval_child(EvalCtx *cx, EvcNode *n, const JV *v, const char *key, int len)
 {
 	bool		ok;
@@ -171,6 +197,12 @@ eval_quiet(EvalCtx *cx, EvcNode *n, const JV *v)
 }
 
 /* ---------- numbers ---------- */
+
+/*
+ * Numbers are compared in their exact form (validate_num.c) when both sides
+ * have one, which is nearly always; otherwise as numeric.  Either way the
+ * answer is exact.
+ */
 
 static inline int
 num_cmp(Numeric a, Numeric b)
@@ -195,15 +227,40 @@ numeric_zero(void)
 }
 
 static bool
-num_is_integer(Numeric n)
+num_is_integer(const JV *v, const EvcNum *x)
 {
-	return DatumGetInt32(DirectFunctionCall1(numeric_min_scale, NumericGetDatum(n))) == 0;
+	if (x)
+		return x->scale == 0;
+	return DatumGetInt32(DirectFunctionCall1(numeric_min_scale,
+											 NumericGetDatum(jv_num_numeric(v)))) == 0;
 }
 
 static char *
 num_text(Numeric n)
 {
 	return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n)));
+}
+
+/* x (exact form, or NULL) compared with bound number `which` of n. */
+static inline int
+bound_cmp(const JV *v, const EvcNum *x, EvcNode *n, int which, Numeric bound)
+{
+	if (x && (n->num_fast_ok & (1 << which)))
+		return evc_num_cmp(x, &n->num_fast[which]);
+	return num_cmp(jv_num_numeric(v), bound);
+}
+
+static bool
+is_multiple(const JV *v, const EvcNum *x, EvcNode *n)
+{
+	Numeric		rem;
+
+	if (x && (n->num_fast_ok & (1 << EVC_NB_MULTIPLE_OF)))
+		return evc_num_is_multiple(x, &n->num_fast[EVC_NB_MULTIPLE_OF]);
+	rem = DatumGetNumeric(DirectFunctionCall2(numeric_mod,
+											  NumericGetDatum(jv_num_numeric(v)),
+											  NumericGetDatum(n->multiple_of)));
+	return num_cmp(rem, numeric_zero()) == 0;
 }
 
 #define FAIL() \
@@ -213,88 +270,97 @@ num_text(Numeric n)
 			return false; \
 	} while (0)
 
-static bool
-eval_number(EvalCtx *cx, EvcNode *n, const JV *v)
+static pg_noinline bool
+eval_number(EvalCtx *cx, EvcNode *n, const JV *v, const EvcNum *x)
 {
 	bool		valid = true;
-	Numeric		x = v->u.num;
 
-	if (n->minimum && num_cmp(x, n->minimum) < 0)
+	if (n->minimum && bound_cmp(v, x, n, EVC_NB_MINIMUM, n->minimum) < 0)
 	{
-		report(cx, n, "minimum", "%s is less than the minimum of %s",
-			   num_text(x), num_text(n->minimum));
+		REPORT(cx, n, "minimum", "%s is less than the minimum of %s",
+			   num_text(jv_num_numeric(v)), num_text(n->minimum));
 		FAIL();
 	}
-	if (n->maximum && num_cmp(x, n->maximum) > 0)
+	if (n->maximum && bound_cmp(v, x, n, EVC_NB_MAXIMUM, n->maximum) > 0)
 	{
-		report(cx, n, "maximum", "%s is greater than the maximum of %s",
-			   num_text(x), num_text(n->maximum));
+		REPORT(cx, n, "maximum", "%s is greater than the maximum of %s",
+			   num_text(jv_num_numeric(v)), num_text(n->maximum));
 		FAIL();
 	}
-	if (n->exclusive_minimum && num_cmp(x, n->exclusive_minimum) <= 0)
+	if (n->exclusive_minimum &&
+		bound_cmp(v, x, n, EVC_NB_XMINIMUM, n->exclusive_minimum) <= 0)
 	{
-		report(cx, n, "exclusiveMinimum", "%s is not greater than %s",
-			   num_text(x), num_text(n->exclusive_minimum));
+		REPORT(cx, n, "exclusiveMinimum", "%s is not greater than %s",
+			   num_text(jv_num_numeric(v)), num_text(n->exclusive_minimum));
 		FAIL();
 	}
-	if (n->exclusive_maximum && num_cmp(x, n->exclusive_maximum) >= 0)
+	if (n->exclusive_maximum &&
+		bound_cmp(v, x, n, EVC_NB_XMAXIMUM, n->exclusive_maximum) >= 0)
 	{
-		report(cx, n, "exclusiveMaximum", "%s is not less than %s",
-			   num_text(x), num_text(n->exclusive_maximum));
+		REPORT(cx, n, "exclusiveMaximum", "%s is not less than %s",
+			   num_text(jv_num_numeric(v)), num_text(n->exclusive_maximum));
 		FAIL();
 	}
-	if (n->multiple_of)
+	if (n->multiple_of && !is_multiple(v, x, n))
 	{
-		Numeric		rem = DatumGetNumeric(DirectFunctionCall2(numeric_mod,
-															  NumericGetDatum(x),
-															  NumericGetDatum(n->multiple_of)));
-
-		if (num_cmp(rem, numeric_zero()) != 0)
-		{
-			report(cx, n, "multipleOf", "%s is not a multiple of %s",
-				   num_text(x), num_text(n->multiple_of));
-			FAIL();
-		}
+		REPORT(cx, n, "multipleOf", "%s is not a multiple of %s",
+			   num_text(jv_num_numeric(v)), num_text(n->multiple_of));
+		FAIL();
 	}
 	return valid;
 }
 
 /* ---------- strings ---------- */
 
-static bool
+/* Code points in a string; UTF-8 is counted here, other encodings by Postgres. */
+static int
+string_chars(const char *s, int len)
+{
+	int			chars = 0;
+
+	if (GetDatabaseEncoding() != PG_UTF8)
+		return pg_mbstrlen_with_len(s, len);
+	for (int i = 0; i < len; i++)
+		chars += ((unsigned char) s[i] & 0xC0) != 0x80;
+	return chars;
+}
+
+static pg_noinline bool
 eval_string(EvalCtx *cx, EvcNode *n, const JV *v)
 {
 	bool		valid = true;
 
-	if (n->min_length >= 0 || n->max_length >= 0)
+	/*
+	 * A string of len bytes has at most len and at least len / 4 code
+	 * points, which settles most length checks without counting.
+	 */
+	if ((n->max_length >= 0 && v->len > n->max_length) ||
+		(n->min_length >= 0 && v->len / 4 < n->min_length))
 	{
-		/* a byte count bounds the code point count from above */
-		int			chars = (n->max_length >= 0 && v->len <= n->max_length &&
-							 (n->min_length < 0 || v->len < n->min_length))
-			? v->len : pg_mbstrlen_with_len(v->u.str, v->len);
+		int			chars = string_chars(v->u.str, v->len);
 
 		if (n->min_length >= 0 && chars < n->min_length)
 		{
-			report(cx, n, "minLength", "string is %d characters long, shorter than %d",
+			REPORT(cx, n, "minLength", "string is %d characters long, shorter than %d",
 				   chars, n->min_length);
 			FAIL();
 		}
 		if (n->max_length >= 0 && chars > n->max_length)
 		{
-			report(cx, n, "maxLength", "string is %d characters long, longer than %d",
+			REPORT(cx, n, "maxLength", "string is %d characters long, longer than %d",
 				   chars, n->max_length);
 			FAIL();
 		}
 	}
 	if (n->pattern && !evc_regex_match(n->pattern, v->u.str, v->len))
 	{
-		report(cx, n, "pattern", "string %s does not match pattern \"%s\"",
+		REPORT(cx, n, "pattern", "string %s does not match pattern \"%s\"",
 			   quote_short(v->u.str, v->len), n->pattern_src);
 		FAIL();
 	}
 	if (n->format_fn && evc_validate_formats && !n->format_fn(v->u.str, v->len))
 	{
-		report(cx, n, "format", "string %s is not a valid %s",
+		REPORT(cx, n, "format", "string %s is not a valid %s",
 			   quote_short(v->u.str, v->len), n->format);
 		FAIL();
 	}
@@ -355,7 +421,30 @@ find_duplicate(const JV *arr, int *first, int *second)
 	return dup;
 }
 
+/* A small array of scalars: pairwise, with no hashing or allocation. */
 static bool
+find_duplicate_small(const JV *arr, int *first, int *second)
+{
+	JV			items[8];
+	JvIter		it;
+	JV			k;
+	int			n = 0;
+
+	jv_iter_init(&it, arr);
+	while (jv_iter_next(&it, &k, &items[n]))
+		n++;
+	for (int i = 1; i < n; i++)
+		for (int j = 0; j < i; j++)
+			if (jv_equal(&items[j], &items[i]))
+			{
+				*first = j;
+				*second = i;
+				return true;
+			}
+	return false;
+}
+
+static pg_noinline bool
 eval_array(EvalCtx *cx, EvcNode *n, const JV *v)
 {
 	bool		valid = true;
@@ -365,14 +454,17 @@ eval_array(EvalCtx *cx, EvcNode *n, const JV *v)
 	int			i = 0;
 	bool		found = false;
 
+	check_stack_depth();
+	CHECK_FOR_INTERRUPTS();
+
 	if (n->min_items >= 0 && v->len < n->min_items)
 	{
-		report(cx, n, "minItems", "array has %d items, fewer than %d", v->len, n->min_items);
+		REPORT(cx, n, "minItems", "array has %d items, fewer than %d", v->len, n->min_items);
 		FAIL();
 	}
 	if (n->max_items >= 0 && v->len > n->max_items)
 	{
-		report(cx, n, "maxItems", "array has %d items, more than %d", v->len, n->max_items);
+		REPORT(cx, n, "maxItems", "array has %d items, more than %d", v->len, n->max_items);
 		FAIL();
 	}
 	if (n->items || n->items_list || n->contains)
@@ -386,11 +478,13 @@ eval_array(EvalCtx *cx, EvcNode *n, const JV *v)
 				s = i < n->n_items_list ? n->items_list[i] : n->additional_items;
 			if (s && s == n->additional_items && s->is_bool && !s->bool_value)
 			{
-				report(cx, n, "additionalItems", "array has %d items, more than the %d allowed",
+				REPORT(cx, n, "additionalItems", "array has %d items, more than the %d allowed",
 					   v->len, n->n_items_list);
 				FAIL();
 				break;
 			}
+			if ((i & 1023) == 1023)
+				CHECK_FOR_INTERRUPTS();
 			if (s && !eval_child(cx, s, &e, NULL, i))
 				FAIL();
 			if (n->contains && !found)
@@ -403,7 +497,7 @@ eval_array(EvalCtx *cx, EvcNode *n, const JV *v)
 		}
 		if (n->contains && !found)
 		{
-			report(cx, n, "contains", "no item matches the \"contains\" schema");
+			REPORT(cx, n, "contains", "no item matches the \"contains\" schema");
 			FAIL();
 		}
 	}
@@ -412,9 +506,13 @@ eval_array(EvalCtx *cx, EvcNode *n, const JV *v)
 		int			a,
 					b;
 
-		if (find_duplicate(v, &a, &b))
+		/*
+		 * Both find the pair (a, b) with the smallest b, then the smallest a:
+		 * for the hashed search, equal items sort by index.
+		 */
+		if (v->len <= 8 ? find_duplicate_small(v, &a, &b) : find_duplicate(v, &a, &b))
 		{
-			report(cx, n, "uniqueItems", "items %d and %d are equal", a, b);
+			REPORT(cx, n, "uniqueItems", "items %d and %d are equal", a, b);
 			FAIL();
 		}
 	}
@@ -433,30 +531,91 @@ eval_property_names(EvalCtx *cx, EvcNode *n, const JV *key)
 	ok = eval_node(cx, n->property_names, &name);
 	path_pop(cx);
 	if (!ok)
-		report(cx, n, "propertyNames", "property name %s is not valid",
+		REPORT(cx, n, "propertyNames", "property name %s is not valid",
 			   quote_short(key->u.str, key->len));
 	return ok;
 }
 
-/* properties / patternProperties / additionalProperties / propertyNames in one pass */
+/* A member no property or pattern took: additionalProperties says. */
 static bool
-eval_members(EvalCtx *cx, EvcNode *n, const JV *v)
+eval_additional(EvalCtx *cx, EvcNode *n, const JV *k, const JV *e)
+{
+	if (n->additional_props->is_bool && !n->additional_props->bool_value)
+	{
+		if (WANT(cx))
+		{
+			path_push(cx, k->u.str, k->len);
+			report(cx, n, "additionalProperties", "property %s is not allowed",
+				   quote_short(k->u.str, k->len));
+			path_pop(cx);
+		}
+		return false;
+	}
+	return eval_child(cx, n->additional_props, e, k->u.str, k->len);
+}
+
+/* Objects with at most this many keys have their keys matched up front. */
+#define MATCH_LOCAL 64
+
+/*
+ * properties / patternProperties / additionalProperties / propertyNames in
+ * one pass.  match[i], when given, is the property of key i (-1: none).
+ */
+static bool
+eval_members(EvalCtx *cx, EvcNode *n, const JV *v, const int8 *match)
 {
 	bool		valid = true;
 	JvIter		it;
 	JV			k,
 				e;
 	int			p = 0;
+	bool		defer;
+	int			n_deferred = 0;
+	struct
+	{
+		JV			key;
+		JV			value;
+		EvcNode    *schema;
+	}			deferred[8];	/* small: this frame recurses */
+
+	/*
+	 * For a yes or no, any order will do: values that are objects or arrays
+	 * of a property are evaluated last, so that a wrong scalar is found
+	 * before the nested work.  With messages, the order is the keys'.
+	 */
+	defer = match != NULL && !WANT(cx) && n->n_pat_props == 0 && !n->property_names;
 
 	jv_iter_init(&it, v);
 	while (jv_iter_next(&it, &k, &e))
 	{
 		bool		matched = false;
+		int			c = 1;
 
-		/* instance keys and n->props are both in jsonb order: merge */
-		while (p < n->n_props && jv_key_cmp(n->props[p].name, n->props[p].len, k.u.str, k.len) < 0)
-			p++;
-		if (p < n->n_props && jv_key_cmp(n->props[p].name, n->props[p].len, k.u.str, k.len) == 0)
+		if ((it.i & 1023) == 1023)
+			CHECK_FOR_INTERRUPTS();
+
+		if (match)
+		{
+			p = match[it.i - 1];
+			c = p >= 0 ? 0 : 1;
+			if (defer && p >= 0 && (e.type == JV_OBJECT || e.type == JV_ARRAY) &&
+				n_deferred < lengthof(deferred))
+			{
+				deferred[n_deferred].key = k;
+				deferred[n_deferred].value = e;
+				deferred[n_deferred].schema = n->props[p].schema;
+				n_deferred++;
+				continue;
+			}
+		}
+		else
+		{
+			/* instance keys and n->props are both in jsonb order: merge */
+			while (p < n->n_props &&
+				   (c = jv_key_cmp(n->props[p].name, n->props[p].len, k.u.str, k.len)) < 0)
+				p++;
+		}
+		if (p >= 0 && p < n->n_props && c == 0)
 		{
 			matched = true;
 			if (!eval_child(cx, n->props[p].schema, &e, k.u.str, k.len))
@@ -470,40 +629,79 @@ eval_members(EvalCtx *cx, EvcNode *n, const JV *v)
 			if (!eval_child(cx, n->pat_props[j].schema, &e, k.u.str, k.len))
 				FAIL();
 		}
-		if (!matched && n->additional_props)
-		{
-			if (n->additional_props->is_bool && !n->additional_props->bool_value)
-			{
-				path_push(cx, k.u.str, k.len);
-				report(cx, n, "additionalProperties", "property %s is not allowed",
-					   quote_short(k.u.str, k.len));
-				path_pop(cx);
-				FAIL();
-			}
-			else if (!eval_child(cx, n->additional_props, &e, k.u.str, k.len))
-				FAIL();
-		}
+		if (!matched && n->additional_props && !eval_additional(cx, n, &k, &e))
+			FAIL();
 		if (n->property_names && !eval_property_names(cx, n, &k))
 			FAIL();
 	}
+	for (int i = 0; i < n_deferred; i++)
+		if (!eval_child(cx, deferred[i].schema, &deferred[i].value,
+						deferred[i].key.u.str, deferred[i].key.len))
+			return false;
 	return valid;
 }
 
-/* Fast path: instance keys and required names are both sorted, so merge. */
+/* The keys of an object in stored order, without their values. */
+typedef struct KeyWalk
+{
+	const JV   *obj;
+	const char *base;
+	uint32		off;
+	int			i;
+} KeyWalk;
+
+static inline void
+key_walk_init(KeyWalk *w, const JV *obj)
+{
+	w->obj = obj;
+	w->i = 0;
+	w->off = 0;
+	w->base = obj->src == JVS_TREE ? NULL :
+		(const char *) &obj->u.jc->children[obj->len * 2];
+}
+
+static inline bool
+key_walk_next(KeyWalk *w, const char **key, int *len)
+{
+	if (w->i >= w->obj->len)
+		return false;
+	if (w->base == NULL)
+	{
+		const JV   *k = &w->obj->u.tree->items[2 * w->i];
+
+		*key = k->u.str;
+		*len = k->len;
+	}
+	else
+	{
+		uint32		end = jv_entry_end(w->obj->u.jc->children[w->i], w->off);
+
+		*key = w->base + w->off;
+		*len = end - w->off;
+		w->off = end;
+	}
+	w->i++;
+	return true;
+}
+
+/*
+ * Whether every required name is present, by merging two sorted lists:
+ * the instance's keys and the required names.
+ */
 static bool
 has_all_required(EvcNode *n, const JV *v)
 {
-	JvIter		it;
-	JV			k,
-				e;
+	KeyWalk		w;
+	const char *key;
+	int			len;
 	int			r = 0;
 
 	if (v->len < n->n_required)
 		return false;
-	jv_iter_init(&it, v);
-	while (r < n->n_required && jv_iter_next(&it, &k, &e))
+	key_walk_init(&w, v);
+	while (r < n->n_required && key_walk_next(&w, &key, &len))
 	{
-		int			c = jv_key_cmp(n->required[r].name, n->required[r].len, k.u.str, k.len);
+		int			c = jv_key_cmp(n->required[r].name, n->required[r].len, key, len);
 
 		if (c == 0)
 			r++;
@@ -513,34 +711,95 @@ has_all_required(EvcNode *n, const JV *v)
 	return r == n->n_required;
 }
 
-static bool
+/*
+ * One pass over the keys (not the values), merged with the sorted names of
+ * "properties": match[i] gets the property of key i, or -1.  Then whether
+ * every required name is present follows from counting required
+ * properties, and whether a key is not allowed at all is known before any
+ * value is looked at.
+ */
+static void
+match_keys(EvcNode *n, const JV *v, int8 *match, bool *all_required, bool *undeclared)
+{
+	KeyWalk		w;
+	const char *key;
+	int			len;
+	int			p = 0;
+	int			required_seen = 0;
+
+	*undeclared = false;
+	key_walk_init(&w, v);
+	while (key_walk_next(&w, &key, &len))
+	{
+		int			c = 1;
+
+		while (p < n->n_props &&
+			   (c = jv_key_cmp(n->props[p].name, n->props[p].len, key, len)) < 0)
+			p++;
+		if (p < n->n_props && c == 0)
+		{
+			match[w.i - 1] = p;
+			required_seen += n->props[p].required;
+		}
+		else
+		{
+			match[w.i - 1] = -1;
+			*undeclared |= n->closed;
+		}
+	}
+	*all_required = n->required_in_props ? required_seen == n->n_required :
+		has_all_required(n, v);
+}
+
+static pg_noinline bool
 eval_object(EvalCtx *cx, EvcNode *n, const JV *v)
 {
 	bool		valid = true;
 	JV			dummy;
+	int8		match_local[MATCH_LOCAL];
+	int8	   *match = NULL;
+	bool		all_required = true;
+	bool		undeclared = false;
+
+	check_stack_depth();
+	CHECK_FOR_INTERRUPTS();
 
 	if (n->min_props >= 0 && v->len < n->min_props)
 	{
-		report(cx, n, "minProperties", "object has %d properties, fewer than %d",
+		REPORT(cx, n, "minProperties", "object has %d properties, fewer than %d",
 			   v->len, n->min_props);
 		FAIL();
 	}
 	if (n->max_props >= 0 && v->len > n->max_props)
 	{
-		report(cx, n, "maxProperties", "object has %d properties, more than %d",
+		REPORT(cx, n, "maxProperties", "object has %d properties, more than %d",
 			   v->len, n->max_props);
 		FAIL();
 	}
-	if (n->n_required > 0 && !has_all_required(n, v))
+	if (n->n_props > 0 && n->n_props <= PG_INT8_MAX && v->len <= MATCH_LOCAL)
+	{
+		match = match_local;
+		match_keys(n, v, match, &all_required, &undeclared);
+	}
+	else if (n->n_required > 0)
+		all_required = has_all_required(n, v);
+	if (!all_required)
 		for (int i = 0; i < n->n_required; i++)
 			if (!jv_object_get(v, n->required[i].name, n->required[i].len, &dummy))
 			{
-				report(cx, n, "required", "required property %s is missing",
+				REPORT(cx, n, "required", "required property %s is missing",
 					   quote_short(n->required[i].name, n->required[i].len));
 				FAIL();
 			}
-	if ((n->props || n->pat_props || n->additional_props || n->property_names) &&
-		!eval_members(cx, n, v))
+
+	/*
+	 * A key that is not allowed makes the object invalid whatever its
+	 * values: with no message wanted, say so before evaluating them.  (With
+	 * messages, the first one must stay the first in key order.)
+	 */
+	if (undeclared && !WANT(cx))
+		return false;
+	if ((n->kw & EVC_KW_MEMBERS) && !eval_members(cx, n, v, match))
 		FAIL();
 	for (int i = 0; i < n->n_deps; i++)
 	{
@@ -553,7 +812,7 @@ eval_object(EvalCtx *cx, EvcNode *n, const JV *v)
 		for (int j = 0; j < d->n_required; j++)
 			if (!jv_object_get(v, d->required[j].name, d->required[j].len, &dummy))
 			{
-				report(cx, n, "dependencies", "property %s is required when %s is present",
+				REPORT(cx, n, "dependencies", "property %s is required when %s is present",
 					   quote_short(d->required[j].name, d->required[j].len),
 					   quote_short(d->name, d->len));
 				FAIL();
@@ -564,10 +823,13 @@ eval_object(EvalCtx *cx, EvcNode *n, const JV *v)
 
 /* ---------- combinators ---------- */
 
-static bool
+static pg_noinline bool
 eval_combinators(EvalCtx *cx, EvcNode *n, const JV *v)
 {
 	bool		valid = true;
+
+	check_stack_depth();
+	CHECK_FOR_INTERRUPTS();
 
 	for (int i = 0; i < n->n_all_of; i++)
 		if (!eval_node(cx, n->all_of[i], v))
@@ -580,7 +842,7 @@ eval_combinators(EvalCtx *cx, EvcNode *n, const JV *v)
 			any = eval_quiet(cx, n->any_of[i], v);
 		if (!any)
 		{
-			report(cx, n, "anyOf", "value matches none of the %d schemas in \"anyOf\"", n->n_any_of);
+			REPORT(cx, n, "anyOf", "value matches none of the %d schemas in \"anyOf\"", n->n_any_of);
 			FAIL();
 		}
 	}
@@ -600,18 +862,18 @@ eval_combinators(EvalCtx *cx, EvcNode *n, const JV *v)
 			}
 		if (matches == 0)
 		{
-			report(cx, n, "oneOf", "value matches none of the %d schemas in \"oneOf\"", n->n_one_of);
+			REPORT(cx, n, "oneOf", "value matches none of the %d schemas in \"oneOf\"", n->n_one_of);
 			FAIL();
 		}
 		else if (matches > 1)
 		{
-			report(cx, n, "oneOf", "value matches both schema %d and schema %d of \"oneOf\"", first, second);
+			REPORT(cx, n, "oneOf", "value matches both schema %d and schema %d of \"oneOf\"", first, second);
 			FAIL();
 		}
 	}
 	if (n->not_ && eval_quiet(cx, n->not_, v))
 	{
-		report(cx, n, "not", "value matches the schema in \"not\"");
+		REPORT(cx, n, "not", "value matches the schema in \"not\"");
 		FAIL();
 	}
 	if (n->if_ && (n->then_ || n->else_))
@@ -626,8 +888,8 @@ eval_combinators(EvalCtx *cx, EvcNode *n, const JV *v)
 
 /* ---------- the node ---------- */
 
-static bool
-type_matches(uint8 types, const JV *v)
+static inline bool
+type_matches(uint8 types, const JV *v, const EvcNum *x)
 {
 	switch (v->type)
 	{
@@ -643,7 +905,7 @@ type_matches(uint8 types, const JV *v)
 			return types & EVC_T_STRING;
 		case JV_NUMBER:
 			return (types & EVC_T_NUMBER) ||
-				((types & EVC_T_INTEGER) && num_is_integer(v->u.num));
+				((types & EVC_T_INTEGER) && num_is_integer(v, x));
 	}
 	return false;
 }
@@ -662,11 +924,34 @@ types_text(uint8 types)
 	return s.data;
 }
 
-/* A $ref followed again at the same instance location is a loop. */
 static bool
+enum_contains(EvcNode *n, const JV *v)
+{
+	for (int i = 0; i < n->n_enum; i++)
+	{
+		const JV   *e = &n->enum_vals[i];
+
+		if (e->type != v->type)
+			continue;
+		if (v->type == JV_STRING)
+		{
+			if (e->len == v->len && jv_bytes_cmp(e->u.str, v->u.str, v->len) == 0)
+				return true;
+		}
+		else if (jv_equal(e, v))
+			return true;
+	}
+	return false;
+}
+
+/* A $ref followed again at the same instance location is a loop. */
+static pg_noinline bool
 eval_ref(EvalCtx *cx, EvcNode *n, const JV *v)
 {
 	bool		ok;
+
+	check_stack_depth();
+	CHECK_FOR_INTERRUPTS();
 
 	for (int i = cx->n_refs - 1; i >= 0 && cx->refs[i].depth == cx->depth; i--)
 		if (cx->refs[i].target == n->ref)
@@ -678,8 +963,13 @@ eval_ref(EvalCtx *cx, EvcNode *n, const JV *v)
 							   n->ref_uri, evc_node_path(n))));
 	if (cx->n_refs == cx->refs_cap)
 	{
+		RefFrame   *grown = palloc(sizeof(RefFrame) * cx->refs_cap * 2);
+
+		memcpy(grown, cx->refs, sizeof(RefFrame) * cx->refs_cap);
+		if (cx->refs != cx->refs_local)
+			pfree(cx->refs);
+		cx->refs = grown;
 		cx->refs_cap *= 2;
-		cx->refs = repalloc(cx->refs, sizeof(RefFrame) * cx->refs_cap);
 	}
 	cx->refs[cx->n_refs].target = n->ref;
 	cx->refs[cx->n_refs].depth = cx->depth;
@@ -689,67 +979,72 @@ eval_ref(EvalCtx *cx, EvcNode *n, const JV *v)
 	return ok;
 }
 
+/*
+ * Every node of the instance goes through here, so it is kept small: the
+ * keyword groups a node lacks cost one test each, and the stack depth and
+ * interrupt checks are made where evaluation recurses (containers,
+ * combinators, $ref), not at every leaf.
+ */
 static bool
 eval_node(EvalCtx *cx, EvcNode *n, const JV *v)
 {
 	bool		valid = true;
-
-	check_stack_depth();
-	CHECK_FOR_INTERRUPTS();
+	const EvcNum *x = NULL;
 
 	if (n->is_bool)
 	{
 		if (!n->bool_value)
-			report(cx, n, "false", "no value is allowed here (the schema is false)");
+			REPORT(cx, n, "false", "no value is allowed here (the schema is false)");
 		return n->bool_value;
 	}
 	if (n->ref)
 		return eval_ref(cx, n, v);
 
-	if (n->types && !type_matches(n->types, v))
+	/* a number is read once, for "integer" and for every bound (a leaf: no recursion) */
+	if (v->type == JV_NUMBER && ((n->types & EVC_T_INTEGER) || (n->kw & EVC_KW_NUMBER)) &&
+		jv_num_exact(v, &cx->num))
+		x = &cx->num;
+
+	if (n->types && !type_matches(n->types, v, x))
 	{
-		report(cx, n, "type", "value is %s, expected %s", jv_type_name(v), types_text(n->types));
+		REPORT(cx, n, "type", "value is %s, expected %s", jv_type_name(v), types_text(n->types));
 		FAIL();
 	}
-	if (n->enum_vals)
+	if (n->kw & EVC_KW_VALUE)
 	{
-		bool		any = false;
-
-		for (int i = 0; i < n->n_enum && !any; i++)
-			any = jv_equal(&n->enum_vals[i], v);
-		if (!any)
+		if (n->enum_vals && !enum_contains(n, v))
 		{
-			report(cx, n, "enum", "value is not one of the %d allowed values", n->n_enum);
+			REPORT(cx, n, "enum", "value is not one of the %d allowed values", n->n_enum);
 			FAIL();
 		}
-	}
-	if (n->has_const && !jv_equal(&n->const_val, v))
-	{
-		report(cx, n, "const", "value is not the constant the schema requires");
-		FAIL();
+		if (n->has_const && !jv_equal(&n->const_val, v))
+		{
+			REPORT(cx, n, "const", "value is not the constant the schema requires");
+			FAIL();
+		}
 	}
 	switch (v->type)
 	{
 		case JV_NUMBER:
-			if (!eval_number(cx, n, v))
+			if ((n->kw & EVC_KW_NUMBER) && !eval_number(cx, n, v, x))
 				FAIL();
 			break;
 		case JV_STRING:
-			if (!eval_string(cx, n, v))
+			if ((n->kw & EVC_KW_STRING) && !eval_string(cx, n, v))
 				FAIL();
 			break;
 		case JV_ARRAY:
-			if (!eval_array(cx, n, v))
+			if ((n->kw & EVC_KW_ARRAY) && !eval_array(cx, n, v))
 				FAIL();
 			break;
 		case JV_OBJECT:
-			if (!eval_object(cx, n, v))
+			if ((n->kw & EVC_KW_OBJECT) && !eval_object(cx, n, v))
 				FAIL();
 			break;
 		default:
 			break;
 	}
-	if (!eval_combinators(cx, n, v))
+	if ((n->kw & EVC_KW_COMB) && !eval_combinators(cx, n, v))
 		FAIL();
 	return valid;
 }
@@ -759,25 +1054,36 @@ eval_node(EvalCtx *cx, EvcNode *n, const JV *v)
 static void
 eval_init(EvalCtx *cx, bool collect_all, bool want_errors)
 {
-	memset(cx, 0, sizeof(*cx));
 	cx->collect_all = collect_all;
 	cx->want_errors = want_errors;
-	cx->path_cap = 16;
-	cx->path = palloc(sizeof(PathSeg) * cx->path_cap);
-	cx->refs_cap = 16;
-	cx->refs = palloc(sizeof(RefFrame) * cx->refs_cap);
+	cx->suppress = 0;
+	cx->errors = NIL;
+	cx->depth = 0;
+	cx->n_refs = 0;
+	cx->path = cx->path_local;
+	cx->path_cap = LOCAL_PATH;
+	cx->refs = cx->refs_local;
+	cx->refs_cap = LOCAL_REFS;
 }
 
-bool
-evc_validate_jsonb(EvcCompiledSchema *schema, Jsonb *instance, EvcValidationError *err)
+static void
+eval_done(EvalCtx *cx)
+{
+	if (cx->path != cx->path_local)
+		pfree(cx->path);
+	if (cx->refs != cx->refs_local)
+		pfree(cx->refs);
+}
+
+/* Check one value; on failure *err (when not NULL) gets the first problem. */
+static bool
+validate_value(EvcCompiledSchema *schema, const JV *root, EvcValidationError *err)
 {
 	EvalCtx		cx;
-	JV			root;
 	bool		ok;
 
 	eval_init(&cx, false, err != NULL);
-	jv_root(instance, &root);
-	ok = eval_node(&cx, schema->root, &root);
+	ok = eval_node(&cx, schema->root, root);
 	if (!ok && err != NULL)
 	{
 		if (cx.errors != NIL)
@@ -790,18 +1096,29 @@ evc_validate_jsonb(EvcCompiledSchema *schema, Jsonb *instance, EvcValidationErro
 			err->message = pstrdup("value does not match the schema");
 		}
 	}
-	pfree(cx.path);
-	pfree(cx.refs);
+	eval_done(&cx);
 	return ok;
+}
+
+bool
+evc_validate_jsonb(EvcCompiledSchema *schema, Jsonb *instance, EvcValidationError *err)
+{
+	JV			root;
+
+	jv_root(instance, &root);
+	return validate_value(schema, &root, err);
 }
 
 bool
 evc_node_accepts(EvcNode *node, const JV *value)
 {
 	EvalCtx		cx;
+	bool		ok;
 
 	eval_init(&cx, false, false);
-	return eval_node(&cx, node, value);
+	ok = eval_node(&cx, node, value);
+	eval_done(&cx);
+	return ok;
 }
 
 List *
@@ -813,6 +1130,7 @@ evc_validate_all_errors(EvcCompiledSchema *schema, Jsonb *instance)
 	eval_init(&cx, true, true);
 	jv_root(instance, &root);
 	(void) eval_node(&cx, schema->root, &root);
+	eval_done(&cx);
 	return cx.errors;
 }
 
@@ -851,11 +1169,18 @@ static uint64 adhoc_generation = 1;
 /* Any relcache flush may be a change to evc.schema_documents: drop lazily. */
 static bool adhoc_stale = false;	/* bumped whenever a compiled schema is freed */
 
-/* What evc_validate keeps in fn_extra when its schema argument is a constant. */
+/*
+ * What evc_validate keeps in fn_extra, for one call site: the compiled
+ * schema it used last, and the buffers the text form reads into.
+ */
 typedef struct AdhocCall
 {
-	EvcCompiledSchema *compiled;
-	uint64		generation;
+	EvcCompiledSchema *compiled;	/* NULL until looked up */
+	uint64		generation;		/* adhoc_generation when looked up */
+	bool		constant;		/* the schema argument is a Const */
+	Jsonb	   *last_schema;	/* otherwise a copy of the schema compiled */
+	Size		last_schema_cap;
+	EvcTextBuf	text;
 } AdhocCall;
 static MemoryContext validate_cache_cxt = NULL;
 static bool inval_registered = false;
@@ -991,30 +1316,91 @@ schema_is_constant(FmgrInfo *flinfo)
 		IsA(linitial(((FuncExpr *) expr)->args), Const);
 }
 
+static AdhocCall *
+adhoc_call(FunctionCallInfo fcinfo)
+{
+	AdhocCall  *call = fcinfo->flinfo->fn_extra;
+
+	if (call == NULL)
+	{
+		call = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(AdhocCall));
+		call->constant = schema_is_constant(fcinfo->flinfo);
+		evc_text_buf_init(&call->text, fcinfo->flinfo->fn_mcxt);
+		fcinfo->flinfo->fn_extra = call;
+	}
+	return call;
+}
+
+/*
+ * The compiled form of the schema argument.  A schema that is a constant
+ * of the query is looked up once per query; any other is compared with the
+ * last one this call site compiled (a memcmp, cheaper than hashing it for
+ * the cache).  The generation tells when the cache freed a compiled schema.
+ */
+static EvcCompiledSchema *
+adhoc_call_schema(FunctionCallInfo fcinfo, AdhocCall *call)
+{
+	Jsonb	   *schema;
+
+	if (call->compiled != NULL && call->generation == adhoc_generation && !adhoc_stale)
+	{
+		if (call->constant)
+			return call->compiled;
+		schema = PG_GETARG_JSONB_P(0);
+		if (VARSIZE(schema) == VARSIZE(call->last_schema) &&
+			memcmp(schema, call->last_schema, VARSIZE(schema)) == 0)
+			return call->compiled;
+	}
+	else
+		schema = PG_GETARG_JSONB_P(0);
+
+	call->compiled = NULL;
+	call->compiled = evc_adhoc_schema(schema);
+	call->generation = adhoc_generation;
+	if (!call->constant)
+	{
+		if (call->last_schema_cap < VARSIZE(schema))
+		{
+			if (call->last_schema)
+				pfree(call->last_schema);
+			call->last_schema = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, VARSIZE(schema));
+			call->last_schema_cap = VARSIZE(schema);
+		}
+		memcpy(call->last_schema, schema, VARSIZE(schema));
+	}
+	return call->compiled;
+}
+
 PG_FUNCTION_INFO_V1(evc_validate);
 Datum
 evc_validate(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *instance = PG_GETARG_JSONB_P(1);
-	AdhocCall  *call = fcinfo->flinfo->fn_extra;
+	AdhocCall  *call = adhoc_call(fcinfo);
 
-	/*
-	 * A schema that is a constant of the query is looked up once per query,
-	 * not hashed per row.  The generation tells when the cache freed it.
-	 */
-	if (call == NULL || call->generation != adhoc_generation || adhoc_stale)
-	{
-		EvcCompiledSchema *compiled = evc_adhoc_schema(PG_GETARG_JSONB_P(0));
+	PG_RETURN_BOOL(evc_validate_jsonb(adhoc_call_schema(fcinfo, call), instance, NULL));
+}
 
-		if (!schema_is_constant(fcinfo->flinfo))
-			PG_RETURN_BOOL(evc_validate_jsonb(compiled, instance, NULL));
-		if (call == NULL)
-			call = fcinfo->flinfo->fn_extra =
-				MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(AdhocCall));
-		call->compiled = compiled;
-		call->generation = adhoc_generation;
-	}
-	PG_RETURN_BOOL(evc_validate_jsonb(call->compiled, instance, NULL));
+/*
+ * evc_validate(schema jsonb, instance text): the text is read straight into
+ * the validator's tree (validate_text.c), with no jsonb built.  Text that
+ * reader is not sure of goes through jsonb_in, so a bad text raises the
+ * error a cast to jsonb would, before the schema is looked at, as it does
+ * when the instance is cast.
+ */
+PG_FUNCTION_INFO_V1(evc_validate_text);
+Datum
+evc_validate_text(PG_FUNCTION_ARGS)
+{
+	text	   *t = PG_GETARG_TEXT_PP(1);
+	AdhocCall  *call = adhoc_call(fcinfo);
+	JV			root;
+	Jsonb	   *jb;
+
+	if (evc_text_to_tree(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), &call->text, &root))
+		PG_RETURN_BOOL(validate_value(adhoc_call_schema(fcinfo, call), &root, NULL));
+	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text_to_cstring(t))));
+	PG_RETURN_BOOL(evc_validate_jsonb(adhoc_call_schema(fcinfo, call), jb, NULL));
 }
 
 PG_FUNCTION_INFO_V1(evc_validation_errors);

@@ -551,11 +551,14 @@ count_keyword(const JV *v, EvcNode *parent, const char *kw)
 	return f > PG_INT32_MAX ? PG_INT32_MAX : (int32) f;
 }
 
+/* A numeric bound: kept as numeric, and in exact form when it has one. */
 static Numeric
-number_keyword(const JV *v, EvcNode *parent, const char *kw)
+number_keyword(const JV *v, EvcNode *node, const char *kw, int which)
 {
 	if (v->type != JV_NUMBER)
-		schema_error(parent, kw, "keyword \"%s\" needs a number", kw);
+		schema_error(node, kw, "keyword \"%s\" needs a number", kw);
+	if (jv_num_exact(v, &node->num_fast[which]))
+		node->num_fast_ok |= 1 << which;
 	return v->u.num;
 }
 
@@ -579,7 +582,7 @@ compile_list(CompileCtx *cc, const JV *v, EvcNode *node, const char *kw, int *n,
 {
 	EvcNode   **list;
 	JvIter		it;
-	JV			k,
+	JV			k = {0},
 				e;
 	int			i = 0;
 
@@ -601,7 +604,7 @@ compile_names(const JV *v, EvcNode *node, const char *kw, int *n)
 {
 	EvcProp    *names = palloc(sizeof(EvcProp) * Max(v->len, 1));
 	JvIter		it;
-	JV			k,
+	JV			k = {0},
 				e;
 	int			count = 0;
 
@@ -623,6 +626,7 @@ compile_names(const JV *v, EvcNode *node, const char *kw, int *n)
 		names[j].name = e.u.str;
 		names[j].len = e.len;
 		names[j].schema = NULL;
+		names[j].required = false;
 		count++;
 	}
 	*n = count;
@@ -634,7 +638,7 @@ compile_object_keywords(CompileCtx *cc, EvcNode *node, const char *kw, const JV 
 						const char *base)
 {
 	JvIter		it;
-	JV			k,
+	JV			k = {0},
 				e;
 	int			i = 0;
 
@@ -648,6 +652,7 @@ compile_object_keywords(CompileCtx *cc, EvcNode *node, const char *kw, const JV 
 		{
 			node->props[i].name = k.u.str;
 			node->props[i].len = k.len;
+			node->props[i].required = false;
 			node->props[i].schema = compile_node(cc, &e, base, node,
 												 psprintf("properties/%s", escape_token(k.u.str, k.len)));
 			i++;
@@ -719,7 +724,7 @@ compile_keyword(CompileCtx *cc, EvcNode *node, const JV *key, const JV *val,
 		if (val->type == JV_ARRAY)
 		{
 			JvIter		it;
-			JV			k,
+			JV			k = {0},
 						e;
 
 			jv_iter_init(&it, val);
@@ -747,16 +752,16 @@ compile_keyword(CompileCtx *cc, EvcNode *node, const JV *key, const JV *val,
 		node->const_val = *val;
 	}
 	else if (strcmp(kw, "minimum") == 0)
-		node->minimum = number_keyword(val, node, kw);
+		node->minimum = number_keyword(val, node, kw, EVC_NB_MINIMUM);
 	else if (strcmp(kw, "maximum") == 0)
-		node->maximum = number_keyword(val, node, kw);
+		node->maximum = number_keyword(val, node, kw, EVC_NB_MAXIMUM);
 	else if (strcmp(kw, "exclusiveMinimum") == 0)
-		node->exclusive_minimum = number_keyword(val, node, kw);
+		node->exclusive_minimum = number_keyword(val, node, kw, EVC_NB_XMINIMUM);
 	else if (strcmp(kw, "exclusiveMaximum") == 0)
-		node->exclusive_maximum = number_keyword(val, node, kw);
+		node->exclusive_maximum = number_keyword(val, node, kw, EVC_NB_XMAXIMUM);
 	else if (strcmp(kw, "multipleOf") == 0)
 	{
-		node->multiple_of = number_keyword(val, node, kw);
+		node->multiple_of = number_keyword(val, node, kw, EVC_NB_MULTIPLE_OF);
 		if (numeric_is_nan(node->multiple_of) ||
 			DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(node->multiple_of),
 											  NumericGetDatum(int64_to_numeric(0)))) <= 0)
@@ -797,7 +802,7 @@ compile_keyword(CompileCtx *cc, EvcNode *node, const JV *key, const JV *val,
 		if (val->type == JV_ARRAY)
 		{
 			JvIter		it;
-			JV			k,
+			JV			k = {0},
 						e;
 			int			i = 0;
 
@@ -849,6 +854,57 @@ compile_keyword(CompileCtx *cc, EvcNode *node, const JV *key, const JV *val,
 #undef SUB
 }
 
+/* Which properties are required, and whether all required names are properties. */
+static void
+mark_required_props(EvcNode *n)
+{
+	int			p = 0;
+	int			found = 0;
+
+	/* both lists are in jsonb key order: merge */
+	for (int r = 0; r < n->n_required; r++)
+	{
+		int			c = -1;
+
+		while (p < n->n_props &&
+			   (c = jv_key_cmp(n->props[p].name, n->props[p].len,
+							   n->required[r].name, n->required[r].len)) < 0)
+			p++;
+		if (p < n->n_props && c == 0)
+		{
+			n->props[p].required = true;
+			found++;
+		}
+	}
+	n->required_in_props = (found == n->n_required);
+	n->closed = n->additional_props && n->additional_props->is_bool &&
+		!n->additional_props->bool_value && n->n_pat_props == 0;
+}
+
+static uint8
+keyword_groups(EvcNode *n)
+{
+	uint8		kw = 0;
+
+	if (n->minimum || n->maximum || n->exclusive_minimum || n->exclusive_maximum ||
+		n->multiple_of)
+		kw |= EVC_KW_NUMBER;
+	if (n->min_length >= 0 || n->max_length >= 0 || n->pattern || n->format_fn)
+		kw |= EVC_KW_STRING;
+	if (n->items || n->items_list || n->contains || n->unique_items ||
+		n->min_items >= 0 || n->max_items >= 0)
+		kw |= EVC_KW_ARRAY;
+	if (n->props || n->pat_props || n->additional_props || n->property_names)
+		kw |= EVC_KW_MEMBERS | EVC_KW_OBJECT;
+	if (n->n_required > 0 || n->n_deps > 0 || n->min_props >= 0 || n->max_props >= 0)
+		kw |= EVC_KW_OBJECT;
+	if (n->all_of || n->any_of || n->one_of || n->not_ || (n->if_ && (n->then_ || n->else_)))
+		kw |= EVC_KW_COMB;
+	if (n->enum_vals || n->has_const)
+		kw |= EVC_KW_VALUE;
+	return kw;
+}
+
 /*
  * Compile v found at parent/seg.  base is the base URI in effect at v's
  * parent; v's own $id may change it for v and below.
@@ -862,7 +918,7 @@ compile_node(CompileCtx *cc, const JV *v, const char *base, EvcNode *parent, con
 	char	   *ref;
 	char	   *id;
 	JvIter		it;
-	JV			k,
+	JV			k = {0},
 				e;
 
 	check_stack_depth();
@@ -900,6 +956,8 @@ compile_node(CompileCtx *cc, const JV *v, const char *base, EvcNode *parent, con
 	jv_iter_init(&it, v);
 	while (jv_iter_next(&it, &k, &e))
 		compile_keyword(cc, node, &k, &e, base);
+	node->kw = keyword_groups(node);
+	mark_required_props(node);
 	return node;
 }
 

@@ -14,11 +14,65 @@
 
 typedef EvcFormatFn FormatFn;
 
+/* ASCII classes, without the C library's locale tables (formats are ASCII). */
+static inline bool
+is_digit(unsigned char c)
+{
+	return (unsigned) (c - '0') < 10;
+}
+
+static inline bool
+is_alpha(unsigned char c)
+{
+	return (unsigned) ((c | 0x20) - 'a') < 26;
+}
+
+static inline bool
+is_alnum(unsigned char c)
+{
+	return is_digit(c) || is_alpha(c);
+}
+
+/* Character classes of the formats, filled in by evc_format_lookup. */
+#define C_XDIGIT	0x01
+#define C_HOST		0x02		/* hostname label: letter, digit, "-" */
+#define C_EMAIL		0x04		/* email local part (dot-atom text and ".") */
+#define C_URI		0x08		/* RFC 3986 unreserved, reserved */
+
+static uint8 cclass[256];
+
+static void
+cclass_init(void)
+{
+	if (cclass['0'] != 0)
+		return;
+	for (int c = 0; c < 128; c++)
+	{
+		uint8		bits = 0;
+
+		if (is_digit(c) || (unsigned) ((c | 0x20) - 'a') < 6)
+			bits |= C_XDIGIT;
+		if (is_alnum(c) || c == '-')
+			bits |= C_HOST;
+		if (is_alnum(c) || (c != 0 && strchr("!#$%&'*+/=?^_`{|}~.-", c)))
+			bits |= C_EMAIL;
+		if (is_alnum(c) || (c != 0 && strchr("-._~:/?#[]@!$&'()*+,;=", c)))
+			bits |= C_URI;
+		cclass[c] = bits;
+	}
+}
+
+static inline bool
+is_xdigit(unsigned char c)
+{
+	return (cclass[c] & C_XDIGIT) != 0;
+}
+
 static bool
 digits(const char *s, int n)
 {
 	for (int i = 0; i < n; i++)
-		if (!isdigit((unsigned char) s[i]))
+		if (!is_digit((unsigned char) s[i]))
 			return false;
 	return true;
 }
@@ -46,7 +100,7 @@ fmt_date(const char *s, int len)
 	if (len != 10 || s[4] != '-' || s[7] != '-' || !digits(s, 4) ||
 		!digits(s + 5, 2) || !digits(s + 8, 2))
 		return false;
-	y = atoi(s);
+	y = num2(s) * 100 + num2(s + 2);
 	m = num2(s + 5);
 	d = num2(s + 8);
 	if (m < 1 || m > 12 || d < 1 || d > mdays[m - 1])
@@ -75,7 +129,7 @@ fmt_time(const char *s, int len)
 	{
 		int			start = ++i;
 
-		while (i < len && isdigit((unsigned char) s[i]))
+		while (i < len && is_digit((unsigned char) s[i]))
 			i++;
 		if (i == start)
 			return false;
@@ -99,10 +153,10 @@ fmt_date_time(const char *s, int len)
 		fmt_date(s, 10) && fmt_time(s + 11, len - 11);
 }
 
-static bool
+static inline bool
 hostname_label_char(char c)
 {
-	return isalnum((unsigned char) c) || c == '-';
+	return (cclass[(unsigned char) c] & C_HOST) != 0;
 }
 
 static bool
@@ -139,7 +193,7 @@ fmt_ipv4(const char *s, int len)
 		int			start = i;
 		int			v = 0;
 
-		while (i < len && isdigit((unsigned char) s[i]))
+		while (i < len && is_digit((unsigned char) s[i]))
 			v = v * 10 + (s[i++] - '0');
 		if (i == start || i - start > 3 || v > 255 ||
 			(i - start > 1 && s[start] == '0'))
@@ -179,7 +233,7 @@ fmt_ipv6(const char *s, int len)
 	{
 		int			start = i;
 
-		while (i < len && isxdigit((unsigned char) s[i]))
+		while (i < len && is_xdigit((unsigned char) s[i]))
 			i++;
 		if (i < len && s[i] == '.')
 		{
@@ -228,7 +282,7 @@ fmt_email(const char *s, int len)
 	{
 		if (s[i] == '.' && s[i + 1] == '.')
 			return false;
-		if (!(isalnum((unsigned char) s[i]) || strchr("!#$%&'*+/=?^_`{|}~.-", s[i])))
+		if (!(cclass[(unsigned char) s[i]] & C_EMAIL))
 			return false;
 	}
 	return fmt_hostname(at + 1, len - local - 1);
@@ -237,19 +291,15 @@ fmt_email(const char *s, int len)
 static bool
 fmt_uuid(const char *s, int len)
 {
-	if (len != 36)
+	static const int groups[5][2] = {{0, 8}, {9, 13}, {14, 18}, {19, 23}, {24, 36}};
+	uint8		hex = C_XDIGIT;
+
+	if (len != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-')
 		return false;
-	for (int i = 0; i < 36; i++)
-	{
-		if (i == 8 || i == 13 || i == 18 || i == 23)
-		{
-			if (s[i] != '-')
-				return false;
-		}
-		else if (!isxdigit((unsigned char) s[i]))
-			return false;
-	}
-	return true;
+	for (int g = 0; g < 5; g++)
+		for (int i = groups[g][0]; i < groups[g][1]; i++)
+			hex &= cclass[(unsigned char) s[i]];
+	return hex != 0;
 }
 
 /* Characters RFC 3986 allows in a URI reference, with %XX escapes. */
@@ -262,8 +312,8 @@ uri_chars_ok(const char *s, int len, bool allow_non_ascii)
 
 		if (c == '%')
 		{
-			if (i + 2 >= len || !isxdigit((unsigned char) s[i + 1]) ||
-				!isxdigit((unsigned char) s[i + 2]))
+			if (i + 2 >= len || !is_xdigit((unsigned char) s[i + 1]) ||
+				!is_xdigit((unsigned char) s[i + 2]))
 				return false;
 			i += 2;
 		}
@@ -272,7 +322,7 @@ uri_chars_ok(const char *s, int len, bool allow_non_ascii)
 			if (!allow_non_ascii)
 				return false;
 		}
-		else if (!(isalnum(c) || strchr("-._~:/?#[]@!$&'()*+,;=", c)))
+		else if (!(cclass[c] & C_URI))
 			return false;
 	}
 	return true;
@@ -295,9 +345,9 @@ uri_absolute(const char *s, int len, bool iri)
 {
 	int			i = 0;
 
-	if (len == 0 || !isalpha((unsigned char) s[0]))
+	if (len == 0 || !is_alpha((unsigned char) s[0]))
 		return false;
-	while (i < len && (isalnum((unsigned char) s[i]) || s[i] == '+' || s[i] == '-' || s[i] == '.'))
+	while (i < len && (is_alnum((unsigned char) s[i]) || s[i] == '+' || s[i] == '-' || s[i] == '.'))
 		i++;
 	if (i == len || s[i] != ':')
 		return false;
@@ -371,7 +421,7 @@ fmt_relative_json_pointer(const char *s, int len)
 {
 	int			i = 0;
 
-	while (i < len && isdigit((unsigned char) s[i]))
+	while (i < len && is_digit((unsigned char) s[i]))
 		i++;
 	if (i == 0 || (i > 1 && s[0] == '0'))
 		return false;
@@ -444,6 +494,7 @@ static const struct
 EvcFormatFn
 evc_format_lookup(const char *name)
 {
+	cclass_init();
 	for (int i = 0; i < lengthof(formats); i++)
 		if (strcmp(formats[i].name, name) == 0)
 			return formats[i].fn;

@@ -1,10 +1,13 @@
 /*
  * validate_jv.c
- *		Read jsonb values in place for the validator: no JsonbIterator, no
- *		copies.  The layout is the one documented in utils/jsonb.h: a
- *		container's JEntry array is followed by the data, each entry storing
- *		either its length or (every JB_OFFSET_STRIDE entries) its end offset.
- *		Object keys come first, in (length, bytes) order, then the values.
+ *		Read JSON values in place for the validator: jsonb containers with no
+ *		JsonbIterator and no copies, and the tree that validate_text.c builds
+ *		from JSON text.  The iterator itself is inline in validate_int.h.
+ *
+ * The jsonb layout is the one documented in utils/jsonb.h: a container's
+ * JEntry array is followed by the data, each entry storing either its
+ * length or (every JB_OFFSET_STRIDE entries) its end offset.  Object keys
+ * come first, in (length, bytes) order, then the values.
  */
 #include "postgres.h"
 
@@ -14,55 +17,6 @@
 #include "utils/fmgrprotos.h"
 
 #include "validate_int.h"
-
-static inline uint32
-entry_end(JEntry e, uint32 start)
-{
-	return JBE_HAS_OFF(e) ? JBE_OFFLENFLD(e) : start + JBE_OFFLENFLD(e);
-}
-
-static inline void
-jv_from_entry(JsonbContainer *jc, int idx, char *base, uint32 off, uint32 end, JV *out)
-{
-	JEntry		e = jc->children[idx];
-
-	switch (e & JENTRY_TYPEMASK)
-	{
-		case JENTRY_ISSTRING:
-			out->type = JV_STRING;
-			out->u.str = base + off;
-			out->len = end - off;
-			break;
-		case JENTRY_ISNUMERIC:
-			out->type = JV_NUMBER;
-			out->u.num = (Numeric) (base + INTALIGN(off));
-			out->len = 0;
-			break;
-		case JENTRY_ISBOOL_FALSE:
-			out->type = JV_BOOL;
-			out->u.boolean = false;
-			out->len = 0;
-			break;
-		case JENTRY_ISBOOL_TRUE:
-			out->type = JV_BOOL;
-			out->u.boolean = true;
-			out->len = 0;
-			break;
-		case JENTRY_ISNULL:
-			out->type = JV_NULL;
-			out->len = 0;
-			break;
-		default:
-			{
-				JsonbContainer *c = (JsonbContainer *) (base + INTALIGN(off));
-
-				out->u.jc = c;
-				out->len = c->header & JB_CMASK;
-				out->type = (c->header & JB_FOBJECT) ? JV_OBJECT : JV_ARRAY;
-			}
-			break;
-	}
-}
 
 static inline char *
 container_data(JsonbContainer *jc, int nentries)
@@ -77,94 +31,71 @@ jv_root(Jsonb *jb, JV *out)
 
 	if (JB_ROOT_IS_SCALAR(jb))
 		jv_from_entry(jc, 0, container_data(jc, 1), 0,
-					  entry_end(jc->children[0], 0), out);
+					  jv_entry_end(jc->children[0], 0), out);
 	else
 	{
+		out->src = JVS_JSONB;
 		out->u.jc = jc;
 		out->len = jc->header & JB_CMASK;
 		out->type = (jc->header & JB_FOBJECT) ? JV_OBJECT : JV_ARRAY;
 	}
 }
 
-void
-jv_iter_init(JvIter *it, const JV *v)
-{
-	it->jc = v->u.jc;
-	it->n = v->len;
-	it->i = 0;
-	it->koff = 0;
-	it->is_object = (v->type == JV_OBJECT);
-	it->base = container_data(it->jc, it->is_object ? it->n * 2 : it->n);
-	it->voff = (it->is_object && it->n > 0) ? getJsonbOffset(it->jc, it->n) : 0;
-}
-
-/* Next element (key is left alone) or pair.  False at the end. */
-bool
-jv_iter_next(JvIter *it, JV *key, JV *val)
-{
-	JsonbContainer *jc = it->jc;
-	uint32		end;
-
-	if (it->i >= it->n)
-		return false;
-	end = entry_end(jc->children[it->i], it->koff);
-	if (it->is_object)
-	{
-		int			vi = it->n + it->i;
-		uint32		vend = entry_end(jc->children[vi], it->voff);
-
-		key->type = JV_STRING;
-		key->u.str = it->base + it->koff;
-		key->len = end - it->koff;
-		jv_from_entry(jc, vi, it->base, it->voff, vend, val);
-		it->voff = vend;
-	}
-	else
-		jv_from_entry(jc, it->i, it->base, it->koff, end, val);
-	it->koff = end;
-	it->i++;
-	return true;
-}
-
-/* jsonb's own key order: shorter first, then bytewise. */
-int
-jv_key_cmp(const char *a, int alen, const char *b, int blen)
-{
-	if (alen != blen)
-		return alen < blen ? -1 : 1;
-	return memcmp(a, b, alen);
-}
-
 bool
 jv_object_get(const JV *obj, const char *key, int keylen, JV *out)
 {
-	JsonbContainer *jc = obj->u.jc;
-	int			n = obj->len;
-	char	   *base = container_data(jc, n * 2);
 	int			lo = 0,
-				hi = n;
+				hi = obj->len;
 
-	while (lo < hi)
+	if (obj->src == JVS_TREE)
 	{
-		int			mid = lo + (hi - lo) / 2;
-		uint32		off = getJsonbOffset(jc, mid);
-		uint32		len = getJsonbLength(jc, mid);
-		int			c = jv_key_cmp(base + off, len, key, keylen);
+		JV		   *items = obj->u.tree->items;
 
-		if (c == 0)
+		while (lo < hi)
 		{
-			uint32		voff = getJsonbOffset(jc, n + mid);
+			int			mid = lo + (hi - lo) / 2;
+			int			c = jv_key_cmp(items[2 * mid].u.str, items[2 * mid].len, key, keylen);
 
-			jv_from_entry(jc, n + mid, base, voff,
-						  voff + getJsonbLength(jc, n + mid), out);
-			return true;
+			if (c == 0)
+			{
+				*out = items[2 * mid + 1];
+				return true;
+			}
+			if (c < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
 		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
+		return false;
 	}
-	return false;
+	else
+	{
+		JsonbContainer *jc = obj->u.jc;
+		int			n = obj->len;
+		char	   *base = container_data(jc, n * 2);
+
+		while (lo < hi)
+		{
+			int			mid = lo + (hi - lo) / 2;
+			uint32		off = getJsonbOffset(jc, mid);
+			uint32		len = getJsonbLength(jc, mid);
+			int			c = jv_key_cmp(base + off, len, key, keylen);
+
+			if (c == 0)
+			{
+				uint32		voff = getJsonbOffset(jc, n + mid);
+
+				jv_from_entry(jc, n + mid, base, voff,
+							  voff + getJsonbLength(jc, n + mid), out);
+				return true;
+			}
+			if (c < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		return false;
+	}
 }
 
 bool
@@ -175,17 +106,48 @@ jv_array_get(const JV *arr, int idx, JV *out)
 
 	if (idx < 0 || idx >= arr->len)
 		return false;
+	if (arr->src == JVS_TREE)
+	{
+		*out = arr->u.tree->items[idx];
+		return true;
+	}
 	off = getJsonbOffset(jc, idx);
 	jv_from_entry(jc, idx, container_data(jc, arr->len), off,
 				  off + getJsonbLength(jc, idx), out);
 	return true;
 }
 
-static int
-numeric_compare(Numeric a, Numeric b)
+Numeric
+jv_num_numeric(const JV *v)
 {
-	return DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(a),
-											 NumericGetDatum(b)));
+	if (v->src == JVS_JSONB)
+		return v->u.num;
+	return DatumGetNumeric(DirectFunctionCall3(numeric_in,
+											   CStringGetDatum(pnstrdup(v->u.str, v->len)),
+											   ObjectIdGetDatum(InvalidOid),
+											   Int32GetDatum(-1)));
+}
+
+/*
+ * Numbers are equal by value (1 equals 1.0).  The exact form is canonical,
+ * so two exact numbers are equal when their forms are, and an exact number
+ * never equals one that is not.
+ */
+static bool
+jv_number_equal(const JV *a, const JV *b)
+{
+	EvcNum		x,
+				y;
+	bool		xa = jv_num_exact(a, &x);
+	bool		ya = jv_num_exact(b, &y);
+
+	if (xa && ya)
+		return x.mant == y.mant && x.scale == y.scale;
+	if (xa != ya)
+		return false;
+	return DatumGetInt32(DirectFunctionCall2(numeric_cmp,
+											 NumericGetDatum(jv_num_numeric(a)),
+											 NumericGetDatum(jv_num_numeric(b)))) == 0;
 }
 
 /* JSON equality: 1 equals 1.0, objects compare regardless of key order. */
@@ -194,9 +156,9 @@ jv_equal(const JV *a, const JV *b)
 {
 	JvIter		ia,
 				ib;
-	JV			ka,
+	JV			ka = {0},
 				va,
-				kb,
+				kb = {0},
 				vb;
 
 	if (a->type != b->type)
@@ -208,9 +170,9 @@ jv_equal(const JV *a, const JV *b)
 		case JV_BOOL:
 			return a->u.boolean == b->u.boolean;
 		case JV_NUMBER:
-			return numeric_compare(a->u.num, b->u.num) == 0;
+			return jv_number_equal(a, b);
 		case JV_STRING:
-			return a->len == b->len && memcmp(a->u.str, b->u.str, a->len) == 0;
+			return a->len == b->len && jv_bytes_cmp(a->u.str, b->u.str, a->len) == 0;
 		case JV_ARRAY:
 		case JV_OBJECT:
 			if (a->len != b->len)
@@ -233,13 +195,18 @@ jv_equal(const JV *a, const JV *b)
 	return false;
 }
 
-/* A hash consistent with jv_equal (hash_numeric ignores trailing zeros). */
+/*
+ * A hash consistent with jv_equal.  Whether a number is exact depends only
+ * on its value, so equal numbers take the same branch (and hash_numeric
+ * ignores trailing zeros).
+ */
 uint32
 jv_hash(const JV *v)
 {
 	JvIter		it;
-	JV			k,
+	JV			k = {0},
 				e;
+	EvcNum		x;
 	uint32		h;
 
 	switch (v->type)
@@ -249,8 +216,10 @@ jv_hash(const JV *v)
 		case JV_BOOL:
 			return v->u.boolean ? 0x51ed270b : 0x2545f491;
 		case JV_NUMBER:
+			if (jv_num_exact(v, &x))
+				return evc_num_hash(&x);
 			return DatumGetUInt32(DirectFunctionCall1(hash_numeric,
-													  NumericGetDatum(v->u.num)));
+													  NumericGetDatum(jv_num_numeric(v))));
 		case JV_STRING:
 			return hash_bytes((const unsigned char *) v->u.str, v->len);
 		case JV_ARRAY:

@@ -29,7 +29,7 @@ EVC_DEBS=(build-essential curl ca-certificates zlib1g-dev
 	postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl
 	librdkafka-dev libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler
-	kcat json-schema-test-suite node-ajv bc)
+	kcat json-schema-test-suite node-ajv bc python3-prometheus-client)
 
 evc_install_deps() {
 	local missing=() p
@@ -55,6 +55,7 @@ evc_build_install() {
 	make -C "$EVC_ROOT" -s install >/dev/null || evc_die "install failed"
 	make -C "$EVC_ROOT" -s test/kafka_mock >/dev/null || evc_die "build of test/kafka_mock failed"
 	make -C "$EVC_ROOT" -s test/helpers/evc-produce >/dev/null || evc_die "build of test/helpers/evc-produce failed"
+	make -C "$EVC_ROOT" -s test/helpers/evc-listen >/dev/null || evc_die "build of test/helpers/evc-listen failed"
 }
 
 # A port nobody listens on, found by trying to connect to it.
