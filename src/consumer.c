@@ -3,31 +3,34 @@
  *		Owns the consumer worker: one dynamic background worker per enabled
  *		row of evc.consumer_defs, started by the launcher through
  *		evc.wanted_workers.  It reads Kafka with librdkafka's high-level
- *		consumer, gathers a batch, lands it through its sink (sinks.c) and
- *		only then commits the offsets.
+ *		consumer, holds the messages per partition until a partition is due
+ *		(batch_size, max_file_size or flush_interval), lands the due ones
+ *		through its sink (sinks.c) and only then commits their offsets.
  *
- * Landing a batch is one transaction.  For each partition it locks the
+ * A landing is one transaction.  For each due partition it locks the
  * partition's row in evc.consumer_offsets, skips messages below the stored
  * next offset (they landed before and were delivered again), writes the
- * objects, inserts the index rows and moves the stored offset.  The same
- * offsets go to Kafka, asynchronously, only after that transaction
- * committed.  So a crash at any point lands each message once: either the
- * transaction did not commit and the batch is landed again over the same
- * object keys, or it did and the redelivered messages are skipped.
+ * objects, inserts the index rows and moves the stored offset; the objects
+ * are made durable (for file://, one fsync per directory) before it
+ * commits.  The same offsets go to Kafka, asynchronously, only after that
+ * transaction committed.  So a crash at any point lands each message once:
+ * either the transaction did not commit and the messages are landed again
+ * over the same object keys, or it did and the redelivered ones are
+ * skipped.
  *
  * The worker never sleeps in a loop: it waits on one WaitEventSet holding
  * its latch and a pipe that librdkafka writes to when the consumer queue
  * becomes non-empty (rd_kafka_queue_io_event_enable).  Callbacks from
  * librdkafka run inside rd_kafka_consumer_poll and only set flags or copy
  * text; the main loop acts on them.  When a rebalance revokes partitions,
- * the messages gathered so far are dropped (they were not landed and their
+ * the messages held so far are dropped (they were not landed and their
  * offsets were not committed) and any partition we keep is rewound to
  * them, so the next owner starts exactly where the last landed file ended.
  *
- * If a batch cannot be landed (storage away, for instance), the error is
- * recorded, the transaction is aborted, nothing is committed, and the same
- * batch is tried again after a backoff of 1 s doubling to 30 s.  While it
- * waits the worker does not fetch more messages.
+ * If a landing fails (storage away, for instance), the error is recorded,
+ * the transaction is aborted, nothing is committed, everything stays held,
+ * and the landing is tried again after a backoff of 1 s doubling to 30 s.
+ * While it waits the worker does not fetch more messages.
  *
  * On SIGTERM (die) the current step is abandoned, which aborts the open
  * transaction, and the exit callback closes the consumer (leaving the
@@ -73,14 +76,25 @@ PGDLLEXPORT void evc_consumer_main(Datum main_arg);
 /* Images and table rows are landed one by one; bound what a batch holds. */
 #define ROW_SINK_MAX_BATCH_BYTES (8 * 1024 * 1024)
 
-typedef struct Batch
+/* One partition's messages waiting to be landed (see "Held messages"). */
+typedef struct HeldPartition
 {
-	MemoryContext cxt;
-	List	   *parts;			/* of EvcPartitionBatch * */
-	int			nmessages;
+	EvcPartitionBatch msgs;		/* in offset order; a landing takes a prefix */
+	TimestampTz *polled_at;		/* when each was polled, parallel to msgs */
 	int64		nbytes;
-	TimestampTz first_at;
-} Batch;
+	int64		last_offset;	/* last offset polled: the position is after it */
+	int			take;			/* its share of the landing being made */
+} HeldPartition;
+
+typedef struct Held
+{
+	MemoryContext cxt;			/* partitions and their arrays */
+	MemoryContext copies;		/* message copies, reset when none is held */
+	List	   *parts;			/* of HeldPartition *, by (topic, partition) */
+	HeldPartition *last;		/* partition of the last message taken in */
+	int64		nmessages;
+	int64		nbytes;
+} Held;
 
 static EvcWorkerSlot *my_slot = NULL;
 static EvcConsumerConfig *cfg = NULL;
@@ -89,8 +103,18 @@ static rd_kafka_queue_t *rkqu = NULL;
 static int	wake_pipe[2] = {-1, -1};
 static EvcStorage *storage = NULL;
 static char *storage_signature = NULL;
-static Batch batch;
-static EvcLandResult batch_landed;	/* what land_batch did, counted after commit */
+static Held held;
+
+/*
+ * librdkafka's prefetch limits as it applies them, and what was polled
+ * since the consumer queue was last found empty (see fetch_queue_emptied).
+ */
+static int	fetch_queue_msgs = 10000;
+static int64 fetch_queue_bytes = 8192 * 1024;
+static int64 fetch_queue_peak = 0;
+static int64 polled_msgs_since_empty = 0;
+static int64 polled_bytes_since_empty = 0;
+static EvcLandResult batch_landed;	/* what land_due_partitions did, counted after commit */
 
 /* Written by librdkafka callbacks (on this thread, inside poll). */
 static volatile bool revoke_seen = false;
@@ -300,6 +324,18 @@ conf_set(rd_kafka_conf_t *conf, const char *key, const char *value)
 				 errdetail("%s", errstr)));
 }
 
+/* A numeric property as librdkafka will use it (0 if unreadable). */
+static int64
+conf_get_int(rd_kafka_conf_t *conf, const char *key)
+{
+	char		value[64];
+	size_t		size = sizeof(value);
+
+	if (rd_kafka_conf_get(conf, key, value, &size) != RD_KAFKA_CONF_OK)
+		return 0;
+	return strtoll(value, NULL, 10);
+}
+
 static void
 consumer_connect(void)
 {
@@ -318,6 +354,8 @@ consumer_connect(void)
 	conf_set(conf, "auto.offset.reset", cfg->auto_offset_reset);
 	conf_set(conf, "queued.max.messages.kbytes", psprintf("%d", cfg->queued_max_kbytes));
 	conf_set(conf, "queued.min.messages", "10000");
+	/* A fetch at the end of some partitions holds back the others on its broker. */
+	conf_set(conf, "fetch.wait.max.ms", "100");
 	if (!evc_kafka_conf_apply(conf, evc_kafka_properties, errstr, sizeof(errstr)) ||
 		!evc_kafka_conf_apply(conf, cfg->kafka_properties, errstr, sizeof(errstr)))
 	{
@@ -327,6 +365,8 @@ consumer_connect(void)
 				 errmsg("invalid librdkafka properties for consumer \"%s\"", cfg->name),
 				 errdetail("%s", errstr)));
 	}
+	fetch_queue_msgs = Max(conf_get_int(conf, "queued.min.messages"), 1);
+	fetch_queue_bytes = Max(conf_get_int(conf, "queued.max.messages.kbytes"), 1) * INT64CONST(1024);
 	rd_kafka_conf_set_rebalance_cb(conf, consumer_rebalance_cb);
 	rd_kafka_conf_set_error_cb(conf, consumer_error_cb);
 
@@ -436,109 +476,163 @@ report_kafka_errors(void)
 }
 
 /* ---------------------------------------------------------------------
- * The batch
+ * Held messages
+ *
+ * Polled messages wait here, per partition and in offset order, until
+ * their partition is due: it holds batch_size events or max_file_size
+ * bytes, or its oldest message has waited flush_interval.  Every partition
+ * is due when the worker holds max_file_size bytes in all, which bounds
+ * its memory.  A landing takes from each due partition at most batch_size
+ * messages and max_file_size bytes, starting at its oldest held message;
+ * the rest wait for the next landing.  So each object a landing writes
+ * starts at its partition's next offset or at a change of hour, and a
+ * landing repeated after a crash writes over the same keys.
  * ---------------------------------------------------------------------
  */
 
-static EvcPartitionBatch *
-batch_partition(const char *topic, int32 partition)
+static HeldPartition *
+held_partition(const char *topic, int32 partition)
 {
+	HeldPartition *hp = held.last;
 	ListCell   *lc;
-	EvcPartitionBatch *pb;
+	int			pos = 0;
+	MemoryContext old;
 
-	foreach(lc, batch.parts)
+	if (hp != NULL && hp->msgs.partition == partition && strcmp(hp->msgs.topic, topic) == 0)
+		return hp;
+	/* Kept in (topic, partition) order: landings lock offset rows in it. */
+	foreach(lc, held.parts)
 	{
-		pb = lfirst(lc);
-		if (pb->partition == partition && strcmp(pb->topic, topic) == 0)
-			return pb;
-	}
-	pb = MemoryContextAllocZero(batch.cxt, sizeof(EvcPartitionBatch));
-	pb->topic = MemoryContextStrdup(batch.cxt, topic);
-	pb->partition = partition;
-	pb->capacity = 64;
-	pb->messages = MemoryContextAlloc(batch.cxt, sizeof(EvcMessage) * pb->capacity);
-	{
-		MemoryContext old = MemoryContextSwitchTo(batch.cxt);
+		int			c;
 
-		batch.parts = lappend(batch.parts, pb);
-		MemoryContextSwitchTo(old);
+		hp = lfirst(lc);
+		c = strcmp(hp->msgs.topic, topic);
+		if (c == 0)
+			c = (hp->msgs.partition > partition) - (hp->msgs.partition < partition);
+		if (c == 0)
+			return held.last = hp;
+		if (c > 0)
+			break;
+		pos++;
 	}
-	return pb;
+	old = MemoryContextSwitchTo(held.cxt);
+	hp = palloc0(sizeof(HeldPartition));
+	hp->msgs.topic = pstrdup(topic);
+	hp->msgs.partition = partition;
+	hp->msgs.capacity = 64;
+	hp->msgs.messages = palloc(sizeof(EvcMessage) * hp->msgs.capacity);
+	hp->polled_at = palloc(sizeof(TimestampTz) * hp->msgs.capacity);
+	hp->last_offset = -1;
+	held.parts = list_insert_nth(held.parts, pos, hp);
+	MemoryContextSwitchTo(old);
+	return held.last = hp;
 }
 
 static void
-batch_append(rd_kafka_message_t *m)
+held_take_in(rd_kafka_message_t *m, TimestampTz now)
 {
-	EvcPartitionBatch *pb = batch_partition(rd_kafka_topic_name(m->rkt), m->partition);
+	HeldPartition *hp = held_partition(rd_kafka_topic_name(m->rkt), m->partition);
 	EvcMessage *em;
 	rd_kafka_timestamp_type_t tstype;
+	char	   *copy;
 
-	if (pb->nmessages == pb->capacity)
+	/* Never take a message in twice, whatever librdkafka delivers. */
+	if (m->offset <= hp->last_offset)
+		return;
+	if (hp->msgs.nmessages == hp->msgs.capacity)
 	{
-		pb->capacity *= 2;
-		pb->messages = repalloc(pb->messages, sizeof(EvcMessage) * pb->capacity);
+		hp->msgs.capacity *= 2;
+		hp->msgs.messages = repalloc(hp->msgs.messages, sizeof(EvcMessage) * hp->msgs.capacity);
+		hp->polled_at = repalloc(hp->polled_at, sizeof(TimestampTz) * hp->msgs.capacity);
 	}
-	em = &pb->messages[pb->nmessages++];
+	hp->polled_at[hp->msgs.nmessages] = now;
+	em = &hp->msgs.messages[hp->msgs.nmessages++];
 	em->offset = m->offset;
 	em->timestamp_ms = rd_kafka_message_timestamp(m, &tstype);
+	/* Payload and key in one chunk, freed once landed. */
+	copy = MemoryContextAlloc(held.copies, m->len + 1 + m->key_len);
+	if (m->len)
+		memcpy(copy, m->payload, m->len);
+	copy[m->len] = '\0';
+	em->payload = copy;
+	em->len = m->len;
 	em->key_len = m->key_len;
 	em->key = NULL;
 	if (m->key)
 	{
-		em->key = MemoryContextAlloc(batch.cxt, m->key_len + 1);
+		em->key = copy + m->len + 1;
 		memcpy(em->key, m->key, m->key_len);
 	}
-	em->len = m->len;
-	em->payload = MemoryContextAlloc(batch.cxt, m->len + 1);
-	if (m->len)
-		memcpy(em->payload, m->payload, m->len);
-	em->payload[m->len] = '\0';
-
-	if (batch.nmessages == 0)
-		batch.first_at = GetCurrentTimestamp();
-	batch.nmessages++;
-	batch.nbytes += m->len;
+	hp->last_offset = m->offset;
+	hp->nbytes += m->len;
+	held.nmessages++;
+	held.nbytes += m->len;
 }
 
+/* The first n messages of hp landed: let them go. */
 static void
-batch_reset(void)
+held_release(HeldPartition *hp, int n)
 {
-	MemoryContextReset(batch.cxt);
-	batch.parts = NIL;
-	batch.nmessages = 0;
-	batch.nbytes = 0;
-	batch.first_at = 0;
+	int			rest = hp->msgs.nmessages - n;
+
+	for (int i = 0; i < n; i++)
+	{
+		hp->nbytes -= hp->msgs.messages[i].len;
+		held.nbytes -= hp->msgs.messages[i].len;
+		pfree(hp->msgs.messages[i].payload);
+	}
+	memmove(hp->msgs.messages, hp->msgs.messages + n, sizeof(EvcMessage) * rest);
+	memmove(hp->polled_at, hp->polled_at + n, sizeof(TimestampTz) * rest);
+	hp->msgs.nmessages = rest;
+	held.nmessages -= n;
+	if (held.nmessages == 0)
+		MemoryContextReset(held.copies);
 }
 
 /*
- * A rebalance took partitions away: drop what was gathered, since it was
- * not landed.  Partitions we still own are rewound to their first dropped
- * message, so nothing is skipped; revoked ones restart, wherever they go,
- * from the offsets landed so far.
+ * A rebalance took partitions away: drop every held message, since none
+ * was landed, and forget the partitions we no longer own.  Those we keep
+ * are rewound to their first dropped message, so nothing is skipped;
+ * revoked ones restart, wherever they go, from the offsets landed so far.
  */
 static void
-batch_drop_after_revoke(void)
+held_drop_after_revoke(void)
 {
 	rd_kafka_topic_partition_list_t *assigned = NULL;
+	rd_kafka_topic_partition_list_t *kept;
 	rd_kafka_topic_partition_list_t *rewind;
 	ListCell   *lc;
+	int64		dropped = held.nmessages;
 
 	revoke_seen = false;
-	if (batch.nmessages == 0)
-		return;
-	rewind = rd_kafka_topic_partition_list_new(list_length(batch.parts));
+	kept = rd_kafka_topic_partition_list_new(list_length(held.parts));
+	rewind = rd_kafka_topic_partition_list_new(list_length(held.parts));
 	if (rd_kafka_assignment(rk, &assigned) == RD_KAFKA_RESP_ERR_NO_ERROR)
 	{
-		foreach(lc, batch.parts)
+		foreach(lc, held.parts)
 		{
-			EvcPartitionBatch *pb = lfirst(lc);
+			HeldPartition *hp = lfirst(lc);
 
-			if (rd_kafka_topic_partition_list_find(assigned, pb->topic, pb->partition))
-				rd_kafka_topic_partition_list_add(rewind, pb->topic, pb->partition)->offset =
-					pb->messages[0].offset;
+			if (!rd_kafka_topic_partition_list_find(assigned, hp->msgs.topic, hp->msgs.partition))
+				continue;
+			if (hp->msgs.nmessages > 0)
+				rd_kafka_topic_partition_list_add(rewind, hp->msgs.topic, hp->msgs.partition)->offset =
+					hp->msgs.messages[0].offset;
+			rd_kafka_topic_partition_list_add(kept, hp->msgs.topic, hp->msgs.partition)->offset =
+				hp->msgs.nmessages > 0 ? hp->msgs.messages[0].offset : hp->last_offset + 1;
 		}
 		rd_kafka_topic_partition_list_destroy(assigned);
 	}
+	MemoryContextReset(held.copies);
+	MemoryContextReset(held.cxt);
+	held.parts = NIL;
+	held.last = NULL;
+	held.nmessages = 0;
+	held.nbytes = 0;
+	for (int i = 0; i < kept->cnt; i++)
+		held_partition(kept->elems[i].topic, kept->elems[i].partition)->last_offset =
+			kept->elems[i].offset - 1;
+	rd_kafka_topic_partition_list_destroy(kept);
 	if (rewind->cnt > 0)
 	{
 		rd_kafka_error_t *error = rd_kafka_seek_partitions(rk, rewind, 5000);
@@ -553,52 +647,192 @@ batch_drop_after_revoke(void)
 		}
 	}
 	rd_kafka_topic_partition_list_destroy(rewind);
-	elog(DEBUG1, "consumer \"%s\" dropped %d unlanded messages at a rebalance", cfg->name, batch.nmessages);
-	batch_reset();
+	elog(DEBUG1, "consumer \"%s\" dropped " INT64_FORMAT " unlanded messages at a rebalance",
+		 cfg->name, dropped);
 }
 
-static bool
-batch_full(void)
+/* How many of hp's messages to land now; 0 when it is not due. */
+static int
+partition_take(HeldPartition *hp, TimestampTz now, bool all_due)
 {
-	return batch.nmessages >= batch_size_limit() || batch.nbytes >= batch_bytes_limit();
+	int			max_n = batch_size_limit();
+	int64		max_bytes = batch_bytes_limit();
+	int			n = 0;
+	int64		bytes = 0;
+
+	if (hp->msgs.nmessages == 0)
+		return 0;
+	while (n < hp->msgs.nmessages && n < max_n &&
+		   (n == 0 || bytes + (int64) hp->msgs.messages[n].len <= max_bytes))
+		bytes += hp->msgs.messages[n++].len;
+	if (n < hp->msgs.nmessages || n == max_n || bytes >= max_bytes || all_due ||
+		TimestampDifferenceExceeds(hp->polled_at[0], now, flush_interval_ms()))
+		return n;
+	return 0;
 }
 
-static bool
-batch_due(TimestampTz now)
+/* Decide each partition's share of the next landing; returns the total. */
+static int64
+held_plan_landing(TimestampTz now)
 {
-	return batch.nmessages > 0 &&
-		(batch_full() ||
-		 TimestampDifferenceExceeds(batch.first_at, now, flush_interval_ms()));
+	bool		all_due = held.nbytes >= batch_bytes_limit();
+	int64		total = 0;
+	ListCell   *lc;
+
+	foreach(lc, held.parts)
+	{
+		HeldPartition *hp = lfirst(lc);
+
+		hp->take = partition_take(hp, now, all_due);
+		total += hp->take;
+	}
+	return total;
+}
+
+/* Bytes of the messages held_plan_landing chose. */
+static int64
+held_bytes_taken(void)
+{
+	int64		bytes = 0;
+	ListCell   *lc;
+
+	foreach(lc, held.parts)
+	{
+		HeldPartition *hp = lfirst(lc);
+
+		for (int i = 0; i < hp->take; i++)
+			bytes += hp->msgs.messages[i].len;
+	}
+	return bytes;
+}
+
+static long
+ms_until(TimestampTz when, TimestampTz now)
+{
+	return when <= now ? 0 : (long) ((when - now + 999) / 1000);
+}
+
+/* How long until the oldest held message must be landed. */
+static long
+held_wait_ms(TimestampTz now)
+{
+	TimestampTz oldest = 0;
+	ListCell   *lc;
+
+	foreach(lc, held.parts)
+	{
+		HeldPartition *hp = lfirst(lc);
+
+		if (hp->msgs.nmessages > 0 && (oldest == 0 || hp->polled_at[0] < oldest))
+			oldest = hp->polled_at[0];
+	}
+	if (oldest == 0)
+		return IDLE_WAIT_MS;
+	return ms_until(TimestampTzPlusMilliseconds(oldest, flush_interval_ms()), now);
 }
 
 /*
- * Take what the consumer queue holds, until it is empty or the batch is
- * full.  Returns true when messages may be left in the queue.
+ * librdkafka 2.0 stops fetching while the consumer queue is over
+ * queued.min.messages or queued.max.messages.kbytes, and looks again only
+ * when something wakes its broker threads: up to a second later (2.1 added
+ * fetch.queue.backoff.ms for this).  A consumer slower than Kafka fills
+ * that queue every time, and spent most of its time waiting here.  So when
+ * the worker has just emptied a queue that was full, it seeks each of its
+ * partitions to where it stands, the offset after the last message polled:
+ * a seek to an offset wakes the broker thread at once.  A message fetched
+ * meanwhile is dropped by librdkafka and fetched again from there, never
+ * skipped.  The worker keeps the positions itself, because librdkafka
+ * forgets its own at a seek; a partition it has not polled from since it
+ * was assigned has none yet, and is left alone.
+ */
+static void
+consumer_restart_fetch(void)
+{
+	rd_kafka_topic_partition_list_t *assigned = NULL;
+	rd_kafka_topic_partition_list_t *positions;
+	rd_kafka_error_t *error;
+	ListCell   *lc;
+
+	if (rd_kafka_assignment(rk, &assigned) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return;
+	positions = rd_kafka_topic_partition_list_new(list_length(held.parts));
+	foreach(lc, held.parts)
+	{
+		HeldPartition *hp = lfirst(lc);
+
+		if (rd_kafka_topic_partition_list_find(assigned, hp->msgs.topic, hp->msgs.partition))
+			rd_kafka_topic_partition_list_add(positions, hp->msgs.topic, hp->msgs.partition)->offset =
+				hp->last_offset + 1;
+	}
+	/* Asynchronous: a partition that cannot seek now just keeps its place. */
+	if (positions->cnt > 0 && (error = rd_kafka_seek_partitions(rk, positions, 0)) != NULL)
+		rd_kafka_error_destroy(error);
+	rd_kafka_topic_partition_list_destroy(positions);
+	rd_kafka_topic_partition_list_destroy(assigned);
+}
+
+/* The consumer queue was found empty: was it full since it last was? */
+static void
+fetch_queue_emptied(void)
+{
+	int64		peak = Max(fetch_queue_peak, polled_msgs_since_empty);
+
+	if (peak * 4 >= (int64) fetch_queue_msgs * 3 ||
+		polled_bytes_since_empty * 4 >= fetch_queue_bytes * 3)
+		consumer_restart_fetch();
+	fetch_queue_peak = 0;
+	polled_msgs_since_empty = 0;
+	polled_bytes_since_empty = 0;
+}
+
+/*
+ * Take what the consumer queue holds, until it is empty, a queue's worth
+ * was taken, or the worker holds all it may.  Returns true when messages
+ * may be left in the queue.
  */
 static bool
-consumer_drain(void)
+consumer_drain(TimestampTz now)
 {
 	char		buf[64];
+	int64		limit = batch_bytes_limit();
 
 	while (read(wake_pipe[0], buf, sizeof(buf)) > 0)
 		;
-	while (!batch_full())
+	/* Its length counts what librdkafka will drop unseen, as its limit does. */
+	fetch_queue_peak = Max(fetch_queue_peak, (int64) rd_kafka_queue_length(rkqu));
+	for (int n = 0; n < fetch_queue_msgs; n++)
 	{
-		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 0);
+		rd_kafka_message_t *m;
+		bool		empty;
 
-		if (revoke_seen)
-			batch_drop_after_revoke();
-		if (m == NULL)
-			return false;
-		if (m->err)
+		if (held.nbytes >= limit)
+			return true;
+		m = rd_kafka_consumer_poll(rk, 0);
+		empty = (m == NULL);
+		if (m != NULL)
 		{
-			snprintf(kafka_error_text, sizeof(kafka_error_text), "%s: %s",
-					 rd_kafka_err2name(m->err), rd_kafka_message_errstr(m));
-			kafka_error_pending = true;
+			if (m->err)
+			{
+				snprintf(kafka_error_text, sizeof(kafka_error_text), "%s: %s",
+						 rd_kafka_err2name(m->err), rd_kafka_message_errstr(m));
+				kafka_error_pending = true;
+			}
+			else
+			{
+				polled_msgs_since_empty++;
+				polled_bytes_since_empty += m->len;
+				held_take_in(m, now);
+			}
+			rd_kafka_message_destroy(m);
 		}
-		else
-			batch_append(m);
-		rd_kafka_message_destroy(m);
+		/* After held_take_in: a message polled with the rebalance is dropped and rewound too. */
+		if (revoke_seen)
+			held_drop_after_revoke();
+		if (empty)
+		{
+			fetch_queue_emptied();
+			return false;
+		}
 	}
 	return true;
 }
@@ -607,16 +841,6 @@ consumer_drain(void)
  * Landing
  * ---------------------------------------------------------------------
  */
-
-static int
-partition_cmp(const ListCell *a, const ListCell *b)
-{
-	EvcPartitionBatch *pa = lfirst(a);
-	EvcPartitionBatch *pb = lfirst(b);
-	int			c = strcmp(pa->topic, pb->topic);
-
-	return c != 0 ? c : (pa->partition > pb->partition) - (pa->partition < pb->partition);
-}
 
 /* Lock the partition's offset row and return its next offset (-1: none). */
 static int64
@@ -671,7 +895,7 @@ move_offset(EvcPartitionBatch *pb, int64 next)
 }
 
 static void
-record_progress(EvcLandResult *total)
+record_progress(int64 consumed, EvcLandResult *total)
 {
 	Datum		v[6];
 
@@ -691,7 +915,7 @@ record_progress(EvcLandResult *total)
 		SPI_keepplan(plan_progress);
 	}
 	v[0] = Int32GetDatum(cfg->id);
-	v[1] = Int64GetDatum(batch.nmessages);
+	v[1] = Int64GetDatum(consumed);
 	v[2] = Int64GetDatum(total->landed);
 	v[3] = Int64GetDatum(total->dead_lettered);
 	v[4] = Int64GetDatum(total->skipped);
@@ -701,62 +925,71 @@ record_progress(EvcLandResult *total)
 }
 
 /*
- * Land the whole batch in one transaction; fills commit with the offsets
- * to commit to Kafka afterwards.
+ * Land each due partition's share in one transaction, in (topic,
+ * partition) order; fills commit with the offsets to commit to Kafka
+ * afterwards.
  */
 static void
-land_batch(rd_kafka_topic_partition_list_t *commit)
+land_due_partitions(rd_kafka_topic_partition_list_t *commit, int64 consumed)
 {
 	EvcLandResult total = {0};
 	ListCell   *lc;
 
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	list_sort(batch.parts, partition_cmp);
-	foreach(lc, batch.parts)
+	foreach(lc, held.parts)
 	{
-		EvcPartitionBatch *pb = lfirst(lc);
-		int64		next = lock_offset(pb);
-		int64		last = pb->messages[pb->nmessages - 1].offset;
+		HeldPartition *hp = lfirst(lc);
+		EvcPartitionBatch share;
+		int64		next;
+		int64		last;
 		EvcLandResult res = {0};
 
-		evc_sink_land(cfg, storage, pb, next, &res);
+		if (hp->take == 0)
+			continue;
+		share = hp->msgs;
+		share.nmessages = hp->take;
+		next = lock_offset(&share);
+		last = share.messages[share.nmessages - 1].offset;
+		evc_sink_land(cfg, storage, &share, next, &res);
 		next = Max(next, last + 1);
-		move_offset(pb, next);
-		rd_kafka_topic_partition_list_add(commit, pb->topic, pb->partition)->offset = next;
+		move_offset(&share, next);
+		rd_kafka_topic_partition_list_add(commit, share.topic, share.partition)->offset = next;
 		total.landed += res.landed;
 		total.dead_lettered += res.dead_lettered;
 		total.skipped += res.skipped;
 		total.bytes += res.bytes;
 	}
-	record_progress(&total);
+	/* The objects are durable before the rows that index them commit. */
+	evc_storage_sync(storage);
+	record_progress(consumed, &total);
 	batch_landed = total;
 	SPI_finish();
 	PopActiveSnapshot();
 }
 
 /*
- * Land the batch, then commit its offsets.  On failure nothing is
- * committed, the batch is kept, and false is returned.
+ * Land what held_plan_landing chose, then commit its offsets.  On failure
+ * nothing is committed, everything stays held, and false is returned.
  */
 static bool
-flush_batch(void)
+land_held(int64 ntake)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	rd_kafka_topic_partition_list_t *commit =
-		rd_kafka_topic_partition_list_new(list_length(batch.parts));
+		rd_kafka_topic_partition_list_new(list_length(held.parts));
 	volatile bool ok = true;
 	char		activity[128];
 	TimestampTz started = GetCurrentTimestamp();
 
-	snprintf(activity, sizeof(activity), "landing %d messages", batch.nmessages);
+	snprintf(activity, sizeof(activity), "landing " INT64_FORMAT " messages", ntake);
 	pgstat_report_activity(STATE_RUNNING, activity);
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PG_TRY();
 	{
 		consumer_open_storage();
-		land_batch(commit);
+		land_due_partitions(commit, ntake);
 		CommitTransactionCommand();
 	}
 	PG_CATCH();
@@ -772,23 +1005,30 @@ flush_batch(void)
 								psprintf("%s: %s", edata->message, edata->detail) : edata->message);
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),
-				 errmsg("consumer \"%s\" could not land %d messages: %s",
-						cfg->name, batch.nmessages, edata->message),
+				 errmsg("consumer \"%s\" could not land " INT64_FORMAT " messages: %s",
+						cfg->name, ntake, edata->message),
 				 edata->detail ? errdetail("%s", edata->detail) : 0,
-				 errhint("Nothing was committed; the batch is retried.")));
+				 errhint("Nothing was committed; the messages are landed again.")));
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
 
-	evc_consumer_count_batch(my_slot, batch.nmessages, batch.nbytes, ok ? &batch_landed : NULL, started);
+	evc_consumer_count_batch(my_slot, ntake, held_bytes_taken(), ok ? &batch_landed : NULL, started);
 	if (ok)
 	{
 		rd_kafka_resp_err_t err = rd_kafka_commit(rk, commit, 1);
+		ListCell   *lc;
 
 		if (err)
 			elog(LOG, "consumer \"%s\": offset commit to Kafka failed: %s (evc.consumer_offsets has them)",
 				 cfg->name, rd_kafka_err2str(err));
-		batch_reset();
+		foreach(lc, held.parts)
+		{
+			HeldPartition *hp = lfirst(lc);
+
+			held_release(hp, hp->take);
+			hp->take = 0;
+		}
 	}
 	rd_kafka_topic_partition_list_destroy(commit);
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -799,12 +1039,6 @@ flush_batch(void)
  * Main loop
  * ---------------------------------------------------------------------
  */
-
-static long
-ms_until(TimestampTz when, TimestampTz now)
-{
-	return when <= now ? 0 : (long) ((when - now + 999) / 1000);
-}
 
 void
 evc_consumer_main(Datum main_arg)
@@ -820,8 +1054,10 @@ evc_consumer_main(Datum main_arg)
 	my_slot = evc_worker_startup(EVC_WORKER_CONSUMER, name);
 	before_shmem_exit(consumer_on_exit, (Datum) 0);
 
-	batch.cxt = AllocSetContextCreate(TopMemoryContext, "evcollector consumer batch",
-									  ALLOCSET_DEFAULT_SIZES);
+	held.cxt = AllocSetContextCreate(TopMemoryContext, "evcollector consumer partitions",
+									 ALLOCSET_DEFAULT_SIZES);
+	held.copies = AllocSetContextCreate(TopMemoryContext, "evcollector consumer held messages",
+										ALLOCSET_DEFAULT_SIZES);
 	consumer_load_config(id);
 	consumer_open_storage();
 	consumer_connect();
@@ -838,16 +1074,13 @@ evc_consumer_main(Datum main_arg)
 	for (;;)
 	{
 		TimestampTz now = GetCurrentTimestamp();
+		int64		ntake;
 
 		if (!more)
 		{
 			WaitEvent	event;
-			long		timeout = IDLE_WAIT_MS;
+			long		timeout = retry_at != 0 ? ms_until(retry_at, now) : held_wait_ms(now);
 
-			if (retry_at != 0)
-				timeout = ms_until(retry_at, now);
-			else if (batch.nmessages > 0)
-				timeout = ms_until(TimestampTzPlusMilliseconds(batch.first_at, flush_interval_ms()), now);
 			(void) WaitEventSetWait(set, timeout, &event, 1, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
 			now = GetCurrentTimestamp();
@@ -858,21 +1091,22 @@ evc_consumer_main(Datum main_arg)
 			continue;			/* backing off: fetch nothing, land nothing */
 		retry_at = 0;
 
-		more = consumer_drain();
+		more = consumer_drain(now);
 		evc_consumer_note_watermarks(my_slot, rk);
 		report_kafka_errors();
-		if (batch_due(GetCurrentTimestamp()))
+		ntake = held_plan_landing(GetCurrentTimestamp());
+		if (ntake == 0)
+			continue;
+		if (land_held(ntake))
 		{
-			if (flush_batch())
-				backoff_ms = BACKOFF_FIRST_MS;
-			else
-			{
-				retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms);
-				backoff_ms = Min(backoff_ms * 2, BACKOFF_MAX_MS);
-				more = false;
-			}
+			backoff_ms = BACKOFF_FIRST_MS;
+			more = true;		/* partitions may still be due */
 		}
 		else
-			more = more && !batch_full();
+		{
+			retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms);
+			backoff_ms = Min(backoff_ms * 2, BACKOFF_MAX_MS);
+			more = false;
+		}
 	}
 }

@@ -29,9 +29,11 @@
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "pgtime.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/json.h"
+#include "utils/memutils.h"
 
 #include "evcollector.pb-c.h"
 
@@ -52,6 +54,7 @@ static SPIPlanPtr plan_archive_file = NULL;
 static SPIPlanPtr plan_image_seen = NULL;
 static SPIPlanPtr plan_image = NULL;
 static SPIPlanPtr plan_event = NULL;
+static MemoryContext sink_cxt = NULL;
 
 static SPIPlanPtr
 prepare_kept(const char *sql, int nargs, Oid *types)
@@ -67,8 +70,11 @@ prepare_kept(const char *sql, int nargs, Oid *types)
 static void
 exec_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
 {
+	MemoryContext cxt = CurrentMemoryContext;
 	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
 
+	/* SPI returns in its procedure context, which lives until the landing ends. */
+	MemoryContextSwitchTo(cxt);
 	if (rc != expected)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
 }
@@ -248,14 +254,67 @@ dead_letter(EvcConsumerConfig *cfg, EvcPartitionBatch *pb, DecodedEvent *d)
 	exec_plan(plan_dead_letter, v, n, SPI_OK_INSERT);
 }
 
+/*
+ * s as a JSON string, exactly as escape_json writes it, but copying each
+ * run of characters that need no escape in one go: most text has none,
+ * and escape_json appends one character at a time.
+ */
+static void
+append_json_string(StringInfo buf, const char *s)
+{
+	const char *run = s;
+
+	appendStringInfoChar(buf, '"');
+	for (const char *p = s;; p++)
+	{
+		unsigned char c = (unsigned char) *p;
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		if (p > run)
+			appendBinaryStringInfo(buf, run, p - run);
+		if (c == '\0')
+			break;
+		switch (c)
+		{
+			case '\b':
+				appendStringInfoString(buf, "\\b");
+				break;
+			case '\f':
+				appendStringInfoString(buf, "\\f");
+				break;
+			case '\n':
+				appendStringInfoString(buf, "\\n");
+				break;
+			case '\r':
+				appendStringInfoString(buf, "\\r");
+				break;
+			case '\t':
+				appendStringInfoString(buf, "\\t");
+				break;
+			case '"':
+				appendStringInfoString(buf, "\\\"");
+				break;
+			case '\\':
+				appendStringInfoString(buf, "\\\\");
+				break;
+			default:
+				appendStringInfo(buf, "\\u%04x", (int) c);
+				break;
+		}
+		run = p + 1;
+	}
+	appendStringInfoChar(buf, '"');
+}
+
 static void
 append_json_field(StringInfo buf, const char *name, const char *value, bool comma)
 {
 	if (comma)
 		appendStringInfoChar(buf, ',');
-	escape_json(buf, name);
+	append_json_string(buf, name);
 	appendStringInfoChar(buf, ':');
-	escape_json(buf, value ? value : "");
+	append_json_string(buf, value ? value : "");
 }
 
 /* The context object as JSON text. */
@@ -278,7 +337,7 @@ append_archive_line(StringInfo buf, EvcPartitionBatch *pb, DecodedEvent *d)
 	Evcollector__Event *ev = d->ev;
 
 	appendStringInfoString(buf, "{\"topic\":");
-	escape_json(buf, pb->topic);
+	append_json_string(buf, pb->topic);
 	appendStringInfo(buf, ",\"partition\":%d,\"offset\":" INT64_FORMAT ",\"timestamp\":" INT64_FORMAT,
 					 pb->partition, d->msg->offset, d->msg->timestamp_ms);
 	append_json_field(buf, "client", ev->client, true);
@@ -491,56 +550,100 @@ land_image(EvcConsumerConfig *cfg, EvcStorage *st, EvcPartitionBatch *pb,
 		res->skipped++;
 }
 
-static void
-land_event_row(EvcConsumerConfig *cfg, EvcPartitionBatch *pb, DecodedEvent *d,
-			   EvcLandResult *res)
+static int
+offset_cmp(const void *key, const void *elem)
 {
-	Evcollector__Event *ev = d->ev;
-	StringInfoData ctx;
+	int64		offset = *(const int64 *) key;
+	int64		other = ((const DecodedEvent *) elem)->msg->offset;
+
+	return (offset > other) - (offset < other);
+}
+
+/*
+ * The table sink lands a partition's events with one statement: the
+ * columns go in as arrays, in offset order, ON CONFLICT (message_id) DO
+ * NOTHING skips those landed before, and the offsets of the rows inserted
+ * come back for the counters.
+ */
+static void
+land_event_rows(EvcConsumerConfig *cfg, EvcPartitionBatch *pb, DecodedEvent *good, int n,
+				EvcLandResult *res)
+{
+	Datum	   *cols[8];
+	bool	   *sent_null = palloc(sizeof(bool) * n);
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
 	Datum		v[10];
-	char		n[10];
-	TimestampTz sent_at;
-	bool		sent_null;
+	uint64		inserted;
 
 	if (plan_event == NULL)
 	{
-		Oid			types[10] = {TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID,
-		TIMESTAMPTZOID, TEXTOID, INT4OID, INT8OID};
+		Oid			types[10] = {TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID,
+		TEXTARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID, TEXTOID, INT4OID};
 
 		plan_event = prepare_kept(
 			"INSERT INTO evc.events (message_id, client, event_name, schema_version, context, data, "
 			"sent_at, topic, partition, \"offset\") "
-			"VALUES ($1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9, $10) "
-			"ON CONFLICT (message_id) DO NOTHING", 10, types);
+			"SELECT r.message_id::uuid, r.client, r.event_name, r.schema_version, r.context::jsonb, "
+			"r.data::jsonb, r.sent_at, $9, $10, r.\"offset\" "
+			"FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) "
+			"AS r(message_id, client, event_name, schema_version, context, data, sent_at, \"offset\") "
+			"ORDER BY r.\"offset\" "
+			"ON CONFLICT (message_id) DO NOTHING RETURNING \"offset\"", 10, types);
 	}
-	initStringInfo(&ctx);
-	append_context(&ctx, ev->context);
-	memset(n, ' ', sizeof(n));
-	(void) parse_timestamptz(ev->context->sent_at, &sent_at, &sent_null);
-	v[0] = CStringGetTextDatum(d->message_id);
-	v[1] = CStringGetTextDatum(ev->client);
-	v[2] = CStringGetTextDatum(ev->event_name);
-	v[3] = Int32GetDatum(ev->schema_version);
-	v[4] = CStringGetTextDatum(ctx.data);
-	v[5] = CStringGetTextDatum(ev->data_json);
-	v[6] = TimestampTzGetDatum(sent_at);
-	n[6] = sent_null ? 'n' : ' ';
-	v[7] = CStringGetTextDatum(pb->topic);
-	v[8] = Int32GetDatum(pb->partition);
-	v[9] = Int64GetDatum(d->msg->offset);
-	exec_plan(plan_event, v, n, SPI_OK_INSERT);
-	if (SPI_processed == 1)
+	for (int c = 0; c < 8; c++)
+		cols[c] = palloc(sizeof(Datum) * n);
+	for (int i = 0; i < n; i++)
 	{
-		res->landed++;
-		res->bytes += d->msg->len;
+		Evcollector__Event *ev = good[i].ev;
+		StringInfoData ctx;
+		TimestampTz sent_at = 0;
+
+		initStringInfo(&ctx);
+		append_context(&ctx, ev->context);
+		(void) parse_timestamptz(ev->context->sent_at, &sent_at, &sent_null[i]);
+		cols[0][i] = CStringGetTextDatum(good[i].message_id);
+		cols[1][i] = CStringGetTextDatum(ev->client);
+		cols[2][i] = CStringGetTextDatum(ev->event_name);
+		cols[3][i] = Int32GetDatum(ev->schema_version);
+		cols[4][i] = CStringGetTextDatum(ctx.data);
+		cols[5][i] = CStringGetTextDatum(ev->data_json);
+		cols[6][i] = TimestampTzGetDatum(sent_at);
+		cols[7][i] = Int64GetDatum(good[i].msg->offset);
 	}
-	else
-		res->skipped++;
+	v[0] = PointerGetDatum(construct_array(cols[0], n, TEXTOID, -1, false, TYPALIGN_INT));
+	v[1] = PointerGetDatum(construct_array(cols[1], n, TEXTOID, -1, false, TYPALIGN_INT));
+	v[2] = PointerGetDatum(construct_array(cols[2], n, TEXTOID, -1, false, TYPALIGN_INT));
+	v[3] = PointerGetDatum(construct_array(cols[3], n, INT4OID, 4, true, TYPALIGN_INT));
+	v[4] = PointerGetDatum(construct_array(cols[4], n, TEXTOID, -1, false, TYPALIGN_INT));
+	v[5] = PointerGetDatum(construct_array(cols[5], n, TEXTOID, -1, false, TYPALIGN_INT));
+	v[6] = PointerGetDatum(construct_md_array(cols[6], sent_null, 1, dims, lbs, TIMESTAMPTZOID,
+											  sizeof(TimestampTz), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	v[7] = PointerGetDatum(construct_array(cols[7], n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
+										   TYPALIGN_DOUBLE));
+	v[8] = CStringGetTextDatum(pb->topic);
+	v[9] = Int32GetDatum(pb->partition);
+	exec_plan(plan_event, v, NULL, SPI_OK_INSERT_RETURNING);
+
+	inserted = SPI_processed;
+	for (uint64 r = 0; r < inserted; r++)
+	{
+		bool		isnull;
+		int64		offset = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
+														 SPI_tuptable->tupdesc, 1, &isnull));
+		DecodedEvent *d = bsearch(&offset, good, n, sizeof(DecodedEvent), offset_cmp);
+
+		if (d != NULL)
+			res->bytes += d->msg->len;
+	}
+	SPI_freetuptable(SPI_tuptable);
+	res->landed += inserted;
+	res->skipped += n - inserted;
 }
 
-void
-evc_sink_land(EvcConsumerConfig *cfg, EvcStorage *st, EvcPartitionBatch *pb,
-			  int64 next_offset, EvcLandResult *res)
+static void
+sink_land_partition(EvcConsumerConfig *cfg, EvcStorage *st, EvcPartitionBatch *pb,
+					int64 next_offset, EvcLandResult *res)
 {
 	DecodedEvent *good = palloc(sizeof(DecodedEvent) * Max(pb->nmessages, 1));
 	int			ngood = 0;
@@ -570,18 +673,41 @@ evc_sink_land(EvcConsumerConfig *cfg, EvcStorage *st, EvcPartitionBatch *pb,
 		switch (cfg->sink)
 		{
 			case EVC_SINK_ARCHIVE:
+			case EVC_SINK_TABLE:
 				good[ngood++] = d;
 				break;
 			case EVC_SINK_IMAGES:
 				land_image(cfg, st, pb, &d, res);
 				break;
-			case EVC_SINK_TABLE:
-				land_event_row(cfg, pb, &d, res);
-				break;
 			case EVC_SINK_AGGREGATES:
 				break;			/* landed above */
 		}
 	}
-	if (ngood > 0)
+	if (ngood > 0 && cfg->sink == EVC_SINK_ARCHIVE)
 		land_archive(cfg, st, pb, good, ngood, res);
+	else if (ngood > 0 && cfg->sink == EVC_SINK_TABLE)
+		land_event_rows(cfg, pb, good, ngood, res);
+}
+
+/*
+ * What a partition's share needs in memory (decoded events, the text of
+ * its files) goes in a context of its own, emptied before the next
+ * partition.  It keeps its first megabyte, which is about what a file of
+ * the default batch_size needs, so landings do not ask the kernel for
+ * fresh pages each time.
+ */
+void
+evc_sink_land(EvcConsumerConfig *cfg, EvcStorage *st, EvcPartitionBatch *pb,
+			  int64 next_offset, EvcLandResult *res)
+{
+	MemoryContext old;
+
+	if (sink_cxt == NULL)
+		sink_cxt = AllocSetContextCreate(TopMemoryContext, "evcollector sink",
+										 1024 * 1024, 1024 * 1024, 8 * 1024 * 1024);
+	MemoryContextReset(sink_cxt);	/* after a landing that failed, too */
+	old = MemoryContextSwitchTo(sink_cxt);
+	sink_land_partition(cfg, st, pb, next_offset, res);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(sink_cxt);
 }

@@ -50,6 +50,13 @@ evc_storage_get(EvcStorage *st, const char *full_key, size_t *len)
 	return st->ops->get(st, full_key, len);
 }
 
+void
+evc_storage_sync(EvcStorage *st)
+{
+	if (st->ops->sync != NULL)
+		st->ops->sync(st);
+}
+
 /* The key as the index records it: prefix/key, or key when no prefix. */
 char *
 evc_storage_full_key(EvcStorage *st, const char *key)

@@ -9,7 +9,12 @@
 typedef struct EvcStorage EvcStorage;
 
 /*
- * A failed put raises ERROR.  The SQLSTATE tells the caller what to do:
+ * An object is durable once put and then sync have returned; a backend
+ * whose put makes it durable by itself has no sync.  The consumer puts a
+ * landing's objects, then syncs once, before the transaction that indexes
+ * them commits.
+ *
+ * A failed put or sync raises ERROR.  The SQLSTATE tells the caller what to do:
  * ERRCODE_CONNECTION_FAILURE (or other class 08 / 58) means the store is
  * unavailable and the put may be retried later; any other code means the
  * request is wrong (credentials, bucket) and needs an operator, although
@@ -23,6 +28,7 @@ typedef struct EvcStorageOps
 	void		(*close) (EvcStorage *st);
 	/* Read a whole object by its full key (as the index rows record it). */
 	char	   *(*get) (EvcStorage *st, const char *full_key, size_t *len);
+	void		(*sync) (EvcStorage *st);	/* may be NULL */
 } EvcStorageOps;
 
 struct EvcStorage
@@ -37,6 +43,7 @@ extern void evc_storage_close(EvcStorage *st);
 extern void evc_storage_put(EvcStorage *st, const char *key, const char *data,
 							size_t len, const char *content_type,
 							const char *sha256_hex);
+extern void evc_storage_sync(EvcStorage *st);
 extern char *evc_storage_full_key(EvcStorage *st, const char *key);
 extern char *evc_storage_get(EvcStorage *st, const char *full_key, size_t *len);
 extern void evc_sha256_hex(const char *data, size_t len, char *hex);

@@ -334,7 +334,7 @@ s3_get(EvcStorage *st, const char *full_key, size_t *len)
 	return NULL;
 }
 
-static const EvcStorageOps s3_ops = {s3_put, s3_close, s3_get};
+static const EvcStorageOps s3_ops = {s3_put, s3_close, s3_get, NULL};
 
 EvcStorage *
 evc_storage_s3_open(const char *url)

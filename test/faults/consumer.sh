@@ -100,13 +100,21 @@ q "SELECT evc_consumer_drop('ft_term')" >/dev/null
 
 # --- SIGKILL mid-batch -----------------------------------------------------
 topic fk_kill 4
-produce -t fk_kill -n 40000 -g fk
+produce -t fk_kill -n 10000 -g fk
+# The rest arrives while the worker lands, so that the kill always falls
+# mid-stream: a backlog alone lands faster than this script can watch it.
+(for i in $(seq 0 59); do
+	produce -t fk_kill -n 500 -s $((10000 + i * 500)) -g fk
+	sleep 0.1
+done) &
+feeder=$!
 # A dead member holds its partitions until its session times out.
 q "SELECT evc_consumer_create('fk_kill', '{fk_kill}', 'archive', '{\"batch_size\": 2000, \"flush_interval\": 200, $fast_group}')" >/dev/null
 wait_true 30 "SELECT coalesce(sum(events), 0) > 0 FROM evc.archive_files WHERE topic = 'fk_kill'"
 pid=$(q "SELECT pid FROM evc.consumers WHERE name = 'fk_kill'")
 before=$(landed fk_kill)
 kill -9 "$pid"
+wait "$feeder"
 wait_true 90 "SELECT coalesce(sum(events), 0) = 40000 FROM evc.archive_files WHERE topic = 'fk_kill'"
 check "$([ "$before" -lt 40000 ] && echo mid)" mid "the worker was killed with SIGKILL mid-stream ($before of 40000 landed)"
 check "$(landed fk_kill)/$(tiling_errors fk_kill)" 40000/0 "after the crash restart all 40000 landed, no file overlapping another"
