@@ -594,6 +594,7 @@ settle_batch(List *rows, int *delivered, int *failed, int *dead)
 	*dead = list_length(dead_ids);
 	evc_stats_add(&relay_slot->counters.delivered, *delivered);
 	evc_stats_add(&relay_slot->counters.retried, *failed);
+	evc_stats_add(&relay_slot->counters.failed, *failed + *dead);
 	evc_stats_add(&relay_slot->counters.dead_lettered, *dead);
 	evc_stats_add(&relay_slot->counters.batches, 1);
 

@@ -6,7 +6,7 @@
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
-SELECT plan(23);
+SELECT plan(25);
 
 SELECT current_setting('evc_test.kafka_bootstrap') AS boot,
 	   current_setting('evc_test.kafka_control') AS ctl,
@@ -137,6 +137,20 @@ ALTER SYSTEM RESET evcollector.s3_secret_key;
 SELECT pg_reload_conf() \gset
 SELECT ok(pg_temp.wait_for($$SELECT coalesce(sum(lag), -1) = 0 FROM evc.consumer_lag WHERE consumer = 'mx_files'$$, 30),
 	'once storage is back, the lag drains to 0');
+
+-- A message Kafka can never take (above librdkafka's message.max.bytes):
+-- the relay counts a failed delivery and a dead letter, and evc_trace
+-- finds it there.
+SET evcollector.require_schema = off;
+SET evcollector.max_event_size = '2MB';
+SELECT evc_send('mxbig', 'Big', jsonb_build_object('pad', repeat('x', 1100000))) AS big_id \gset
+RESET evcollector.max_event_size;
+RESET evcollector.require_schema;
+SELECT pg_temp.wait_for(format($$SELECT EXISTS (SELECT FROM evc.dead_letters WHERE message_id = %L AND source = 'relay')$$, :'big_id'), 30) AS waited \gset
+SELECT is((SELECT (failed, dead_lettered)::text FROM evc.stats WHERE kind = 'relay'), '(1,1)',
+	'the relay counts the failed delivery and the dead letter');
+SELECT is((SELECT stage || ' ' || (detail->>'error') FROM evc_trace(:'big_id')), 'dead_letter MSG_SIZE_TOO_LARGE: Broker: Message size too large',
+	'evc_trace finds it among the dead letters, with the reason');
 
 -- Metrics messages every second on the metrics topic.
 ALTER SYSTEM SET evcollector.metrics_interval = '1s';
