@@ -235,35 +235,20 @@ text_array_datum(List *items)
 }
 
 /*
- * evc_declare_aggregation(client, event_name, value, functions, group_by,
- *						   function_field) returns int
+ * Check a declaration's arguments; returns its functions in canonical order
+ * (count, sum, avg, min, max), without duplicates.
  */
-PG_FUNCTION_INFO_V1(evc_declare_aggregation);
-Datum
-evc_declare_aggregation(PG_FUNCTION_ARGS)
+static List *
+check_declaration(const char *client, const char *event_name, const char *value,
+				  List *functions, List *group_by, const char *function_field)
 {
-	char	   *client = arg_cstring(fcinfo, 0, "client");
-	char	   *event_name = arg_cstring(fcinfo, 1, "event_name");
-	char	   *value = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
-	List	   *functions = arg_text_list(fcinfo, 3, "functions");
-	List	   *group_by = arg_text_list(fcinfo, 4, "group_by");
-	char	   *function_field = PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5));
 	bool		wanted[EVC_AGG_NFUNCS] = {0};
 	bool		value_needed = (function_field != NULL);
 	List	   *canonical = NIL;
 	ListCell   *lc;
-	Oid			types[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID};
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			save_user;
-	int			save_sec;
-	int32		id;
-	bool		isnull;
 
-	evc_require_aggregation_admin("declare aggregations");
 	evc_check_name("client", client, false);
 	evc_check_name("event", event_name, true);
-
 	foreach(lc, functions)
 	{
 		int			f = evc_agg_function_index(lfirst(lc));
@@ -274,8 +259,7 @@ evc_declare_aggregation(PG_FUNCTION_ARGS)
 					 errmsg("unknown aggregation function \"%s\"", (char *) lfirst(lc)),
 					 errhint("Use count, sum, avg, min or max.")));
 		wanted[f] = true;
-		if (f > 0)
-			value_needed = true;
+		value_needed |= (f > 0);
 	}
 	for (int f = 0; f < EVC_AGG_NFUNCS; f++)
 		if (wanted[f])
@@ -312,12 +296,38 @@ evc_declare_aggregation(PG_FUNCTION_ARGS)
 						(errcode(EVC_ERRCODE_INVALID_AGGREGATION),
 						 errmsg("group_by lists \"%s\" twice", (char *) lfirst(lc))));
 	}
+	return canonical;
+}
 
+/*
+ * evc_declare_aggregation(client, event_name, value, functions, group_by,
+ *						   function_field) returns int
+ */
+PG_FUNCTION_INFO_V1(evc_declare_aggregation);
+Datum
+evc_declare_aggregation(PG_FUNCTION_ARGS)
+{
+	char	   *client = arg_cstring(fcinfo, 0, "client");
+	char	   *event_name = arg_cstring(fcinfo, 1, "event_name");
+	char	   *value = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	List	   *functions = arg_text_list(fcinfo, 3, "functions");
+	List	   *group_by = arg_text_list(fcinfo, 4, "group_by");
+	char	   *function_field = PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5));
+	Oid			types[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			save_user;
+	int			save_sec;
+	int32		id;
+	bool		isnull;
+
+	evc_require_aggregation_admin("declare aggregations");
+	functions = check_declaration(client, event_name, value, functions, group_by, function_field);
 	values[0] = CStringGetTextDatum(client);
 	values[1] = CStringGetTextDatum(event_name);
 	values[2] = value ? CStringGetTextDatum(value) : (Datum) 0;
 	nulls[2] = value ? ' ' : 'n';
-	values[3] = text_array_datum(canonical);
+	values[3] = text_array_datum(functions);
 	values[4] = text_array_datum(group_by);
 	values[5] = function_field ? CStringGetTextDatum(function_field) : (Datum) 0;
 	nulls[5] = function_field ? ' ' : 'n';
