@@ -113,6 +113,18 @@ RETURNS numeric
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'evc_json_number';
 
+/*
+ * The same, for evc_aggregate's own query only.  It is declared VOLATILE
+ * although it is not, because the planner then evaluates it once per event
+ * in the subquery that extracts the number, instead of copying the call
+ * into each aggregate (count, sum, avg, min, max) that uses the number; it
+ * stays PARALLEL SAFE, so the query still runs in parallel.
+ */
+CREATE FUNCTION evc.json_number_once(data jsonb, path text[])
+RETURNS numeric
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'evc_json_number';
+
 CREATE FUNCTION evc_declare_aggregation(client text, event_name text, value text DEFAULT NULL,
 	functions text[] DEFAULT '{count}', group_by text[] DEFAULT '{}', function_field text DEFAULT NULL)
 RETURNS int

@@ -46,6 +46,9 @@
 #include "proto.h"
 #include "stats.h"
 
+/* Windows per aggregation statement, which bounds its memory. */
+#define AGG_WINDOWS_PER_STATEMENT 100
+
 /* Advisory lock space of evc_aggregate: key 2 is the window in seconds, 0 the registry. */
 #define AGG_LOCK_KEY 0x45564341	/* "EVCA" */
 
@@ -299,21 +302,26 @@ function_condition(Declaration *d, int f)
 }
 
 /*
- * One statement per declaration: aggregate a range ($3, $4) of one event
- * type ($1, $2) in windows of $5, upsert what changed into the state, and
- * return it, with the totals of the range in every row (one row with NULL
- * aggregate columns when nothing changed).
+ * The aggregation of one declaration over a range ($3, $4) of one event
+ * type ($1, $2) in windows of $5: one row per (window, group key) with the
+ * number of events, of failed ones, and the value and count of each
+ * function (NULL columns for functions the declaration does not have).
+ *
+ * It is a read-only statement of its own so that the planner may run it in
+ * parallel, as it would the equivalent GROUP BY; the inner subquery is not
+ * pulled up because evc.json_number_once is VOLATILE, so the number and the
+ * group key are extracted once per event, not once per aggregate that uses
+ * them.
  */
 static char *
-build_statement(Declaration *d)
+build_aggregation(Declaration *d)
 {
 	StringInfoData agg;
-	StringInfoData unpivot;
 	StringInfoData bad;
-	bool		value_needed = false;
+	bool		value_fn_declared = d->functions[1] || d->functions[2] || d->functions[3] || d->functions[4];
+	bool		any_declared = value_fn_declared || d->functions[0];
 
 	initStringInfo(&agg);
-	initStringInfo(&unpivot);
 	initStringInfo(&bad);
 	for (int f = 0; f < EVC_AGG_NFUNCS; f++)
 	{
@@ -321,72 +329,89 @@ build_statement(Declaration *d)
 		const char *name = evc_agg_functions[f];
 		const char *filter = (cond && strcmp(cond, "true") != 0) ? psprintf(" FILTER (WHERE %s)", cond) : "";
 
-		if (cond == NULL)
-			continue;
-		if (f == 0)
-		{
-			appendStringInfo(&agg, ", count(*)%s AS n_count", filter);
-			appendStringInfo(&unpivot, "%s('count', g.n_count::numeric, g.n_count)",
-							 unpivot.len ? ", " : "");
-			continue;
-		}
-		if (d->value_pointer == NULL)
-			continue;
-		appendStringInfo(&agg, ", %s(v)%s AS v_%s, count(v)%s AS n_%s", name, filter, name, filter, name);
-		appendStringInfo(&unpivot, "%s('%s', g.v_%s, g.n_%s)", unpivot.len ? ", " : "", name, name, name);
-		value_needed = true;
+		if (cond == NULL || (f > 0 && d->value_pointer == NULL))
+			appendStringInfo(&agg, ", NULL::numeric, NULL::int8");
+		else if (f == 0)
+			appendStringInfo(&agg, ", count(*)%s::numeric, count(*)%s", filter, filter);
+		else
+			appendStringInfo(&agg, ", %s(v)%s, count(v)%s", name, filter, filter);
 	}
 
-	/* Events that a function applied to but that had no number. */
-	if (value_needed && d->value_pointer)
-	{
-		bool		declared_value_fn = d->functions[1] || d->functions[2] || d->functions[3] || d->functions[4];
-
-		appendStringInfo(&bad, "count(*) FILTER (WHERE v IS NULL AND %s)",
-						 declared_value_fn ? "true" : "fn IN ('sum', 'avg', 'min', 'max')");
-	}
+	/* Events a value function applied to but that had no number. */
+	if (d->value_pointer && value_fn_declared)
+		appendStringInfoString(&bad, "count(*) FILTER (WHERE v IS NULL)");
+	else if (d->value_pointer && d->function_pointer)
+		appendStringInfoString(&bad, "count(*) FILTER (WHERE v IS NULL AND fn IN ('sum', 'avg', 'min', 'max'))");
 	else
 		appendStringInfoString(&bad, "0");
 	/* Events naming no function they can use. */
 	if (d->function_pointer)
-	{
-		bool		any_declared = false;
-
-		for (int f = 0; f < EVC_AGG_NFUNCS; f++)
-			any_declared |= d->functions[f];
 		appendStringInfo(&bad, " + count(*) FILTER (WHERE %s(fn IS NOT NULL AND fn NOT IN ('count', 'sum', 'avg', 'min', 'max')))",
 						 any_declared ? "" : "fn IS NULL OR ");
-	}
 
-	return psprintf(
-					"WITH g AS ("
-					"  SELECT ws, gk, count(*) AS n_all, %s AS n_bad%s"
-					"    FROM (SELECT pg_catalog.date_bin($5, e.sent_at, '" EVC_WINDOW_ORIGIN "') AS ws, %s AS gk, "
-					"                 %s AS v, %s AS fn"
-					"            FROM evc.events e"
-					"           WHERE e.client = $1 AND e.event_name = $2 AND e.sent_at >= $3 AND e.sent_at < $4"
-					"          OFFSET 0) s"
-					"   GROUP BY ws, gk), "
-					"u AS ("
-					"  SELECT g.ws, g.gk, f.function, f.value, f.n"
-					"    FROM g CROSS JOIN LATERAL (VALUES %s) AS f (function, value, n)"
-					"   WHERE f.n > 0), "
-					"up AS ("
-					"  INSERT INTO evc.aggregate_state AS s"
-					"         (client, event_name, window_length, window_start, function, group_key, value, count, revision)"
-					"  SELECT $1, $2, $5, ws, function, gk, value, n, 1 FROM u"
-					"  ON CONFLICT (client, event_name, window_length, window_start, function, group_key)"
-					"  DO UPDATE SET value = EXCLUDED.value, count = EXCLUDED.count, revision = s.revision + 1,"
-					"                published_at = now()"
-					"  WHERE (s.value, s.count) IS DISTINCT FROM (EXCLUDED.value, EXCLUDED.count)"
-					"  RETURNING s.window_start, s.function, s.group_key, s.value, s.count, s.revision) "
-					"SELECT t.n_all, t.n_bad, up.window_start, up.function, up.group_key, up.value::text, up.count, up.revision"
-					"  FROM (SELECT coalesce(sum(n_all), 0)::int8 AS n_all, coalesce(sum(n_bad), 0)::int8 AS n_bad FROM g) t"
-					"  LEFT JOIN up ON true",
+	return psprintf("SELECT ws, gk, count(*), %s%s"
+					"  FROM (SELECT pg_catalog.date_bin($5, e.sent_at, '" EVC_WINDOW_ORIGIN "') AS ws, %s AS gk,"
+					"               %s AS v, %s AS fn"
+					"          FROM evc.events e"
+					"         WHERE e.client = $1 AND e.event_name = $2 AND e.sent_at >= $3 AND e.sent_at < $4) s"
+					" GROUP BY ws, gk",
 					bad.data, agg.data, group_key_sql(d),
-					d->value_pointer ? psprintf("evc.json_number(e.data, %s)", evc_json_pointer_sql(d->value_pointer)) : "NULL::numeric",
-					d->function_pointer ? psprintf("e.data #>> %s", evc_json_pointer_sql(d->function_pointer)) : "NULL::text",
-					unpivot.data);
+					d->value_pointer ? psprintf("evc.json_number_once(e.data, %s)", evc_json_pointer_sql(d->value_pointer)) : "NULL::numeric",
+					d->function_pointer ? psprintf("e.data #>> %s", evc_json_pointer_sql(d->function_pointer)) : "NULL::text");
+}
+
+/*
+ * Upsert the aggregates of a range into the state, where value or count
+ * differs from what was published, and return exactly those, with revision
+ * 1 for a new aggregate and one more than the last for a correction.
+ */
+#define UPSERT_NARGS 8
+static const char *const upsert_sql =
+"INSERT INTO evc.aggregate_state AS s"
+"       (client, event_name, window_length, window_start, function, group_key, value, count, revision)"
+" SELECT $1, $2, $3, u.ws, u.f, u.gk, u.v, u.n, 1"
+"   FROM unnest($4::timestamptz[], $5::text[], $6::text[], $7::numeric[], $8::int8[]) AS u (ws, f, gk, v, n)"
+" ON CONFLICT (client, event_name, window_length, window_start, function, group_key)"
+" DO UPDATE SET value = EXCLUDED.value, count = EXCLUDED.count, revision = s.revision + 1, published_at = now()"
+" WHERE (s.value, s.count) IS DISTINCT FROM (EXCLUDED.value, EXCLUDED.count)"
+" RETURNING s.window_start, s.function, s.group_key, s.value::text, s.count, s.revision";
+
+/* The aggregates of one range, unpivoted: one entry per (window, group, function). */
+typedef struct RangeAggregates
+{
+	int			n;
+	int			cap;
+	Datum	   *ws;
+	Datum	   *function;
+	Datum	   *group_key;
+	Datum	   *value;
+	Datum	   *count;
+} RangeAggregates;
+
+static Datum *
+grow(Datum *a, int cap)
+{
+	return a ? repalloc(a, sizeof(Datum) * cap) : palloc(sizeof(Datum) * cap);
+}
+
+static void
+range_add(RangeAggregates *ra, Datum ws, int f, Datum gk, Datum value, Datum count)
+{
+	if (ra->n == ra->cap)
+	{
+		ra->cap = Max(ra->cap * 2, 64);
+		ra->ws = grow(ra->ws, ra->cap);
+		ra->function = grow(ra->function, ra->cap);
+		ra->group_key = grow(ra->group_key, ra->cap);
+		ra->value = grow(ra->value, ra->cap);
+		ra->count = grow(ra->count, ra->cap);
+	}
+	ra->ws[ra->n] = ws;
+	ra->function[ra->n] = CStringGetTextDatum(evc_agg_functions[f]);
+	ra->group_key[ra->n] = gk;
+	ra->value[ra->n] = value;
+	ra->count[ra->n] = count;
+	ra->n++;
 }
 
 /*
@@ -406,6 +431,7 @@ aggregate_message_id(const char *identity)
 	return u;
 }
 
+/* One row of the upsert's RETURNING list, as an AggregatedEvent through the outbox. */
 static void
 publish_row(RunContext *rc, Declaration *d, HeapTuple tup, TupleDesc desc)
 {
@@ -416,12 +442,12 @@ publish_row(RunContext *rc, Declaration *d, HeapTuple tup, TupleDesc desc)
 
 	f.client = d->client;
 	f.event_name = d->event_name;
-	f.window_start = evc_format_timestamp(DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull)));
-	f.function = SPI_getvalue(tup, desc, 4);
-	f.group_key = SPI_getvalue(tup, desc, 5);
-	f.value_decimal = SPI_getvalue(tup, desc, 6);
-	f.count = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
-	f.revision = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
+	f.window_start = evc_format_timestamp(DatumGetTimestampTz(SPI_getbinval(tup, desc, 1, &isnull)));
+	f.function = SPI_getvalue(tup, desc, 2);
+	f.group_key = SPI_getvalue(tup, desc, 3);
+	f.value_decimal = SPI_getvalue(tup, desc, 4);
+	f.count = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
+	f.revision = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
 	f.window_seconds = rc->secs;
 	f.window_name = rc->name;
 	f.computed_at = rc->computed_at;
@@ -491,6 +517,70 @@ first_event_time(Declaration *d)
 	return isnull ? DT_NOEND : DatumGetTimestampTz(v);
 }
 
+/*
+ * Aggregate one range: the GROUP BY, then the upsert of what changed, then
+ * one message per changed aggregate.
+ */
+static void
+aggregate_range(RunContext *rc, Declaration *d, const char *aggregation, SPIPlanPtr upsert,
+				Range *r)
+{
+	Oid			types[5] = {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INTERVALOID};
+	Datum		values[5];
+	Datum		uvalues[UPSERT_NARGS];
+	RangeAggregates ra = {0};
+	SPITupleTable *tt;
+	SPITupleTable *aggregated;
+
+	values[0] = CStringGetTextDatum(d->client);
+	values[1] = CStringGetTextDatum(d->event_name);
+	values[2] = TimestampTzGetDatum(r->lo);
+	values[3] = TimestampTzGetDatum(r->hi);
+	values[4] = IntervalPGetDatum(rc->window);
+	spi_run(aggregation, 5, types, values, SPI_OK_SELECT);
+	tt = aggregated = SPI_tuptable;
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = tt->vals[i];
+		bool		isnull;
+
+		rc->totals.events += DatumGetInt64(SPI_getbinval(tup, tt->tupdesc, 3, &isnull));
+		rc->totals.failed += DatumGetInt64(SPI_getbinval(tup, tt->tupdesc, 4, &isnull));
+		for (int f = 0; f < EVC_AGG_NFUNCS; f++)
+		{
+			bool		vnull,
+						nnull;
+			Datum		v = SPI_getbinval(tup, tt->tupdesc, 5 + 2 * f, &vnull);
+			Datum		n = SPI_getbinval(tup, tt->tupdesc, 6 + 2 * f, &nnull);
+
+			if (!vnull && !nnull && DatumGetInt64(n) > 0)
+				range_add(&ra, SPI_getbinval(tup, tt->tupdesc, 1, &isnull), f,
+						  SPI_getbinval(tup, tt->tupdesc, 2, &isnull), v, n);
+		}
+	}
+	if (ra.n == 0)
+	{
+		SPI_freetuptable(aggregated);
+		return;
+	}
+
+	uvalues[0] = values[0];
+	uvalues[1] = values[1];
+	uvalues[2] = IntervalPGetDatum(rc->window);
+	uvalues[3] = PointerGetDatum(construct_array(ra.ws, ra.n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	uvalues[4] = PointerGetDatum(construct_array(ra.function, ra.n, TEXTOID, -1, false, TYPALIGN_INT));
+	uvalues[5] = PointerGetDatum(construct_array(ra.group_key, ra.n, TEXTOID, -1, false, TYPALIGN_INT));
+	uvalues[6] = PointerGetDatum(construct_array(ra.value, ra.n, NUMERICOID, -1, false, TYPALIGN_INT));
+	uvalues[7] = PointerGetDatum(construct_array(ra.count, ra.n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	SPI_freetuptable(aggregated);	/* the arrays hold copies */
+	if (SPI_execute_plan(upsert, uvalues, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "evc_aggregate: could not write evc.aggregate_state");
+	tt = SPI_tuptable;
+	for (uint64 i = 0; i < SPI_processed; i++)
+		publish_row(rc, d, tt->vals[i], tt->tupdesc);
+	SPI_freetuptable(tt);
+}
+
 /* Aggregate one declaration: its fresh range and its rechecks. */
 static void
 aggregate_declaration(RunContext *rc, Declaration *d, List *invalidations, TimestampTz closed_end)
@@ -499,10 +589,11 @@ aggregate_declaration(RunContext *rc, Declaration *d, List *invalidations, Times
 	TimestampTz new_watermark;
 	List	   *ranges = NIL;
 	ListCell   *lc;
-	char	   *sql;
+	char	   *aggregation;
+	SPIPlanPtr	upsert;
 	int64		published_before = rc->totals.published;
-	Oid			types[5] = {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INTERVALOID};
-	Datum		values[5];
+	Oid			utypes[UPSERT_NARGS] = {TEXTOID, TEXTOID, INTERVALOID, TIMESTAMPTZARRAYOID,
+	TEXTARRAYOID, TEXTARRAYOID, NUMERICARRAYOID, INT8ARRAYOID};
 	Oid			wtypes[4] = {INT4OID, INTERVALOID, TIMESTAMPTZOID, INT8OID};
 	Datum		wvalues[4];
 
@@ -527,34 +618,24 @@ aggregate_declaration(RunContext *rc, Declaration *d, List *invalidations, Times
 	}
 	ranges = merge_ranges(ranges);
 
-	sql = build_statement(d);
-	values[0] = CStringGetTextDatum(d->client);
-	values[1] = CStringGetTextDatum(d->event_name);
-	values[4] = IntervalPGetDatum(rc->window);
+	aggregation = build_aggregation(d);
+	upsert = SPI_prepare(upsert_sql, UPSERT_NARGS, utypes);
+	if (upsert == NULL)
+		elog(ERROR, "evc_aggregate: could not prepare the state upsert: %s", SPI_result_code_string(SPI_result));
 	foreach(lc, ranges)
 	{
 		Range	   *r = lfirst(lc);
-		bool		isnull;
 
-		CHECK_FOR_INTERRUPTS();
-		values[2] = TimestampTzGetDatum(r->lo);
-		values[3] = TimestampTzGetDatum(r->hi);
-		spi_run(sql, 5, types, values, SPI_OK_SELECT);
-		for (uint64 i = 0; i < SPI_processed; i++)
+		/* A long range (a first run over history) goes in pieces of bounded size. */
+		for (TimestampTz lo = r->lo; lo < r->hi; lo += rc->stride * AGG_WINDOWS_PER_STATEMENT)
 		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
+			Range		piece = {lo, Min(r->hi, lo + rc->stride * AGG_WINDOWS_PER_STATEMENT)};
 
-			if (i == 0)
-			{
-				rc->totals.events += DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-				rc->totals.failed += DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-			}
-			(void) SPI_getbinval(tup, desc, 3, &isnull);
-			if (!isnull)
-				publish_row(rc, d, tup, desc);
+			CHECK_FOR_INTERRUPTS();
+			aggregate_range(rc, d, aggregation, upsert, &piece);
 		}
 	}
+	SPI_freeplan(upsert);
 
 	new_watermark = d->has_watermark ? Max(d->watermark, closed_end) : closed_end;
 	wvalues[0] = Int32GetDatum(d->id);
