@@ -13,6 +13,7 @@
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS pg_cron;
+\ir lib.psql
 SELECT plan(20);
 
 SELECT current_setting('evc_test.kafka_bootstrap') AS boot,
@@ -21,31 +22,6 @@ SELECT current_setting('evc_test.kafka_bootstrap') AS boot,
 	   current_setting('evc_test.tmp') AS tmp,
 	   format('host=127.0.0.1 port=%s dbname=evc_test user=postgres application_name=evc-listen', current_setting('port')) AS conninfo \gset
 
-CREATE FUNCTION pg_temp.wait_for(cond text, secs int) RETURNS boolean
-LANGUAGE plpgsql AS $$
-DECLARE
-	ok boolean;
-BEGIN
-	FOR i IN 1 .. secs * 5 LOOP
-		EXECUTE cond INTO ok;
-		IF ok THEN
-			RETURN true;
-		END IF;
-		PERFORM pg_sleep(0.2);
-	END LOOP;
-	RETURN false;
-END $$;
-
-CREATE FUNCTION pg_temp.run(cmd text) RETURNS SETOF text
-LANGUAGE plpgsql AS $$
-BEGIN
-	CREATE TEMP TABLE IF NOT EXISTS run_out (line text);
-	TRUNCATE run_out;
-	EXECUTE format('COPY run_out FROM PROGRAM %L', cmd);
-	RETURN QUERY SELECT line FROM run_out;
-END $$;
-
-CREATE TEMP TABLE msgs (partition int, "offset" bigint, key text, headers text, payload_hex text);
 CREATE FUNCTION pg_temp.aggregates_on_kafka() RETURNS TABLE (key text, a jsonb)
 LANGUAGE plpgsql AS $$
 BEGIN

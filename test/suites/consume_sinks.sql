@@ -6,6 +6,7 @@
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
+\ir lib.psql
 SELECT plan(16);
 
 SELECT current_setting('evc_test.kafka_bootstrap') AS boot,
@@ -16,30 +17,6 @@ SELECT current_setting('evc_test.kafka_bootstrap') AS boot,
 	   current_setting('evc_test.s3_bucket') AS bucket \gset
 
 CREATE TEMP TABLE out (line text);
-
-CREATE FUNCTION pg_temp.wait_for(cond text, secs int) RETURNS boolean
-LANGUAGE plpgsql AS $$
-DECLARE
-	ok boolean;
-BEGIN
-	FOR i IN 1 .. secs * 5 LOOP
-		EXECUTE cond INTO ok;
-		IF ok THEN
-			RETURN true;
-		END IF;
-		PERFORM pg_sleep(0.2);
-	END LOOP;
-	RETURN false;
-END $$;
-
-CREATE FUNCTION pg_temp.run(cmd text) RETURNS SETOF text
-LANGUAGE plpgsql AS $$
-BEGIN
-	CREATE TEMP TABLE IF NOT EXISTS run_out (line text);
-	TRUNCATE run_out;
-	EXECUTE format('COPY run_out FROM PROGRAM %L', cmd);
-	RETURN QUERY SELECT line FROM run_out;
-END $$;
 
 -- Table sink.
 SELECT count(*) AS n FROM pg_temp.run(format('%s/kafkactl -c %s create_topic cs_events 4', :'bin', :'ctl')) \gset

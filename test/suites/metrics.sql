@@ -6,6 +6,7 @@
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
+\ir lib.psql
 SELECT plan(25);
 
 SELECT current_setting('evc_test.kafka_bootstrap') AS boot,
@@ -13,30 +14,6 @@ SELECT current_setting('evc_test.kafka_bootstrap') AS boot,
 	   current_setting('evc_test.bin') AS bin,
 	   current_setting('evc_test.s3_endpoint') AS s3,
 	   current_setting('port') AS port \gset
-
-CREATE FUNCTION pg_temp.wait_for(cond text, secs int) RETURNS boolean
-LANGUAGE plpgsql AS $$
-DECLARE
-	ok boolean;
-BEGIN
-	FOR i IN 1 .. secs * 5 LOOP
-		EXECUTE cond INTO ok;
-		IF ok THEN
-			RETURN true;
-		END IF;
-		PERFORM pg_sleep(0.2);
-	END LOOP;
-	RETURN false;
-END $$;
-
-CREATE FUNCTION pg_temp.run(cmd text) RETURNS SETOF text
-LANGUAGE plpgsql AS $$
-BEGIN
-	CREATE TEMP TABLE IF NOT EXISTS run_out (line text);
-	TRUNCATE run_out;
-	EXECUTE format('COPY run_out FROM PROGRAM %L', cmd);
-	RETURN QUERY SELECT line FROM run_out;
-END $$;
 
 SELECT evc_stats_reset() \gset
 
@@ -159,7 +136,6 @@ SELECT pg_sleep(3.5) \gset
 ALTER SYSTEM RESET evcollector.metrics_interval;
 SELECT pg_reload_conf() \gset
 SELECT is(evc_flush('20 s'), 0::bigint, 'the metrics messages left the outbox');
-CREATE TEMP TABLE msgs (partition int, "offset" bigint, key text, headers text, payload_hex text);
 SELECT format('COPY msgs FROM PROGRAM %L', format('%s/kafka-dump %s metrics', :'bin', :'boot')) AS q \gset
 :q;
 CREATE TEMP TABLE metrics_msgs AS

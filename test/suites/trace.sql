@@ -6,36 +6,13 @@
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
+\ir lib.psql
 SELECT plan(10);
 
 SELECT current_setting('evc_test.kafka_bootstrap') AS boot,
 	   current_setting('evc_test.kafka_control') AS ctl,
 	   current_setting('evc_test.bin') AS bin,
 	   substring(current_setting('evcollector.storage_url') FROM '^file://(.*)$') AS dir \gset
-
-CREATE FUNCTION pg_temp.wait_for(cond text, secs int) RETURNS boolean
-LANGUAGE plpgsql AS $$
-DECLARE
-	ok boolean;
-BEGIN
-	FOR i IN 1 .. secs * 5 LOOP
-		EXECUTE cond INTO ok;
-		IF ok THEN
-			RETURN true;
-		END IF;
-		PERFORM pg_sleep(0.2);
-	END LOOP;
-	RETURN false;
-END $$;
-
-CREATE FUNCTION pg_temp.run(cmd text) RETURNS SETOF text
-LANGUAGE plpgsql AS $$
-BEGIN
-	CREATE TEMP TABLE IF NOT EXISTS run_out (line text);
-	TRUNCATE run_out;
-	EXECUTE format('COPY run_out FROM PROGRAM %L', cmd);
-	RETURN QUERY SELECT line FROM run_out;
-END $$;
 
 SELECT count(*) AS n FROM pg_temp.run(format('%s/kafkactl -c %s create_topic tracetest.Ev 2 >/dev/null; echo done', :'bin', :'ctl')) \gset
 SELECT evc_register_schema('tracetest', 'Ev', '{"type": "object"}') AS v \gset
