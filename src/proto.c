@@ -36,7 +36,8 @@ pb_free(void *data, void *ptr)
 		pfree(ptr);
 }
 
-static ProtobufCAllocator pg_allocator = {pb_alloc, pb_free, NULL};
+/* Shared by every file that packs or unpacks our messages. */
+ProtobufCAllocator evc_pb_allocator = {pb_alloc, pb_free, NULL};
 
 static char *
 nz(const char *s)
@@ -185,7 +186,7 @@ evc_decode_event_jsonb(const uint8 *data, size_t len)
 	StringInfoData buf;
 	Datum		result;
 
-	ev = evcollector__event__unpack(&pg_allocator, len, data);
+	ev = evcollector__event__unpack(&evc_pb_allocator, len, data);
 	if (ev == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
@@ -210,7 +211,7 @@ evc_decode_event_jsonb(const uint8 *data, size_t len)
 	appendStringInfo(&buf, ",\"blob_bytes\":%zu", ev->blob.len);
 	json_field(&buf, "blob_content_type", ev->blob_content_type, false);
 	appendStringInfoChar(&buf, '}');
-	evcollector__event__free_unpacked(ev, &pg_allocator);
+	evcollector__event__free_unpacked(ev, &evc_pb_allocator);
 
 	result = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
 	return DatumGetJsonbP(result);
@@ -395,7 +396,7 @@ evc_decode(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown message type \"%s\"", name),
 				 errhint("Use a message of proto/evcollector.proto: Event, SchemaRecord, AggregatedEvent, Metrics.")));
-	msg = protobuf_c_message_unpack(desc, &pg_allocator, VARSIZE_ANY_EXHDR(payload),
+	msg = protobuf_c_message_unpack(desc, &evc_pb_allocator, VARSIZE_ANY_EXHDR(payload),
 									(const uint8_t *) VARDATA_ANY(payload));
 	if (msg == NULL)
 		ereport(ERROR,
@@ -405,6 +406,6 @@ evc_decode(PG_FUNCTION_ARGS)
 						   (size_t) VARSIZE_ANY_EXHDR(payload), desc->name)));
 	initStringInfo(&buf);
 	append_message_json(&buf, msg);
-	protobuf_c_message_free_unpacked(msg, &pg_allocator);
+	protobuf_c_message_free_unpacked(msg, &evc_pb_allocator);
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }

@@ -9,6 +9,11 @@
 #include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 
+#include <protobuf-c/protobuf-c.h>
+
+/* protobuf-c allocating with palloc in the current memory context. */
+extern ProtobufCAllocator evc_pb_allocator;
+
 #define EVC_CONTENT_TYPE_EVENT "application/x-protobuf; proto=evcollector.Event"
 #define EVC_CONTENT_TYPE_SCHEMA "application/x-protobuf; proto=evcollector.SchemaRecord"
 

@@ -44,21 +44,6 @@
 static SPIPlanPtr plan_upsert = NULL;
 static SPIPlanPtr plan_dead = NULL;
 
-static void *
-pb_alloc(void *data, size_t size)
-{
-	return palloc(size);
-}
-
-static void
-pb_free(void *data, void *ptr)
-{
-	if (ptr)
-		pfree(ptr);
-}
-
-static ProtobufCAllocator pb_allocator = {pb_alloc, pb_free, NULL};
-
 static SPIPlanPtr
 keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
 {
@@ -264,7 +249,7 @@ evc_sink_land_aggregates(EvcConsumerConfig *cfg, EvcPartitionBatch *pb, int64 ne
 			res->skipped++;		/* landed by an earlier delivery */
 			continue;
 		}
-		a = evcollector__aggregated_event__unpack(&pb_allocator, m->len, (const uint8_t *) m->payload);
+		a = evcollector__aggregated_event__unpack(&evc_pb_allocator, m->len, (const uint8_t *) m->payload);
 		why = a ? check_aggregate(a, &start) : "payload is not a protobuf evcollector.AggregatedEvent";
 		if (why != NULL)
 		{
@@ -280,6 +265,6 @@ evc_sink_land_aggregates(EvcConsumerConfig *cfg, EvcPartitionBatch *pb, int64 ne
 		}
 		else
 			res->skipped++;		/* this revision or a later one is there */
-		evcollector__aggregated_event__free_unpacked(a, &pb_allocator);
+		evcollector__aggregated_event__free_unpacked(a, &evc_pb_allocator);
 	}
 }

@@ -38,6 +38,7 @@
 #include "evcollector.pb-c.h"
 
 #include "consumer.h"
+#include "proto.h"
 #include "storage.h"
 
 /* A decoded, checked message, or the reason it was dead-lettered. */
@@ -78,22 +79,6 @@ exec_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
 	if (rc != expected)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
 }
-
-/* protobuf-c allocates in the current (per-batch) memory context. */
-static void *
-pb_alloc(void *data, size_t size)
-{
-	return palloc(size);
-}
-
-static void
-pb_free(void *data, void *ptr)
-{
-	if (ptr)
-		pfree(ptr);
-}
-
-static ProtobufCAllocator pb_allocator = {pb_alloc, pb_free, NULL};
 
 static bool
 valid_uuid_text(const char *s)
@@ -182,7 +167,7 @@ decode_message(EvcConsumerConfig *cfg, EvcMessage *m, DecodedEvent *d)
 
 	memset(d, 0, sizeof(*d));
 	d->msg = m;
-	ev = evcollector__event__unpack(&pb_allocator, m->len, (const uint8_t *) m->payload);
+	ev = evcollector__event__unpack(&evc_pb_allocator, m->len, (const uint8_t *) m->payload);
 	if (ev == NULL)
 	{
 		d->error = "payload is not a protobuf evcollector.Event";
