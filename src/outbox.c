@@ -55,7 +55,8 @@ static const char *const outbox_columns[] = {
 	"id", "message_id", "topic", "key", "payload", "schema_version", "content_type",
 	"created_at", "attempts", "last_error", "last_attempt_at", "next_attempt_at"
 };
-#define OUTBOX_NATTS lengthof(outbox_columns)
+StaticAssertDecl(lengthof(outbox_columns) == OUTBOX_NATTS,
+				 "outbox_columns must list every OutboxColumn");
 
 static Oid
 outbox_relid(void)
@@ -89,6 +90,21 @@ outbox_check_layout(Relation rel)
 }
 
 /*
+ * Open evc.outbox with lockmode, its layout checked against OutboxColumn.
+ * evc_send inserts through it and the relay reads and deletes through it.
+ */
+Relation
+evc_outbox_open(LOCKMODE lockmode)
+{
+	Oid			relid = outbox_relid();
+	Relation	rel = table_open(relid, lockmode);
+
+	if (relid != layout.relid)
+		outbox_check_layout(rel);
+	return rel;
+}
+
+/*
  * Insert one row into evc.outbox in the caller's transaction.  This is the
  * hot path of evc_send, so it inserts the heap tuple and its index entries
  * directly, as COPY does, instead of planning and running an INSERT through
@@ -100,37 +116,33 @@ evc_outbox_enqueue(const char *topic, const char *key, int keylen,
 				   bytea *payload, pg_uuid_t *message_id,
 				   int32 schema_version, const char *content_type)
 {
-	Oid			relid = outbox_relid();
-	Relation	rel = table_open(relid, RowExclusiveLock);
+	Relation	rel = evc_outbox_open(RowExclusiveLock);
 	EState	   *estate;
 	ResultRelInfo *rri;
 	TupleTableSlot *slot;
 	Datum		values[OUTBOX_NATTS];
 	bool		nulls[OUTBOX_NATTS];
 
-	if (relid != layout.relid)
-		outbox_check_layout(rel);
-
 	memset(nulls, 0, sizeof(nulls));
-	values[0] = Int64GetDatum(nextval_internal(layout.seqid, false));
-	values[1] = UUIDPGetDatum(message_id);
-	values[2] = CStringGetTextDatum(topic);
+	values[OUTBOX_ID] = Int64GetDatum(nextval_internal(layout.seqid, false));
+	values[OUTBOX_MESSAGE_ID] = UUIDPGetDatum(message_id);
+	values[OUTBOX_TOPIC] = CStringGetTextDatum(topic);
 	if (key != NULL)
 	{
 		bytea	   *k = palloc(VARHDRSZ + keylen);
 
 		SET_VARSIZE(k, VARHDRSZ + keylen);
 		memcpy(VARDATA(k), key, keylen);
-		values[3] = PointerGetDatum(k);
+		values[OUTBOX_KEY] = PointerGetDatum(k);
 	}
 	else
-		nulls[3] = true;
-	values[4] = PointerGetDatum(payload);
-	values[5] = Int32GetDatum(schema_version);
-	values[6] = CStringGetTextDatum(content_type);
-	values[7] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	values[8] = Int32GetDatum(0);
-	nulls[9] = nulls[10] = nulls[11] = true;
+		nulls[OUTBOX_KEY] = true;
+	values[OUTBOX_PAYLOAD] = PointerGetDatum(payload);
+	values[OUTBOX_SCHEMA_VERSION] = Int32GetDatum(schema_version);
+	values[OUTBOX_CONTENT_TYPE] = CStringGetTextDatum(content_type);
+	values[OUTBOX_CREATED_AT] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	values[OUTBOX_ATTEMPTS] = Int32GetDatum(0);
+	nulls[OUTBOX_LAST_ERROR] = nulls[OUTBOX_LAST_ATTEMPT_AT] = nulls[OUTBOX_NEXT_ATTEMPT_AT] = true;
 
 	estate = CreateExecutorState();
 	rri = makeNode(ResultRelInfo);
@@ -155,6 +167,25 @@ evc_outbox_enqueue(const char *topic, const char *key, int keylen,
 	evc_wake_at_commit(EVC_WORKER_RELAY);
 }
 
+/*
+ * Whether evc.outbox holds any row, read from the first live entry of its
+ * primary key: cheap however long the backlog, where a count would read
+ * all of it each time the relay settles a batch.
+ */
+static bool
+outbox_empty(void)
+{
+	bool		isnull;
+
+	SPI_connect();
+	/* Not read-only: each check takes a fresh snapshot (READ COMMITTED). */
+	if (SPI_execute("SELECT min(id) FROM evc.outbox", false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read evc.outbox");
+	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	SPI_finish();
+	return isnull;
+}
+
 static int64
 outbox_pending(void)
 {
@@ -162,7 +193,6 @@ outbox_pending(void)
 	bool		isnull;
 
 	SPI_connect();
-	/* Not read-only: each count takes a fresh snapshot (READ COMMITTED). */
 	if (SPI_execute("SELECT count(*) FROM evc.outbox", false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not count evc.outbox");
 	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -183,7 +213,8 @@ evc_flush(PG_FUNCTION_ARGS)
 	Interval   *timeout = PG_GETARG_INTERVAL_P(0);
 	int64		timeout_ms;
 	TimestampTz deadline;
-	int64		pending;
+	bool		relay_here;
+	uint64		start;
 
 	evc_require_preload();
 	timeout_ms = (timeout->time + (int64) timeout->day * USECS_PER_DAY +
@@ -205,18 +236,31 @@ evc_flush(PG_FUNCTION_ARGS)
 				 errhint("Commit first, then call evc_flush().")));
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	if (outbox_empty())
+		PG_RETURN_INT64(0);
+
+	/*
+	 * In the relay's database, wait for the relay to find the outbox empty
+	 * in a read that began after this call: scanning it here every time
+	 * the relay settles a batch would cost as much as the relay's own work.
+	 * Elsewhere (no relay serves this database) only the timeout ends it.
+	 */
+	relay_here = (evc_shared->relay_database == MyDatabaseId);
+	start = pg_atomic_read_u64(&evc_shared->relay_reads);
+	evc_wake_worker(EVC_WORKER_RELAY, NULL);
 	for (;;)
 	{
 		long		remaining;
 
-		pending = outbox_pending();
+		if (relay_here && pg_atomic_read_u64(&evc_shared->relay_empty_read) > start)
+			PG_RETURN_INT64(0);
 		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
-		if (pending == 0 || remaining <= 0)
+		if (remaining <= 0)
 			break;
 		/* Re-check at least every 100 ms in case a broadcast came early. */
 		(void) ConditionVariableTimedSleep(&evc_shared->outbox_settled,
 										   Min(remaining, 100), PG_WAIT_EXTENSION);
 	}
 	ConditionVariableCancelSleep();
-	PG_RETURN_INT64(pending);
+	PG_RETURN_INT64(outbox_pending());
 }

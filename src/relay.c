@@ -22,12 +22,18 @@
 #include "postgres.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <unistd.h>
 
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -37,6 +43,7 @@
 #include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -44,53 +51,64 @@
 #include "guc.h"
 #include "kafka.h"
 #include "metrics.h"
+#include "outbox.h"
 #include "proto.h"
 #include "relay.h"
 #include "shmem.h"
 #include "stats.h"
 #include "worker.h"
 
-typedef struct RelayRow
+/*
+ * What the relay keeps of each row it produced, until the batch is
+ * settled: enough to delete the row and to record the delivery.  The
+ * payload itself is not kept; librdkafka has its own copy.
+ */
+typedef struct RelayMsg
 {
 	int64		id;
-	char	   *topic;
-	bytea	   *key;			/* NULL: no key, the partitioner picks */
-	bytea	   *payload;
-	char	   *message_id;
-	int32		schema_version;
-	char	   *content_type;
+	ItemPointerData tid;		/* where the row is, to delete it */
+	const char *topic;			/* shared by consecutive rows of a topic */
 	TimestampTz created_at;
 	int32		payload_len;
-} RelayRow;
-
-/*
- * Delivery outcomes are written by the delivery-report callback.  They live
- * in TopMemoryContext, and each message's opaque carries the batch
- * generation and its index, so a late report for an abandoned batch is
- * recognised and ignored instead of writing into freed memory.
- */
-typedef struct RelayOutcome
-{
+	char		message_id[UUID_LEN * 2 + 5];	/* text form, with its NUL */
+	/* The outcome, written by the delivery-report callback. */
 	bool		reported;
 	rd_kafka_resp_err_t err;
 	TimestampTz acked_at;
 	int32		partition;		/* where Kafka put it, for evc_trace */
 	int64		offset;
-} RelayOutcome;
+} RelayMsg;
+
+/*
+ * A batch: the rows of one read, from production until they are settled.
+ * While a backlog drains, two batches are in flight: the next one is read
+ * and produced while Kafka acknowledges the previous one, which is then
+ * settled.  Each message's opaque carries its batch's generation and its
+ * index, so a late report for an abandoned batch is recognised and
+ * ignored instead of writing into memory that was reused.
+ */
+typedef struct RelayBatch
+{
+	bool		active;			/* produced and not yet settled */
+	uint32		generation;
+	MemoryContext cxt;			/* reset when the batch is reused */
+	RelayMsg   *msgs;			/* in id order */
+	int			n;
+	int			cap;
+	int			reports_pending;
+} RelayBatch;
 
 static rd_kafka_t *producer = NULL;
 static char *producer_brokers = NULL;
 static char *producer_properties = NULL;
 static bool producer_fatal = false;
 
-static RelayOutcome *outcomes = NULL;
-static int	outcomes_cap = 0;
+static RelayBatch batches[2];
 static uint32 batch_generation = 0;
-static int	batch_size_now = 0;
-static int	reports_pending = 0;
 
 static int	io_pipe[2] = {-1, -1};
-static WaitEventSet *wait_set = NULL;
+static WaitEventSet *wait_set = NULL;		/* latch and librdkafka */
+static WaitEventSet *kafka_wait_set = NULL;	/* librdkafka only */
 static EvcWorkerSlot *relay_slot = NULL;
 
 /* Longest sleep when nothing is due: a safety net, commits set the latch. */
@@ -100,25 +118,36 @@ static EvcWorkerSlot *relay_slot = NULL;
 #define RELAY_ERROR_BACKOFF_MAX_MS (30 * 1000)
 
 /* A full read from the lowest id at least this often (see outbox_read). */
-#define READ_FULL_EVERY 8
+#define READ_FULL_EVERY 32
 
 #define OPAQUE(gen, idx) ((void *) (((uintptr_t) (gen) << 32) | (uintptr_t) (idx)))
+
+static RelayBatch *
+batch_of_generation(uint32 gen)
+{
+	for (int i = 0; i < lengthof(batches); i++)
+		if (batches[i].active && batches[i].generation == gen)
+			return &batches[i];
+	return NULL;
+}
 
 static void
 relay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
 	uintptr_t	tag = (uintptr_t) msg->_private;
-	uint32		gen = (uint32) (tag >> 32);
+	RelayBatch *batch = batch_of_generation((uint32) (tag >> 32));
 	int			idx = (int) (tag & 0xFFFFFFFF);
+	RelayMsg   *m;
 
-	if (gen != batch_generation || idx >= batch_size_now || outcomes[idx].reported)
+	if (batch == NULL || idx >= batch->n || batch->msgs[idx].reported)
 		return;
-	outcomes[idx].reported = true;
-	outcomes[idx].err = msg->err;
-	outcomes[idx].acked_at = GetCurrentTimestamp();
-	outcomes[idx].partition = msg->partition;
-	outcomes[idx].offset = msg->offset;
-	reports_pending--;
+	m = &batch->msgs[idx];
+	m->reported = true;
+	m->err = msg->err;
+	m->acked_at = GetCurrentTimestamp();
+	m->partition = msg->partition;
+	m->offset = msg->offset;
+	batch->reports_pending--;
 }
 
 static void
@@ -170,6 +199,23 @@ relay_wait(long timeout_ms)
 		ResetLatch(MyLatch);
 		work_signalled = true;
 	}
+	drain_pipe();
+	if (producer)
+		rd_kafka_poll(producer, 0);
+}
+
+/*
+ * Wait for librdkafka only, while a batch is in flight.  The latch is left
+ * alone: a commit in the meantime finds it still set and costs the sender
+ * no signal, and the main loop sees it once the batch is settled.  Signals
+ * are seen at the next timeout, so callers keep it short.
+ */
+static void
+relay_wait_kafka(long timeout_ms)
+{
+	WaitEvent	event;
+
+	(void) WaitEventSetWait(kafka_wait_set, timeout_ms, &event, 1, PG_WAIT_EXTENSION);
 	drain_pipe();
 	if (producer)
 		rd_kafka_poll(producer, 0);
@@ -276,47 +322,231 @@ keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
 }
 
 /*
- * Read up to limit due rows into the current (batch) memory context.
+ * The text form of a uuid, written into the caller's buffer: uuid_out
+ * would palloc a string for every row of every batch.
+ */
+static void
+uuid_format(const pg_uuid_t *uuid, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (int i = 0; i < UUID_LEN; i++)
+	{
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*out++ = '-';
+		*out++ = hex[uuid->data[i] >> 4];
+		*out++ = hex[uuid->data[i] & 0x0F];
+	}
+	*out = '\0';
+}
+
+/*
+ * A text column as a C string, converted only when it differs from the
+ * previous row's: topic and content type repeat from row to row.
+ */
+static const char *
+same_or_new_cstring(Datum d, const char *prev)
+{
+	text	   *t = DatumGetTextPP(d);
+	int			len = VARSIZE_ANY_EXHDR(t);
+
+	if (prev && strncmp(prev, VARDATA_ANY(t), len) == 0 && prev[len] == '\0')
+		return prev;
+	return text_to_cstring(t);
+}
+
+/*
+ * Hand one row to librdkafka, retrying while its queue is full.  Events
+ * get processed_at appended (see evc_processed_at_patch) in a scratch
+ * buffer that librdkafka copies from, so nothing is allocated per row.
+ */
+static rd_kafka_resp_err_t
+produce_row(RelayBatch *batch, RelayMsg *msg, int idx, bytea *key, bytea *payload, int32 schema_version,
+			const char *content_type, bool is_event, const char *processed_at)
+{
+	static char *scratch = NULL;
+	static size_t scratch_cap = 0;
+	size_t		plen = VARSIZE_ANY_EXHDR(payload);
+	char	   *value = VARDATA_ANY(payload);
+	size_t		vlen = plen;
+	char		version[16];
+	rd_kafka_resp_err_t err;
+
+	if (is_event)
+	{
+		if (plen + EVC_PROCESSED_AT_MAX > scratch_cap)
+		{
+			scratch_cap = Max(plen + EVC_PROCESSED_AT_MAX, 2 * scratch_cap);
+			scratch = scratch ? repalloc(scratch, scratch_cap) : MemoryContextAlloc(TopMemoryContext, scratch_cap);
+		}
+		memcpy(scratch, value, plen);
+		vlen = plen + evc_processed_at_patch(processed_at, (uint8 *) scratch + plen, EVC_PROCESSED_AT_MAX);
+		value = scratch;
+	}
+	snprintf(version, sizeof(version), "%d", schema_version);
+
+	for (;;)
+	{
+		rd_kafka_headers_t *hdrs = rd_kafka_headers_new(3);
+
+		rd_kafka_header_add(hdrs, "message_id", -1, msg->message_id, -1);
+		rd_kafka_header_add(hdrs, "schema_version", -1, version, -1);
+		rd_kafka_header_add(hdrs, "content-type", -1, content_type, -1);
+		err = rd_kafka_producev(producer,
+								RD_KAFKA_V_TOPIC(msg->topic),
+								RD_KAFKA_V_KEY(key ? VARDATA_ANY(key) : NULL,
+											   key ? VARSIZE_ANY_EXHDR(key) : 0),
+								RD_KAFKA_V_VALUE(value, vlen),
+								RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+								RD_KAFKA_V_HEADERS(hdrs),
+								RD_KAFKA_V_OPAQUE(OPAQUE(batch->generation, idx)),
+								RD_KAFKA_V_END);
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			return err;
+		rd_kafka_headers_destroy(hdrs);	/* not taken over on failure */
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+			return err;
+		/* librdkafka's queue is full: let it drain, then go on. */
+		relay_wait_kafka(100);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/* Produce the row in slot as message number batch->n of this batch. */
+static void
+produce_slot(RelayBatch *batch, TupleTableSlot *slot, const char *processed_at)
+{
+	static const char *content_type = NULL;
+	static bool is_event = false;
+	RelayMsg   *prev = batch->n > 0 ? &batch->msgs[batch->n - 1] : NULL;
+	RelayMsg   *msg;
+	Datum	   *values = slot->tts_values;
+	bool	   *nulls = slot->tts_isnull;
+	bytea	   *payload;
+	const char *ct;
+	int			idx = batch->n;
+	rd_kafka_resp_err_t err;
+
+	if (batch->n == batch->cap)
+	{
+		batch->cap = Max(1024, batch->cap * 2);
+		batch->msgs = batch->msgs ? repalloc(batch->msgs, sizeof(RelayMsg) * batch->cap)
+			: palloc(sizeof(RelayMsg) * batch->cap);
+		prev = batch->n > 0 ? &batch->msgs[batch->n - 1] : NULL;
+	}
+	msg = &batch->msgs[batch->n];
+	memset(msg, 0, sizeof(RelayMsg));
+	batch->n++;
+	msg->id = DatumGetInt64(values[OUTBOX_ID]);
+	msg->tid = slot->tts_tid;
+	msg->topic = same_or_new_cstring(values[OUTBOX_TOPIC], prev ? prev->topic : NULL);
+	msg->created_at = DatumGetTimestampTz(values[OUTBOX_CREATED_AT]);
+	uuid_format(DatumGetUUIDP(values[OUTBOX_MESSAGE_ID]), msg->message_id);
+	/* A large payload is stored toasted: detoast it for this row only. */
+	payload = DatumGetByteaPP(values[OUTBOX_PAYLOAD]);
+	msg->payload_len = VARSIZE_ANY_EXHDR(payload);
+
+	/* The content type is kept across batches: it rarely changes. */
+	ct = same_or_new_cstring(values[OUTBOX_CONTENT_TYPE], content_type);
+	if (ct != content_type)
+	{
+		content_type = MemoryContextStrdup(TopMemoryContext, ct);
+		is_event = strcmp(content_type, EVC_CONTENT_TYPE_EVENT) == 0;
+	}
+
+	err = produce_row(batch, msg, idx,
+					  nulls[OUTBOX_KEY] ? NULL : DatumGetByteaPP(values[OUTBOX_KEY]),
+					  payload, DatumGetInt32(values[OUTBOX_SCHEMA_VERSION]),
+					  content_type, is_event, processed_at);
+	if ((Pointer) payload != DatumGetPointer(values[OUTBOX_PAYLOAD]))
+		pfree(payload);
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		batch->reports_pending++;
+		evc_stats_add(&relay_slot->counters.produced, 1);
+	}
+	else
+	{
+		msg->reported = true;
+		msg->err = err;
+	}
+}
+
+/*
+ * Read up to limit due rows in id order, starting after *floor, producing
+ * each as it is read.  The primary key is scanned directly rather than
+ * through SPI: the relay reads every event once, and the executor's
+ * per-row work (and a copy of the whole batch) was most of its cost.
+ */
+static bool
+in_batch(RelayBatch *batch, int64 id)
+{
+	int			lo = 0,
+				hi = batch->n - 1;
+
+	while (lo <= hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+
+		if (batch->msgs[mid].id == id)
+			return true;
+		if (batch->msgs[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return false;
+}
+
+static void
+read_and_produce(int limit, int64 floor, RelayBatch *batch, RelayBatch *inflight)
+{
+	MemoryContext old = MemoryContextSwitchTo(batch->cxt);
+	Relation	rel = evc_outbox_open(AccessShareLock);
+	Relation	pk = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	TimestampTz now = GetCurrentTimestamp();
+	char	   *processed_at = evc_format_timestamp(now);
+	IndexScanDesc scan;
+	ScanKeyData skey;
+
+	ScanKeyInit(&skey, 1, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(floor));
+	scan = index_beginscan(rel, pk, GetActiveSnapshot(), 1, 0);
+	index_rescan(scan, &skey, 1, NULL, 0);
+
+	pgstat_report_activity(STATE_RUNNING, "evcollector relay: producing");
+	while (batch->n < limit && index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		slot_getallattrs(slot);
+		/* A row in backoff waits for its next attempt. */
+		if (!slot->tts_isnull[OUTBOX_NEXT_ATTEMPT_AT] &&
+			DatumGetTimestampTz(slot->tts_values[OUTBOX_NEXT_ATTEMPT_AT]) > now)
+			continue;
+		/* A row of the batch still in flight is not sent twice. */
+		if (inflight && in_batch(inflight, DatumGetInt64(slot->tts_values[OUTBOX_ID])))
+			continue;
+		produce_slot(batch, slot, processed_at);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(pk, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Read up to limit due rows and produce them (see read_and_produce).
  * *next_due_ms says when the earliest row in backoff becomes due (-1: none).
  * Returns false when the extension is gone.
  */
-static void produce_batch(List *rows);
-
 static bool
-outbox_read(int limit, List **rows, long *next_due_ms)
+outbox_read(int limit, RelayBatch *batch, RelayBatch *inflight, long *next_due_ms)
 {
-	static SPIPlanPtr read_plan = NULL;
-	static int	read_plan_limit = 0;
 	static SPIPlanPtr due_plan = NULL;
 	static int64 read_floor = 0;
 	static int	reads_since_full = 0;
-	MemoryContext batch_cxt = CurrentMemoryContext;
-	Oid			argtypes[1] = {INT8OID};
-	Datum		args[1];
-
-	relay_begin("evcollector relay: reading outbox");
-	if (!OidIsValid(get_extension_oid("evcollector", true)))
-	{
-		relay_end();
-		return false;
-	}
-
-	/*
-	 * The limit is a literal, not a parameter: with LIMIT $1 the generic
-	 * plan guesses a large fraction of the table and sorts all of it, where
-	 * the primary key index gives the first rows in order at once.
-	 */
-	if (read_plan != NULL && read_plan_limit != limit)
-	{
-		SPI_freeplan(read_plan);
-		read_plan = NULL;
-	}
-	read_plan_limit = limit;
-	keep_plan(&read_plan,
-			  psprintf("SELECT id, topic, key, payload, message_id, schema_version, content_type, created_at"
-					   "  FROM evc.outbox"
-					   " WHERE id > $1 AND (next_attempt_at IS NULL OR next_attempt_at <= clock_timestamp())"
-					   " ORDER BY id LIMIT %d", limit), 1, argtypes);
+	bool		from_start;
+	uint64		readno;
 
 	/*
 	 * While draining a backlog, start after the last row of the previous
@@ -331,66 +561,31 @@ outbox_read(int limit, List **rows, long *next_due_ms)
 		read_floor = 0;
 	if (read_floor == 0)
 		reads_since_full = 0;
-	args[0] = Int64GetDatum(read_floor);
-	if (SPI_execute_plan(read_plan, args, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read evc.outbox");
-	if (SPI_processed == (uint64) limit)
+	from_start = (read_floor == 0);
+
+	/* Numbered before its snapshot is taken; see EvcShared.relay_reads. */
+	readno = pg_atomic_add_fetch_u64(&evc_shared->relay_reads, 1);
+	relay_begin("evcollector relay: reading outbox");
+	if (!OidIsValid(get_extension_oid("evcollector", true)))
 	{
-		bool		isnull;
-
-		read_floor = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[limit - 1],
-												 SPI_tuptable->tupdesc, 1, &isnull));
+		relay_end();
+		return false;
 	}
-	else
-		read_floor = 0;
-
-	/*
-	 * Rows point into SPI's copy of the result, which lives until
-	 * relay_end(): the batch is produced before then, so nothing is copied
-	 * twice (librdkafka copies each message once).  Topic and content type
-	 * repeat from row to row and are converted only when they change.
-	 */
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		MemoryContext old = MemoryContextSwitchTo(batch_cxt);
-		RelayRow   *row = palloc0(sizeof(RelayRow));
-		RelayRow   *prev = *rows ? llast(*rows) : NULL;
-		bool		isnull;
-		Datum		d;
-
-		row->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		row->topic = SPI_getvalue(tup, desc, 2);
-		if (prev && strcmp(prev->topic, row->topic) == 0)
-		{
-			pfree(row->topic);
-			row->topic = prev->topic;
-		}
-		d = SPI_getbinval(tup, desc, 3, &isnull);
-		row->key = isnull ? NULL : DatumGetByteaPP(d);
-		row->payload = DatumGetByteaPP(SPI_getbinval(tup, desc, 4, &isnull));
-		row->payload_len = VARSIZE_ANY_EXHDR(row->payload);
-		row->message_id = DatumGetCString(DirectFunctionCall1(uuid_out, SPI_getbinval(tup, desc, 5, &isnull)));
-		d = SPI_getbinval(tup, desc, 6, &isnull);
-		row->schema_version = isnull ? 0 : DatumGetInt32(d);
-		row->content_type = SPI_getvalue(tup, desc, 7);
-		if (prev && strcmp(prev->content_type, row->content_type) == 0)
-		{
-			pfree(row->content_type);
-			row->content_type = prev->content_type;
-		}
-		row->created_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 8, &isnull));
-		*rows = lappend(*rows, row);
-		MemoryContextSwitchTo(old);
-	}
+	producer_ensure();
+	read_and_produce(limit, read_floor, batch, inflight);
+	read_floor = (batch->n == limit) ? batch->msgs[limit - 1].id : 0;
 
 	*next_due_ms = -1;
-	if (list_length(*rows) < limit)
+	if (batch->n < limit)
 	{
+		/*
+		 * Rows with a next attempt that the scan did not take are in
+		 * backoff, or became due since the scan began: the latter give
+		 * 1 ms, so no row is taken for absent while it waits.
+		 */
 		keep_plan(&due_plan,
 				  "SELECT ceil(extract(epoch FROM min(next_attempt_at) - clock_timestamp()) * 1000)::int8"
-				  "  FROM evc.outbox WHERE next_attempt_at > clock_timestamp()", 0, NULL);
+				  "  FROM evc.outbox WHERE next_attempt_at IS NOT NULL", 0, NULL);
 		if (SPI_execute_plan(due_plan, NULL, NULL, true, 1) == SPI_OK_SELECT && SPI_processed == 1)
 		{
 			bool		isnull;
@@ -400,115 +595,33 @@ outbox_read(int limit, List **rows, long *next_due_ms)
 				*next_due_ms = Max(DatumGetInt64(d), 1);
 		}
 	}
-	if (*rows != NIL)
-	{
-		producer_ensure();
-		produce_batch(*rows);
-	}
 	relay_end();
+
+	if (from_start && batch->n == 0 && inflight == NULL && *next_due_ms < 0)
+	{
+		/* Nothing pending at all: tell evc_flush. */
+		pg_atomic_write_u64(&evc_shared->relay_empty_read, readno);
+		ConditionVariableBroadcast(&evc_shared->outbox_settled);
+	}
+	else if (!from_start && batch->n < limit)
+		work_signalled = true;	/* read again from the lowest id at once */
 	return true;
-}
-
-static rd_kafka_resp_err_t
-produce_row(RelayRow *row, int idx, const char *processed_at)
-{
-	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(3);
-	char		version[16];
-	size_t		plen = VARSIZE_ANY_EXHDR(row->payload);
-	uint8	   *value = (uint8 *) VARDATA_ANY(row->payload);
-	size_t		vlen = plen;
-	rd_kafka_resp_err_t err;
-
-	/* Stamp processed_at on events; see evc_processed_at_patch. */
-	if (strcmp(row->content_type, EVC_CONTENT_TYPE_EVENT) == 0)
-	{
-		value = palloc(plen + 64);
-		memcpy(value, VARDATA_ANY(row->payload), plen);
-		vlen = plen + evc_processed_at_patch(processed_at, value + plen, 64);
-	}
-
-	snprintf(version, sizeof(version), "%d", row->schema_version);
-	rd_kafka_header_add(hdrs, "message_id", -1, row->message_id, -1);
-	rd_kafka_header_add(hdrs, "schema_version", -1, version, -1);
-	rd_kafka_header_add(hdrs, "content-type", -1, row->content_type, -1);
-
-	err = rd_kafka_producev(producer,
-							RD_KAFKA_V_TOPIC(row->topic),
-							RD_KAFKA_V_KEY(row->key ? VARDATA_ANY(row->key) : NULL,
-										   row->key ? VARSIZE_ANY_EXHDR(row->key) : 0),
-							RD_KAFKA_V_VALUE(value, vlen),
-							RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-							RD_KAFKA_V_HEADERS(hdrs),
-							RD_KAFKA_V_OPAQUE(OPAQUE(batch_generation, idx)),
-							RD_KAFKA_V_END);
-	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-		rd_kafka_headers_destroy(hdrs);	/* not taken over on failure */
-	return err;
-}
-
-/* Hand every row to librdkafka; await_reports() waits for the outcome. */
-static void
-produce_batch(List *rows)
-{
-	char	   *processed_at = evc_format_timestamp(GetCurrentTimestamp());
-	ListCell   *lc;
-	int			idx = 0;
-
-	batch_generation++;
-	batch_size_now = list_length(rows);
-	if (batch_size_now > outcomes_cap)
-	{
-		if (outcomes)
-			pfree(outcomes);
-		outcomes_cap = Max(batch_size_now, 1024);
-		outcomes = MemoryContextAlloc(TopMemoryContext, sizeof(RelayOutcome) * outcomes_cap);
-	}
-	memset(outcomes, 0, sizeof(RelayOutcome) * batch_size_now);
-	reports_pending = 0;
-
-	pgstat_report_activity(STATE_RUNNING, "evcollector relay: producing");
-	foreach(lc, rows)
-	{
-		rd_kafka_resp_err_t err;
-
-		for (;;)
-		{
-			err = produce_row(lfirst(lc), idx, processed_at);
-			if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-				break;
-			/* librdkafka's queue is full: let it drain, then go on. */
-			relay_wait(100);
-			CHECK_FOR_INTERRUPTS();
-		}
-		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-		{
-			reports_pending++;
-			evc_stats_add(&relay_slot->counters.produced, 1);
-		}
-		else
-		{
-			outcomes[idx].reported = true;
-			outcomes[idx].err = err;
-		}
-		idx++;
-	}
-
 }
 
 /* Wait, with no transaction open, until every message of the batch is reported. */
 static void
-await_reports(void)
+await_reports(RelayBatch *batch)
 {
 	pgstat_report_activity(STATE_RUNNING, "evcollector relay: waiting for delivery reports");
 	rd_kafka_poll(producer, 0);
-	while (reports_pending > 0)
+	while (batch->reports_pending > 0)
 	{
 		/*
 		 * librdkafka reports every message within message.timeout.ms, so
 		 * this ends; SIGTERM ends it sooner and leaves the rows in the
 		 * outbox, to be sent again.
 		 */
-		relay_wait(1000);
+		relay_wait_kafka(200);
 		evc_worker_handle_interrupts();
 	}
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -541,57 +654,101 @@ text_array(List *strs)
 }
 
 /*
+ * Delete the delivered rows by their tuple ids, with no executor per row.
+ * A row is deleted only if the tuple there is still the one produced: an
+ * operator may have deleted it meanwhile, and vacuum may have given its
+ * place to a new row, which must stay.  A row an operator updated
+ * meanwhile stays too, and is sent again: a duplicate, never a loss.
+ */
+static void
+delete_delivered(RelayBatch *batch)
+{
+	Relation	rel = evc_outbox_open(RowExclusiveLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	Snapshot	snapshot = GetActiveSnapshot();
+	CommandId	cid = GetCurrentCommandId(true);
+
+	for (int i = 0; i < batch->n; i++)
+	{
+		RelayMsg   *msg = &batch->msgs[i];
+		TM_FailureData tmfd;
+		bool		isnull;
+
+		if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+			continue;
+		if (!table_tuple_fetch_row_version(rel, &msg->tid, snapshot, slot) ||
+			DatumGetInt64(slot_getattr(slot, OUTBOX_ID + 1, &isnull)) != msg->id)
+			continue;
+		(void) table_tuple_delete(rel, &msg->tid, cid, snapshot, InvalidSnapshot,
+								  true, &tmfd, false);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, NoLock);
+}
+
+/* Record the deliveries: lineage ring, latency histogram, byte count. */
+static void
+note_deliveries(RelayBatch *batch)
+{
+	/* Only the newest EVC_TRACE_RING can stay in the ring. */
+	evc_trace_begin_notes();
+	for (int i = Max(0, batch->n - EVC_TRACE_RING); i < batch->n; i++)
+	{
+		RelayMsg   *msg = &batch->msgs[i];
+
+		if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			evc_trace_note_delivery(msg->message_id, msg->topic, msg->partition, msg->offset, msg->acked_at);
+	}
+	evc_trace_end_notes();
+	for (int i = 0; i < batch->n; i++)
+	{
+		RelayMsg   *msg = &batch->msgs[i];
+
+		if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+			continue;
+		evc_stats_observe_ms(&relay_slot->counters, (msg->acked_at - msg->created_at) / 1000.0);
+		evc_stats_add(&relay_slot->counters.bytes_out, msg->payload_len);
+	}
+}
+
+/*
  * Settle the batch in one transaction: delete what was delivered, schedule
  * a retry for what failed, dead-letter what can never succeed.
  */
 static void
-settle_batch(List *rows, int *delivered, int *failed, int *dead)
+settle_batch(RelayBatch *batch, int *delivered, int *failed, int *dead)
 {
-	static SPIPlanPtr delete_plan = NULL;
 	static SPIPlanPtr retry_plan = NULL;
 	static SPIPlanPtr dead_plan = NULL;
-	List	   *ok_ids = NIL, *retry_ids = NIL, *retry_errs = NIL, *dead_ids = NIL, *dead_errs = NIL;
-	Oid			one[1] = {INT8ARRAYOID};
+	List	   *retry_ids = NIL, *retry_errs = NIL, *dead_ids = NIL, *dead_errs = NIL;
 	Oid			two[2] = {INT8ARRAYOID, TEXTARRAYOID};
-	ListCell   *lc;
-	int			idx = 0;
 
-	evc_trace_begin_notes();
-	foreach(lc, rows)
+	*delivered = 0;
+	for (int i = 0; i < batch->n; i++)
 	{
-		RelayRow   *row = lfirst(lc);
-		RelayOutcome *o = &outcomes[foreach_current_index(lc)];
-
-		if (o->err == RD_KAFKA_RESP_ERR_NO_ERROR)
-			evc_trace_note_delivery(row->message_id, row->topic, o->partition, o->offset, o->acked_at);
-	}
-	evc_trace_end_notes();
-	foreach(lc, rows)
-	{
-		RelayRow   *row = lfirst(lc);
-		rd_kafka_resp_err_t err = outcomes[idx++].err;
+		rd_kafka_resp_err_t err = batch->msgs[i].err;
+		char	   *reason;
 
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
 		{
-			ok_ids = lappend(ok_ids, &row->id);
-			evc_stats_observe_ms(&relay_slot->counters,
-								 (outcomes[idx - 1].acked_at - row->created_at) / 1000.0);
-			evc_stats_add(&relay_slot->counters.bytes_out, row->payload_len);
+			(*delivered)++;
+			continue;
 		}
-		else if (evc_kafka_permanent_error(err))
+		reason = psprintf("%s: %s", rd_kafka_err2name(err), rd_kafka_err2str(err));
+		if (evc_kafka_permanent_error(err))
 		{
-			dead_ids = lappend(dead_ids, &row->id);
-			dead_errs = lappend(dead_errs, psprintf("%s: %s", rd_kafka_err2name(err), rd_kafka_err2str(err)));
+			dead_ids = lappend(dead_ids, &batch->msgs[i].id);
+			dead_errs = lappend(dead_errs, reason);
 		}
 		else
 		{
-			retry_ids = lappend(retry_ids, &row->id);
-			retry_errs = lappend(retry_errs, psprintf("%s: %s", rd_kafka_err2name(err), rd_kafka_err2str(err)));
+			retry_ids = lappend(retry_ids, &batch->msgs[i].id);
+			retry_errs = lappend(retry_errs, reason);
 		}
 	}
-	*delivered = list_length(ok_ids);
 	*failed = list_length(retry_ids);
 	*dead = list_length(dead_ids);
+	note_deliveries(batch);
 	evc_stats_add(&relay_slot->counters.delivered, *delivered);
 	evc_stats_add(&relay_slot->counters.retried, *failed);
 	evc_stats_add(&relay_slot->counters.failed, *failed + *dead);
@@ -599,14 +756,8 @@ settle_batch(List *rows, int *delivered, int *failed, int *dead)
 	evc_stats_add(&relay_slot->counters.batches, 1);
 
 	relay_begin("evcollector relay: settling batch");
-	if (ok_ids)
-	{
-		Datum		args[1] = {PointerGetDatum(int8_array(ok_ids))};
-
-		keep_plan(&delete_plan, "DELETE FROM evc.outbox WHERE id = ANY($1)", 1, one);
-		if (SPI_execute_plan(delete_plan, args, NULL, false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "could not delete delivered rows from evc.outbox");
-	}
+	if (*delivered > 0)
+		delete_delivered(batch);
 	if (retry_ids)
 	{
 		Datum		args[2] = {PointerGetDatum(int8_array(retry_ids)), PointerGetDatum(text_array(retry_errs))};
@@ -634,25 +785,17 @@ settle_batch(List *rows, int *delivered, int *failed, int *dead)
 	relay_end();
 }
 
-/*
- * One batch, start to end.  Returns the number of rows read, or -1 when
- * the extension is gone.
- */
-static int
-relay_batch(long *next_due_ms)
+/* Wait for a batch's reports, settle it, and let it go. */
+static void
+finish_batch(RelayBatch *batch, long *next_due_ms)
 {
-	List	   *rows = NIL;
 	int			delivered,
 				failed,
 				dead;
 
-	if (!outbox_read(evc_batch_size, &rows, next_due_ms))
-		return -1;
-	if (rows == NIL)
-		return 0;
-
-	await_reports();
-	settle_batch(rows, &delivered, &failed, &dead);
+	await_reports(batch);
+	settle_batch(batch, &delivered, &failed, &dead);
+	batch->active = false;
 	ConditionVariableBroadcast(&evc_shared->outbox_settled);
 
 	if (failed > 0)
@@ -661,12 +804,58 @@ relay_batch(long *next_due_ms)
 		*next_due_ms = (*next_due_ms < 0) ? 1000 : Min(*next_due_ms, 1000);
 		ereport(LOG,
 				(errmsg("evcollector relay: %d of %d events not delivered yet; they stay in evc.outbox and are retried",
-						failed, list_length(rows))));
+						failed, batch->n)));
 	}
 	if (dead > 0)
 		ereport(WARNING,
 				(errmsg("evcollector relay: %d events cannot be delivered and were moved to evc.dead_letters", dead)));
-	return list_length(rows);
+}
+
+/*
+ * Read and produce one batch, then settle the previous one if it is still
+ * in flight.  A full batch (a backlog) stays in flight while the next one
+ * is read and produced, so Kafka acknowledges one batch while the relay
+ * reads the next, and its reports are usually all in when it is settled.
+ * A short batch (the relay has caught up) is settled at once, so the
+ * relay does not sleep with events unacknowledged.
+ * Returns the number of rows read, or -1 when the extension is gone.
+ */
+static int
+relay_batch(long *next_due_ms)
+{
+	RelayBatch *prev = batches[0].active ? &batches[0] : batches[1].active ? &batches[1] : NULL;
+	RelayBatch *cur = (prev == &batches[0]) ? &batches[1] : &batches[0];
+	int			n;
+
+	MemoryContextReset(cur->cxt);
+	cur->generation = ++batch_generation;
+	cur->msgs = NULL;
+	cur->n = cur->cap = 0;
+	cur->reports_pending = 0;
+	cur->active = true;
+
+	if (!outbox_read(evc_batch_size, cur, prev, next_due_ms))
+	{
+		cur->active = false;
+		return -1;
+	}
+	n = cur->n;
+	if (prev)
+		finish_batch(prev, next_due_ms);
+	if (n == 0)
+		cur->active = false;
+	else if (n < evc_batch_size)
+		finish_batch(cur, next_due_ms);
+	return n;
+}
+
+/* After an error: forget both batches; their rows stay in the outbox. */
+static void
+abandon_batches(void)
+{
+	for (int i = 0; i < lengthof(batches); i++)
+		batches[i].active = false;
+	batch_generation++;
 }
 
 /*
@@ -734,16 +923,23 @@ relay_setup(void)
 				(errcode_for_file_access(),
 				 errmsg("could not create pipe for librdkafka events: %m")));
 
+	for (int i = 0; i < lengthof(batches); i++)
+		batches[i].cxt = AllocSetContextCreate(TopMemoryContext, "evcollector relay batch",
+											   ALLOCSET_DEFAULT_SIZES);
+	evc_shared->relay_database = MyDatabaseId;
 	wait_set = CreateWaitEventSet(TopMemoryContext, 3);
 	AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	AddWaitEventToSet(wait_set, WL_SOCKET_READABLE, io_pipe[0], NULL, NULL);
+	kafka_wait_set = CreateWaitEventSet(TopMemoryContext, 2);
+	AddWaitEventToSet(kafka_wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(kafka_wait_set, WL_SOCKET_READABLE, io_pipe[0], NULL, NULL);
 }
 
 void
 evc_relay_main(Datum main_arg)
 {
-	MemoryContext batch_cxt;
+	MemoryContext loop_cxt;
 
 	/* Static: they are changed inside PG_TRY and read after a longjmp. */
 	static long error_backoff_ms = RELAY_ERROR_BACKOFF_MIN_MS;
@@ -751,9 +947,20 @@ evc_relay_main(Datum main_arg)
 	static int	n;
 
 	relay_slot = evc_worker_startup(EVC_WORKER_RELAY, "relay");
+
+	/*
+	 * librdkafka allocates and frees several small blocks for every message
+	 * (the message, its header list, each header).  With glibc's fastbins
+	 * those frees pile up and are consolidated again and again, which was
+	 * the relay's top cost; without them, and with freed memory kept rather
+	 * than returned to the kernel and faulted in again, it is cheap.
+	 */
+	mallopt(M_MXFAST, 0);
+	mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
+	mallopt(M_MMAP_THRESHOLD, 64 * 1024 * 1024);
 	relay_setup();
-	batch_cxt = AllocSetContextCreate(TopMemoryContext, "evcollector relay batch",
-									  ALLOCSET_DEFAULT_SIZES);
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "evcollector relay loop",
+									 ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
 		next_due_ms = -1;
@@ -766,7 +973,7 @@ evc_relay_main(Datum main_arg)
 
 		PG_TRY();
 		{
-			MemoryContext old = MemoryContextSwitchTo(batch_cxt);
+			MemoryContext old = MemoryContextSwitchTo(loop_cxt);
 
 			n = relay_batch(&next_due_ms);
 			if (n >= 0)
@@ -783,7 +990,7 @@ evc_relay_main(Datum main_arg)
 			FlushErrorState();
 			AbortOutOfAnyTransaction();
 			SPI_finish();
-			batch_generation++;	/* ignore late reports of this batch */
+			abandon_batches();	/* late reports are ignored */
 			evc_worker_record_error(relay_slot, edata->message);
 			ereport(LOG,
 					(errmsg("evcollector relay: batch failed, retrying in %ld ms: %s",
@@ -794,7 +1001,7 @@ evc_relay_main(Datum main_arg)
 			error_backoff_ms = Min(error_backoff_ms * 2, RELAY_ERROR_BACKOFF_MAX_MS);
 		}
 		PG_END_TRY();
-		MemoryContextReset(batch_cxt);
+		MemoryContextReset(loop_cxt);
 
 		if (n < 0)
 		{

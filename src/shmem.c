@@ -55,6 +55,8 @@ evc_shmem_startup(void)
 		evc_shared->lock = &(GetNamedLWLockTranche("evcollector"))->lock;
 		ConditionVariableInit(&evc_shared->outbox_settled);
 		pg_atomic_init_u64(&evc_shared->sent, 0);
+		pg_atomic_init_u64(&evc_shared->relay_reads, 0);
+		pg_atomic_init_u64(&evc_shared->relay_empty_read, 0);
 		for (int i = 0; i < EVC_MAX_WORKERS; i++)
 			evc_shared->workers[i].pgprocno = -1;
 	}

@@ -96,6 +96,16 @@ typedef struct EvcShared
 	LWLock	   *lock;
 	/* Broadcast by the relay after each batch it settles (evc_flush waits). */
 	ConditionVariable outbox_settled;
+
+	/*
+	 * The relay numbers its reads of the outbox, and publishes the number of
+	 * the latest read that found it empty (nothing due, nothing in backoff),
+	 * and its database.  evc_flush waits for an empty read numbered after
+	 * its own start instead of scanning the outbox itself.
+	 */
+	Oid			relay_database;
+	pg_atomic_uint64 relay_reads;
+	pg_atomic_uint64 relay_empty_read;
 	/* Events sent by committed transactions (all backends). */
 	pg_atomic_uint64 sent;
 	EvcWorkerSlot workers[EVC_MAX_WORKERS];
