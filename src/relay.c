@@ -44,6 +44,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -958,6 +959,14 @@ evc_relay_main(Datum main_arg)
 	mallopt(M_MXFAST, 0);
 	mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
 	mallopt(M_MMAP_THRESHOLD, 64 * 1024 * 1024);
+
+	/*
+	 * The relay's own commits need not wait for the WAL flush: a settle
+	 * lost in a crash only means its rows are still in the outbox and are
+	 * sent again, with the same message_id, which at-least-once allows.
+	 * The senders' commits, which make events exist, stay as configured.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	relay_setup();
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "evcollector relay loop",
 									 ALLOCSET_DEFAULT_SIZES);

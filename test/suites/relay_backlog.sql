@@ -1,0 +1,53 @@
+-- The relay drains a backlog of many batches (evcollector.batch_size is
+-- 1000 here) without skipping the row of a transaction that sent first and
+-- committed last, below rows already sent, and without sending a row twice
+-- while two batches are in flight.  Every message on the topic is counted.
+\set ON_ERROR_STOP 1
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS pgtap;
+CREATE EXTENSION IF NOT EXISTS evcollector;
+CREATE EXTENSION IF NOT EXISTS dblink;
+\ir lib.psql
+SELECT plan(11);
+
+SELECT evc_register_schema('backlog', 'Tick', '{"type": "object", "required": ["i"]}');
+SELECT is(evc_flush('20 s'), 0::bigint, 'schema published; the outbox is empty');
+
+-- A second session sends first, so its row has the lowest id, and stays open.
+SELECT dblink_connect('late', format('host=127.0.0.1 port=%s dbname=%s user=%s',
+	current_setting('port'), current_database(), current_user));
+SELECT dblink_exec('late', 'BEGIN');
+SELECT is((SELECT mid FROM dblink('late',
+		$$SELECT evc_send('backlog', 'Tick', '{"i": 0, "late": true}', key => 'late')::text$$) AS t(mid text))
+		IS NOT NULL, true, 'the late transaction sent its event and is still open');
+SELECT last_value AS late_id FROM evc.outbox_id_seq \gset
+
+-- Kafka goes away, and 40,000 events commit: the relay reads full batches
+-- after the last one it read, and has two of them in flight.
+SELECT produced AS produced_before FROM evc.stats WHERE kind = 'relay' \gset
+SELECT is(pg_temp.kafkactl('broker_down 1') || pg_temp.kafkactl('broker_down 2') || pg_temp.kafkactl('broker_down 3'),
+	'okokok', 'all three brokers taken down');
+SELECT is(count(evc_send('backlog', 'Tick', jsonb_build_object('i', i), key => (i % 50)::text)), 40000::bigint,
+	'40,000 events committed after the late one was sent')
+FROM generate_series(1, 40000) i;
+SELECT ok((SELECT min(id) FROM evc.outbox) > :late_id, 'their ids are all above the late row''s');
+
+-- Once the relay has read and produced two batches of them, the late
+-- transaction commits, below every row already sent.
+SELECT ok(pg_temp.wait_for(format('SELECT produced >= %s + 2000 FROM evc.stats WHERE kind = %L',
+	:produced_before, 'relay'), 30), 'the relay has two full batches in flight');
+SELECT dblink_exec('late', 'COMMIT');
+SELECT dblink_disconnect('late');
+SELECT is(pg_temp.kafkactl('broker_up 1') || pg_temp.kafkactl('broker_up 2') || pg_temp.kafkactl('broker_up 3'),
+	'okokok', 'brokers back');
+SELECT is(evc_flush('120 s'), 0::bigint, 'the backlog and the late event are delivered');
+
+CREATE TEMP TABLE got AS
+SELECT substring(headers FROM 'message_id=([0-9a-f-]{36})') AS mid, encode(decode(payload_hex, 'hex'), 'escape') AS body
+FROM pg_temp.read_topic('backlog.Tick');
+SELECT is((SELECT count(DISTINCT mid) FROM got), 40001::bigint, 'every one of the 40,001 events is on the topic');
+SELECT is((SELECT count(*) FROM got), 40001::bigint, 'and none twice: no row was read again while in flight');
+SELECT is((SELECT count(*) FROM got WHERE body LIKE '%"late": true%'), 1::bigint,
+	'the event that committed last, below rows already sent, was not skipped');
+
+SELECT * FROM finish();
