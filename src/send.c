@@ -200,8 +200,8 @@ evc_send(PG_FUNCTION_ARGS)
 	s = ctx ? context_string(ctx, "message_id") : NULL;
 	message_id = s ? parse_uuid("message_id", s) : evc_new_uuid();
 	s = ctx ? context_string(ctx, "sent_at") : NULL;
-	f.sent_at = evc_format_timestamp(s ? parse_timestamp("sent_at", s) : received);
 	f.received_at = evc_format_timestamp(received);
+	f.sent_at = s ? evc_format_timestamp(parse_timestamp("sent_at", s)) : f.received_at;
 	s = ctx ? context_string(ctx, "user_agent") : NULL;
 	f.user_agent = s ? s : (application_name ? application_name : "");
 	f.message_id = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(message_id)));
