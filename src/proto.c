@@ -233,6 +233,32 @@ evc_format_timestamp(TimestampTz ts)
 					tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
 }
 
+/*
+ * An RFC 3339 timestamp, as evc_format_timestamp writes and senders may
+ * set, parsed with PostgreSQL's own date parser but without throwing: the
+ * sinks land or dead-letter an event rather than fail on it.  False for ""
+ * and for anything that is not a plain date and time.
+ */
+bool
+evc_parse_timestamp(const char *s, TimestampTz *out)
+{
+	char		workbuf[MAXDATELEN + MAXDATEFIELDS];
+	char	   *field[MAXDATEFIELDS];
+	int			ftype[MAXDATEFIELDS];
+	int			nf;
+	int			dtype;
+	struct pg_tm tt;
+	fsec_t		fsec;
+	int			tz;
+
+	if (s == NULL || s[0] == '\0' || strlen(s) >= MAXDATELEN)
+		return false;
+	return ParseDateTime(s, workbuf, sizeof(workbuf), field, ftype, MAXDATEFIELDS, &nf) == 0 &&
+		DecodeDateTime(field, ftype, nf, &dtype, &tt, &fsec, &tz) == 0 &&
+		dtype == DTK_DATE &&
+		tm2timestamp(&tt, fsec, &tz, out) == 0;
+}
+
 /* ---------- generic decoding, by descriptor ---------- */
 
 static const ProtobufCMessageDescriptor *const known_messages[] = {

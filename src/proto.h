@@ -57,6 +57,7 @@ extern bytea *evc_encode_aggregate(const EvcAggregateFields *f);
 #define EVC_PROCESSED_AT_MAX 64
 extern size_t evc_processed_at_patch(const char *processed_at, uint8 *buf, size_t buflen);
 extern char *evc_format_timestamp(TimestampTz ts);
+extern bool evc_parse_timestamp(const char *s, TimestampTz *out);
 extern Jsonb *evc_decode_event_jsonb(const uint8 *data, size_t len);
 
 #endif

@@ -27,7 +27,6 @@
 #include "mb/pg_wchar.h"
 #include "pgtime.h"
 #include "utils/builtins.h"
-#include "utils/datetime.h"
 #include "utils/json.h"
 #include "utils/timestamp.h"
 
@@ -107,27 +106,6 @@ valid_decimal(const char *s)
 	return *p == '\0';
 }
 
-/* An RFC 3339 timestamp as timestamptz, without throwing. */
-static bool
-parse_timestamptz(const char *s, TimestampTz *out)
-{
-	char		workbuf[MAXDATELEN + MAXDATEFIELDS];
-	char	   *field[MAXDATEFIELDS];
-	int			ftype[MAXDATEFIELDS];
-	int			nf;
-	int			dtype;
-	struct pg_tm tt;
-	fsec_t		fsec;
-	int			tz;
-
-	if (s[0] == '\0' || strlen(s) >= MAXDATELEN)
-		return false;
-	return ParseDateTime(s, workbuf, sizeof(workbuf), field, ftype, MAXDATEFIELDS, &nf) == 0 &&
-		DecodeDateTime(field, ftype, nf, &dtype, &tt, &fsec, &tz) == 0 &&
-		dtype == DTK_DATE &&
-		tm2timestamp(&tt, fsec, &tz, out) == 0;
-}
-
 /* Why the message cannot land, or NULL. */
 static const char *
 check_aggregate(Evcollector__AggregatedEvent *a, TimestampTz *start)
@@ -143,7 +121,7 @@ check_aggregate(Evcollector__AggregatedEvent *a, TimestampTz *start)
 		return "function is not count, sum, avg, min or max";
 	if (a->window_seconds <= 0 || a->window_seconds > EVC_WINDOW_MAX_SECS)
 		return "window_seconds is not between 1 and 604800";
-	if (!parse_timestamptz(a->window_start, start))
+	if (!evc_parse_timestamp(a->window_start, start))
 		return "window_start is not a timestamp";
 	if (!valid_decimal(a->value_decimal))
 		return "value_decimal is not a decimal number";

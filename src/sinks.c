@@ -31,7 +31,7 @@
 #include "pgtime.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/datetime.h"
+#include "utils/timestamp.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
 
@@ -130,26 +130,8 @@ valid_json_object(const char *s, char **why)
 static bool
 parse_timestamptz(const char *s, TimestampTz *out, bool *isnull)
 {
-	char		workbuf[MAXDATELEN + MAXDATEFIELDS];
-	char	   *field[MAXDATEFIELDS];
-	int			ftype[MAXDATEFIELDS];
-	int			nf;
-	int			dtype;
-	struct pg_tm tt;
-	fsec_t		fsec;
-	int			tz;
-
 	*isnull = (s == NULL || s[0] == '\0');
-	if (*isnull)
-		return true;
-	if (strlen(s) >= MAXDATELEN)
-		return false;
-	if (ParseDateTime(s, workbuf, sizeof(workbuf), field, ftype, MAXDATEFIELDS, &nf) != 0 ||
-		DecodeDateTime(field, ftype, nf, &dtype, &tt, &fsec, &tz) != 0 ||
-		dtype != DTK_DATE ||
-		tm2timestamp(&tt, fsec, &tz, out) != 0)
-		return false;
-	return true;
+	return *isnull || evc_parse_timestamp(s, out);
 }
 
 /*
