@@ -122,9 +122,11 @@ evc_outbox_enqueue(const char *topic, const char *key, int keylen,
 	TupleTableSlot *slot;
 	Datum		values[OUTBOX_NATTS];
 	bool		nulls[OUTBOX_NATTS];
+	int64		id;
 
 	memset(nulls, 0, sizeof(nulls));
-	values[OUTBOX_ID] = Int64GetDatum(nextval_internal(layout.seqid, false));
+	id = nextval_internal(layout.seqid, false);
+	values[OUTBOX_ID] = Int64GetDatum(id);
 	values[OUTBOX_MESSAGE_ID] = UUIDPGetDatum(message_id);
 	values[OUTBOX_TOPIC] = CStringGetTextDatum(topic);
 	if (key != NULL)
@@ -164,7 +166,8 @@ evc_outbox_enqueue(const char *topic, const char *key, int keylen,
 	table_close(rel, NoLock);
 
 	evc_stats_count_sent(1);
-	evc_wake_at_commit(EVC_WORKER_RELAY);
+	/* Wakes the relay at commit, and tells it how low this id is. */
+	evc_outbox_note_id(id);
 }
 
 /*

@@ -23,6 +23,8 @@
 
 #include <fcntl.h>
 #include <malloc.h>
+#include <pthread.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "access/genam.h"
@@ -50,6 +52,7 @@
 #include "utils/timestamp.h"
 
 #include "guc.h"
+#include "handoff.h"
 #include "kafka.h"
 #include "metrics.h"
 #include "outbox.h"
@@ -61,17 +64,28 @@
 
 /*
  * What the relay keeps of each row it produced, until the batch is
- * settled: enough to delete the row and to record the delivery.  The
- * payload itself is not kept; librdkafka has its own copy.
+ * settled: enough to delete the row and to record the delivery, and the
+ * message itself.  librdkafka produces it without a copy and points into
+ * it until its delivery report, so it lives in the batch's memory.
  */
 typedef struct RelayMsg
 {
 	int64		id;
 	ItemPointerData tid;		/* where the row is, to delete it */
 	const char *topic;			/* shared by consecutive rows of a topic */
+	rd_kafka_topic_t *rkt;		/* the producer's handle for it, or NULL */
 	TimestampTz created_at;
 	int32		payload_len;
 	char		message_id[UUID_LEN * 2 + 5];	/* text form, with its NUL */
+	/* The message: key (NULL: none), value, and the header values. */
+	char	   *key;
+	int32		key_len;
+	char	   *value;
+	int32		value_len;
+	const char *content_type;
+	int32		schema_version;
+	/* Written by the producer thread: how producing it went. */
+	rd_kafka_resp_err_t produce_err;
 	/* The outcome, written by the delivery-report callback. */
 	bool		reported;
 	rd_kafka_resp_err_t err;
@@ -95,8 +109,8 @@ typedef struct RelayBatch
 	MemoryContext cxt;			/* reset when the batch is reused */
 	RelayMsg   *msgs;			/* in id order */
 	int			n;
-	int			cap;
-	int			reports_pending;
+	int			cap;			/* the array's size, fixed while in flight */
+	int			reports_pending;	/* atomic: see relay_dr_cb */
 } RelayBatch;
 
 static rd_kafka_t *producer = NULL;
@@ -107,9 +121,24 @@ static bool producer_fatal = false;
 static RelayBatch batches[2];
 static uint32 batch_generation = 0;
 
-static int	io_pipe[2] = {-1, -1};
-static WaitEventSet *wait_set = NULL;		/* latch and librdkafka */
-static WaitEventSet *kafka_wait_set = NULL;	/* librdkafka only */
+/*
+ * Topic handles by name, so producing a message does not look its topic up
+ * in librdkafka by name (a lock and a hash lookup per message).  They
+ * belong to the producer and go with it.
+ */
+#define TOPIC_KEY_LEN 520		/* librdkafka refuses names over 512 bytes */
+typedef struct TopicHandle
+{
+	char		name[TOPIC_KEY_LEN];
+	rd_kafka_topic_t *rkt;
+} TopicHandle;
+static HTAB *topic_handles = NULL;
+
+static int	io_pipe[2] = {-1, -1};		/* wakes the main loop */
+static int	kafka_pipe[2] = {-1, -1};	/* librdkafka's main queue has callbacks */
+static rd_kafka_queue_t *log_queue = NULL;	/* the producer's logs, served here */
+static WaitEventSet *wait_set = NULL;		/* latch and io_pipe */
+static WaitEventSet *kafka_wait_set = NULL;	/* io_pipe only */
 static EvcWorkerSlot *relay_slot = NULL;
 
 /* Longest sleep when nothing is due: a safety net, commits set the latch. */
@@ -118,20 +147,75 @@ static EvcWorkerSlot *relay_slot = NULL;
 #define RELAY_ERROR_BACKOFF_MIN_MS 500
 #define RELAY_ERROR_BACKOFF_MAX_MS (30 * 1000)
 
-/* A full read from the lowest id at least this often (see outbox_read). */
+/* Rows are posted to the producer thread this many at a time. */
+#define HANDOFF_EVERY 256
+
+/*
+ * Where reads start (see outbox_read).  Every row with an id at or below
+ * read_floor has been delivered, or is in flight, or is in backoff (and
+ * then at or above backoff_low), or committed late (and then at or above
+ * the shared outbox_late_low).  0: read from the lowest id.
+ */
+static int64 read_floor = 0;
+static int64 backoff_low = PG_INT64_MAX;	/* lowest id known in backoff */
+static TimestampTz backoff_due = DT_NOEND;	/* the earliest next attempt among them */
+static TimestampTz last_full_read = 0;
+
+/*
+ * A read from the lowest id this often all the same, for rows no commit
+ * told the relay about: rows inserted by hand.  And every READ_FULL_EVERY
+ * batches once prepared transactions have sent events (outbox_untracked).
+ */
+#define READ_FULL_MS (60 * 1000)
 #define READ_FULL_EVERY 32
 
 #define OPAQUE(gen, idx) ((void *) (((uintptr_t) (gen) << 32) | (uintptr_t) (idx)))
+
+/*
+ * What the producer thread shares with the main loop (see handoff.c).  It
+ * produces the posted messages and serves librdkafka's main queue: the
+ * delivery reports, which it writes into the batch (RelayMsg's outcome
+ * fields, then one atomic count per batch), and errors, which it keeps
+ * for the main loop to log.  A batch's active flag and generation are
+ * read by the thread and written by the main loop, hence atomic access.
+ */
+#define LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+
+static pthread_mutex_t kafka_error_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool kafka_error_pending = false;
+static bool kafka_error_fatal = false;
+static rd_kafka_resp_err_t kafka_error_code;
+static char kafka_error_text[512];
+static int	kafka_errors_unlogged = 0;
+
+/* On the producer thread: when the reports being served arrived, near enough. */
+static TimestampTz reports_served_at = 0;
+
+/* The time as a TimestampTz, without GetCurrentTimestamp (a PG function). */
+static TimestampTz
+thread_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ((TimestampTz) ts.tv_sec - (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY) * USECS_PER_SEC
+		+ ts.tv_nsec / 1000;
+}
 
 static RelayBatch *
 batch_of_generation(uint32 gen)
 {
 	for (int i = 0; i < lengthof(batches); i++)
-		if (batches[i].active && batches[i].generation == gen)
+		if (LOAD(&batches[i].active) && LOAD(&batches[i].generation) == gen)
 			return &batches[i];
 	return NULL;
 }
 
+/*
+ * On the producer thread: one message's delivery report.  The last report
+ * of a batch wakes the main loop, which may be waiting for it.
+ */
 static void
 relay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
@@ -140,35 +224,94 @@ relay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 	int			idx = (int) (tag & 0xFFFFFFFF);
 	RelayMsg   *m;
 
-	if (batch == NULL || idx >= batch->n || batch->msgs[idx].reported)
+	if (batch == NULL || idx >= batch->cap)
 		return;
 	m = &batch->msgs[idx];
-	m->reported = true;
 	m->err = msg->err;
-	m->acked_at = GetCurrentTimestamp();
+	m->acked_at = reports_served_at;
 	m->partition = msg->partition;
 	m->offset = msg->offset;
-	batch->reports_pending--;
+	m->reported = true;
+	if (__atomic_sub_fetch(&batch->reports_pending, 1, __ATOMIC_ACQ_REL) == 0)
+		evc_handoff_wake_main();
 }
 
+/* On the producer thread: keep the error for the main loop to log. */
 static void
 relay_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
-	/* Served by rd_kafka_poll() in our thread, so ereport is safe here. */
-	if (err == RD_KAFKA_RESP_ERR__FATAL)
-	{
-		char		buf[512];
+	char		buf[512];
+	bool		fatal = (err == RD_KAFKA_RESP_ERR__FATAL);
 
+	if (fatal)
 		rd_kafka_fatal_error(rk, buf, sizeof(buf));
-		producer_fatal = true;
+	else
+		strlcpy(buf, reason, sizeof(buf));
+	pthread_mutex_lock(&kafka_error_lock);
+	if (fatal)
+		STORE(&producer_fatal, true);
+	if (kafka_error_pending && !fatal)
+		kafka_errors_unlogged++;
+	else
+	{
+		kafka_error_pending = true;
+		kafka_error_fatal = fatal;
+		kafka_error_code = err;
+		memcpy(kafka_error_text, buf, sizeof(buf));
+	}
+	pthread_mutex_unlock(&kafka_error_lock);
+	evc_handoff_wake_main();
+}
+
+/* On the producer thread: serve librdkafka's main queue. */
+static void
+serve_reports(int timeout_ms)
+{
+	reports_served_at = thread_now();
+	rd_kafka_poll(producer, timeout_ms);
+}
+
+static void
+serve_reports_now(void)
+{
+	serve_reports(0);
+}
+
+/* On the main loop: log what the producer thread kept, serve the logs. */
+static void
+relay_service(void)
+{
+	bool		pending,
+				fatal = false;
+	rd_kafka_resp_err_t code = RD_KAFKA_RESP_ERR_NO_ERROR;
+	char		text[512];
+	int			unlogged = 0;
+
+	if (log_queue)
+		rd_kafka_queue_poll_callback(log_queue, 0);
+	pthread_mutex_lock(&kafka_error_lock);
+	pending = kafka_error_pending;
+	if (pending)
+	{
+		fatal = kafka_error_fatal;
+		code = kafka_error_code;
+		memcpy(text, kafka_error_text, sizeof(text));
+		unlogged = kafka_errors_unlogged;
+		kafka_error_pending = false;
+		kafka_errors_unlogged = 0;
+	}
+	pthread_mutex_unlock(&kafka_error_lock);
+	if (!pending)
+		return;
+	if (fatal)
 		ereport(WARNING,
 				(errmsg("kafka producer hit a fatal error; it will be recreated"),
-				 errdetail("%s", buf)));
-		return;
-	}
-	ereport(LOG,
-			(errmsg("kafka producer: %s", reason),
-			 errdetail("librdkafka error %s.", rd_kafka_err2name(err))));
+				 errdetail("%s", text)));
+	else
+		ereport(LOG,
+				(errmsg("kafka producer: %s", text),
+				 errdetail("librdkafka error %s.", rd_kafka_err2name(code)),
+				 unlogged > 0 ? errhint("%d more errors since the last one logged are not shown.", unlogged) : 0));
 }
 
 static void
@@ -188,7 +331,7 @@ drain_pipe(void)
  */
 static bool work_signalled = false;
 
-/* Wait on the latch and librdkafka's queue, then serve its callbacks. */
+/* Wait on the latch and on the producer thread. */
 static void
 relay_wait(long timeout_ms)
 {
@@ -201,15 +344,14 @@ relay_wait(long timeout_ms)
 		work_signalled = true;
 	}
 	drain_pipe();
-	if (producer)
-		rd_kafka_poll(producer, 0);
+	relay_service();
 }
 
 /*
- * Wait for librdkafka only, while a batch is in flight.  The latch is left
- * alone: a commit in the meantime finds it still set and costs the sender
- * no signal, and the main loop sees it once the batch is settled.  Signals
- * are seen at the next timeout, so callers keep it short.
+ * Wait for the producer thread only, while a batch is in flight.  The
+ * latch is left alone: a commit in the meantime finds it still set and
+ * costs the sender no signal, and the main loop sees it once the batch is
+ * settled.  Signals are seen at the next timeout, so callers keep it short.
  */
 static void
 relay_wait_kafka(long timeout_ms)
@@ -218,20 +360,94 @@ relay_wait_kafka(long timeout_ms)
 
 	(void) WaitEventSetWait(kafka_wait_set, timeout_ms, &event, 1, PG_WAIT_EXTENSION);
 	drain_pipe();
-	if (producer)
-		rd_kafka_poll(producer, 0);
+	relay_service();
 }
 
+/*
+ * Destroy the producer.  Its messages point into the batches' memory (they
+ * are produced without a copy), so nothing of it may outlive this.  Every
+ * message it has not reported counts as failed: its row stays in the
+ * outbox and is sent again.
+ */
 static void
 producer_destroy(void)
 {
 	if (producer == NULL)
 		return;
-	/* Undelivered messages stay in the outbox; drop librdkafka's copies. */
+	/* The thread lets go of the handle; its reports are served here now. */
+	evc_handoff_serving(false);
 	rd_kafka_purge(producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-	rd_kafka_poll(producer, 0);
+	serve_reports_now();
+	relay_service();
+	if (log_queue)
+	{
+		rd_kafka_queue_destroy(log_queue);
+		log_queue = NULL;
+	}
+	if (topic_handles)
+	{
+		HASH_SEQ_STATUS seq;
+		TopicHandle *th;
+
+		hash_seq_init(&seq, topic_handles);
+		while ((th = hash_seq_search(&seq)) != NULL)
+			rd_kafka_topic_destroy(th->rkt);
+		hash_destroy(topic_handles);
+		topic_handles = NULL;
+	}
 	rd_kafka_destroy(producer);
 	producer = NULL;
+
+	for (int i = 0; i < lengthof(batches); i++)
+	{
+		RelayBatch *batch = &batches[i];
+
+		if (!batch->active)
+			continue;
+		for (int j = 0; j < batch->n; j++)
+			if (!batch->msgs[j].reported)
+			{
+				batch->msgs[j].reported = true;
+				batch->msgs[j].err = RD_KAFKA_RESP_ERR__PURGE_QUEUE;
+			}
+		STORE(&batch->reports_pending, 0);
+	}
+}
+
+/*
+ * The producer's handle for a topic.  NULL when librdkafka will not make
+ * one (a name it refuses): the message is then produced by name, and
+ * fails with librdkafka's reason, which the row keeps.
+ */
+static rd_kafka_topic_t *
+topic_handle(const char *name)
+{
+	TopicHandle *th;
+	bool		found;
+
+	if (strlen(name) >= TOPIC_KEY_LEN)
+		return NULL;
+	if (topic_handles == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = TOPIC_KEY_LEN;
+		ctl.entrysize = sizeof(TopicHandle);
+		ctl.hcxt = TopMemoryContext;
+		topic_handles = hash_create("evcollector relay topics", 64, &ctl,
+									HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	th = hash_search(topic_handles, name, HASH_ENTER, &found);
+	if (!found)
+	{
+		th->rkt = rd_kafka_topic_new(producer, name, NULL);
+		if (th->rkt == NULL)
+		{
+			hash_search(topic_handles, name, HASH_REMOVE, NULL);
+			return NULL;
+		}
+	}
+	return th->rkt;
 }
 
 static void
@@ -262,11 +478,19 @@ producer_create(void)
 				 errmsg("could not create kafka producer"),
 				 errdetail("%s", errstr)));
 	}
-	evc_kafka_serve_logs(producer);
+	/*
+	 * Logs go to their own queue, served by the main loop, where ereport
+	 * may run; the main queue (delivery reports, errors) is served by the
+	 * producer thread, woken through kafka_pipe.
+	 */
+	log_queue = rd_kafka_queue_new(producer);
+	rd_kafka_set_log_queue(producer, log_queue);
+	rd_kafka_queue_io_event_enable(log_queue, io_pipe[1], "1", 1);
 	mainq = rd_kafka_queue_get_main(producer);
-	rd_kafka_queue_io_event_enable(mainq, io_pipe[1], "1", 1);
+	rd_kafka_queue_io_event_enable(mainq, kafka_pipe[1], "1", 1);
 	rd_kafka_queue_destroy(mainq);
-	producer_fatal = false;
+	STORE(&producer_fatal, false);
+	evc_handoff_serving(true);
 
 	if (producer_brokers)
 		pfree(producer_brokers);
@@ -280,7 +504,7 @@ producer_create(void)
 static void
 producer_ensure(void)
 {
-	if (producer != NULL && !producer_fatal &&
+	if (producer != NULL && !LOAD(&producer_fatal) &&
 		strcmp(producer_brokers, evc_brokers) == 0 &&
 		strcmp(producer_properties, evc_kafka_properties) == 0)
 		return;
@@ -357,65 +581,100 @@ same_or_new_cstring(Datum d, const char *prev)
 }
 
 /*
- * Hand one row to librdkafka, retrying while its queue is full.  Events
- * get processed_at appended (see evc_processed_at_patch) in a scratch
- * buffer that librdkafka copies from, so nothing is allocated per row.
+ * Hand one message to librdkafka, retrying while its queue is full.  The
+ * value is not copied (see RelayMsg); the key and headers are.
+ *
+ * This runs on the producer thread (see handoff.c): no PostgreSQL calls.
  */
 static rd_kafka_resp_err_t
-produce_row(RelayBatch *batch, RelayMsg *msg, int idx, bytea *key, bytea *payload, int32 schema_version,
-			const char *content_type, bool is_event, const char *processed_at)
+produce_msg(uint32 generation, RelayMsg *msg, int idx, volatile bool *cancel)
 {
-	static char *scratch = NULL;
-	static size_t scratch_cap = 0;
-	size_t		plen = VARSIZE_ANY_EXHDR(payload);
-	char	   *value = VARDATA_ANY(payload);
-	size_t		vlen = plen;
 	char		version[16];
 	rd_kafka_resp_err_t err;
 
-	if (is_event)
-	{
-		if (plen + EVC_PROCESSED_AT_MAX > scratch_cap)
-		{
-			scratch_cap = Max(plen + EVC_PROCESSED_AT_MAX, 2 * scratch_cap);
-			scratch = scratch ? repalloc(scratch, scratch_cap) : MemoryContextAlloc(TopMemoryContext, scratch_cap);
-		}
-		memcpy(scratch, value, plen);
-		vlen = plen + evc_processed_at_patch(processed_at, (uint8 *) scratch + plen, EVC_PROCESSED_AT_MAX);
-		value = scratch;
-	}
-	snprintf(version, sizeof(version), "%d", schema_version);
-
+	snprintf(version, sizeof(version), "%d", msg->schema_version);
 	for (;;)
 	{
 		rd_kafka_headers_t *hdrs = rd_kafka_headers_new(3);
 
 		rd_kafka_header_add(hdrs, "message_id", -1, msg->message_id, -1);
 		rd_kafka_header_add(hdrs, "schema_version", -1, version, -1);
-		rd_kafka_header_add(hdrs, "content-type", -1, content_type, -1);
-		err = rd_kafka_producev(producer,
-								RD_KAFKA_V_TOPIC(msg->topic),
-								RD_KAFKA_V_KEY(key ? VARDATA_ANY(key) : NULL,
-											   key ? VARSIZE_ANY_EXHDR(key) : 0),
-								RD_KAFKA_V_VALUE(value, vlen),
-								RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-								RD_KAFKA_V_HEADERS(hdrs),
-								RD_KAFKA_V_OPAQUE(OPAQUE(batch->generation, idx)),
-								RD_KAFKA_V_END);
+		rd_kafka_header_add(hdrs, "content-type", -1, msg->content_type, -1);
+		if (msg->rkt)
+			err = rd_kafka_producev(producer,
+									RD_KAFKA_V_RKT(msg->rkt),
+									RD_KAFKA_V_KEY(msg->key, msg->key_len),
+									RD_KAFKA_V_VALUE(msg->value, msg->value_len),
+									RD_KAFKA_V_HEADERS(hdrs),
+									RD_KAFKA_V_OPAQUE(OPAQUE(generation, idx)),
+									RD_KAFKA_V_END);
+		else
+			err = rd_kafka_producev(producer,
+									RD_KAFKA_V_TOPIC(msg->topic),
+									RD_KAFKA_V_KEY(msg->key, msg->key_len),
+									RD_KAFKA_V_VALUE(msg->value, msg->value_len),
+									RD_KAFKA_V_HEADERS(hdrs),
+									RD_KAFKA_V_OPAQUE(OPAQUE(generation, idx)),
+									RD_KAFKA_V_END);
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
 			return err;
 		rd_kafka_headers_destroy(hdrs);	/* not taken over on failure */
-		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || *cancel)
 			return err;
-		/* librdkafka's queue is full: let it drain, then go on. */
-		relay_wait_kafka(100);
-		CHECK_FOR_INTERRUPTS();
+		/* librdkafka's queue has room once delivered messages are served. */
+		serve_reports(10);
 	}
 }
 
-/* Produce the row in slot as message number batch->n of this batch. */
+/* The producer thread's work: produce messages [from, to) of a batch. */
 static void
-produce_slot(RelayBatch *batch, TupleTableSlot *slot, const char *processed_at)
+produce_range(void *items, int from, int to, volatile bool *cancel)
+{
+	RelayBatch *batch = (RelayBatch *) items;
+
+	for (int i = from; i < to && !*cancel; i++)
+		batch->msgs[i].produce_err = produce_msg(batch->generation, &batch->msgs[i], i, cancel);
+}
+
+/* Wait until the producer thread has produced all that was posted. */
+static void
+await_handoff(void)
+{
+	while (!evc_handoff_done())
+	{
+		relay_wait_kafka(100);
+		evc_worker_handle_interrupts();
+	}
+}
+
+/*
+ * A bytea column's bytes, copied into the current (the batch's) memory.
+ * With processed_at, an event's, that field is appended (see
+ * evc_processed_at_patch).
+ */
+static char *
+copy_bytes(Datum d, const char *processed_at, int32 *len, int32 *orig_len)
+{
+	bytea	   *b = DatumGetByteaPP(d);
+	int32		blen = VARSIZE_ANY_EXHDR(b);
+	char	   *copy = palloc(blen + (processed_at ? EVC_PROCESSED_AT_MAX : 0));
+
+	memcpy(copy, VARDATA_ANY(b), blen);
+	*orig_len = *len = blen;
+	if (processed_at)
+		*len += evc_processed_at_patch(processed_at, (uint8 *) copy + blen, EVC_PROCESSED_AT_MAX);
+	/* A large payload is stored toasted: its detoasted copy goes at once. */
+	if ((Pointer) b != DatumGetPointer(d))
+		pfree(b);
+	return copy;
+}
+
+/*
+ * Make the row in slot message number batch->n of this batch, for the
+ * producer thread to produce once it is posted.
+ */
+static void
+add_slot(RelayBatch *batch, TupleTableSlot *slot, const char *processed_at)
 {
 	static const char *content_type = NULL;
 	static bool is_event = false;
@@ -423,29 +682,18 @@ produce_slot(RelayBatch *batch, TupleTableSlot *slot, const char *processed_at)
 	RelayMsg   *msg;
 	Datum	   *values = slot->tts_values;
 	bool	   *nulls = slot->tts_isnull;
-	bytea	   *payload;
 	const char *ct;
-	int			idx = batch->n;
-	rd_kafka_resp_err_t err;
 
-	if (batch->n == batch->cap)
-	{
-		batch->cap = Max(1024, batch->cap * 2);
-		batch->msgs = batch->msgs ? repalloc(batch->msgs, sizeof(RelayMsg) * batch->cap)
-			: palloc(sizeof(RelayMsg) * batch->cap);
-		prev = batch->n > 0 ? &batch->msgs[batch->n - 1] : NULL;
-	}
+	Assert(batch->n < batch->cap);
 	msg = &batch->msgs[batch->n];
 	memset(msg, 0, sizeof(RelayMsg));
 	batch->n++;
 	msg->id = DatumGetInt64(values[OUTBOX_ID]);
 	msg->tid = slot->tts_tid;
 	msg->topic = same_or_new_cstring(values[OUTBOX_TOPIC], prev ? prev->topic : NULL);
+	msg->rkt = (prev && prev->topic == msg->topic) ? prev->rkt : topic_handle(msg->topic);
 	msg->created_at = DatumGetTimestampTz(values[OUTBOX_CREATED_AT]);
 	uuid_format(DatumGetUUIDP(values[OUTBOX_MESSAGE_ID]), msg->message_id);
-	/* A large payload is stored toasted: detoast it for this row only. */
-	payload = DatumGetByteaPP(values[OUTBOX_PAYLOAD]);
-	msg->payload_len = VARSIZE_ANY_EXHDR(payload);
 
 	/* The content type is kept across batches: it rarely changes. */
 	ct = same_or_new_cstring(values[OUTBOX_CONTENT_TYPE], content_type);
@@ -454,28 +702,48 @@ produce_slot(RelayBatch *batch, TupleTableSlot *slot, const char *processed_at)
 		content_type = MemoryContextStrdup(TopMemoryContext, ct);
 		is_event = strcmp(content_type, EVC_CONTENT_TYPE_EVENT) == 0;
 	}
+	msg->content_type = content_type;
+	msg->schema_version = DatumGetInt32(values[OUTBOX_SCHEMA_VERSION]);
+	if (!nulls[OUTBOX_KEY])
+	{
+		int32		unused;
 
-	err = produce_row(batch, msg, idx,
-					  nulls[OUTBOX_KEY] ? NULL : DatumGetByteaPP(values[OUTBOX_KEY]),
-					  payload, DatumGetInt32(values[OUTBOX_SCHEMA_VERSION]),
-					  content_type, is_event, processed_at);
-	if ((Pointer) payload != DatumGetPointer(values[OUTBOX_PAYLOAD]))
-		pfree(payload);
-	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-	{
-		batch->reports_pending++;
-		evc_stats_add(&relay_slot->counters.produced, 1);
+		msg->key = copy_bytes(values[OUTBOX_KEY], NULL, &msg->key_len, &unused);
 	}
-	else
-	{
-		msg->reported = true;
-		msg->err = err;
-	}
+	msg->value = copy_bytes(values[OUTBOX_PAYLOAD], is_event ? processed_at : NULL,
+							&msg->value_len, &msg->payload_len);
+	msg->produce_err = RD_KAFKA_RESP_ERR__STATE;	/* not produced yet */
 }
 
 /*
- * Read up to limit due rows in id order, starting after *floor, producing
- * each as it is read.  The primary key is scanned directly rather than
+ * Once the thread has produced the whole batch: count the reports to wait
+ * for; a message librdkafka refused is reported already, with its error.
+ */
+static void
+count_produced(RelayBatch *batch)
+{
+	int			produced = 0;
+
+	for (int i = 0; i < batch->n; i++)
+	{
+		RelayMsg   *msg = &batch->msgs[i];
+
+		if (msg->produce_err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			produced++;
+		else
+		{
+			msg->reported = true;
+			msg->err = msg->produce_err;
+		}
+	}
+	/* Reports served meanwhile have already been taken off. */
+	__atomic_add_fetch(&batch->reports_pending, produced, __ATOMIC_ACQ_REL);
+	evc_stats_add(&relay_slot->counters.produced, produced);
+}
+
+/*
+ * Read up to limit due rows in id order, starting after floor, producing
+ * each as it is read, and return the highest id the scan saw.  The primary key is scanned directly rather than
  * through SPI: the relay reads every event once, and the executor's
  * per-row work (and a copy of the whole batch) was most of its cost.
  */
@@ -499,9 +767,51 @@ in_batch(RelayBatch *batch, int64 id)
 	return false;
 }
 
-static void
+/*
+ * The scan itself: take due rows into the batch and post them to the
+ * producer thread as they come.  Returns the highest id it saw.
+ */
+static int64
+scan_rows(IndexScanDesc scan, TupleTableSlot *slot, int limit, int64 floor,
+		  RelayBatch *batch, RelayBatch *inflight, TimestampTz now, const char *processed_at)
+{
+	int64		highest = floor;
+
+	while (batch->n < limit && index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		int64		id;
+
+		slot_getallattrs(slot);
+		id = DatumGetInt64(slot->tts_values[OUTBOX_ID]);
+		highest = id;
+		/* A row in backoff waits for its next attempt; remember it. */
+		if (!slot->tts_isnull[OUTBOX_NEXT_ATTEMPT_AT])
+		{
+			TimestampTz next = DatumGetTimestampTz(slot->tts_values[OUTBOX_NEXT_ATTEMPT_AT]);
+
+			if (next > now)
+			{
+				backoff_low = Min(backoff_low, id);
+				backoff_due = Min(backoff_due, next);
+				continue;
+			}
+		}
+		/* A row of the batch still in flight is not sent twice. */
+		if (inflight && in_batch(inflight, id))
+			continue;
+		add_slot(batch, slot, processed_at);
+		if (batch->n % HANDOFF_EVERY == 0)
+			evc_handoff_post(batch->n);
+	}
+	evc_handoff_post(batch->n);
+	await_handoff();
+	return highest;
+}
+
+static int64
 read_and_produce(int limit, int64 floor, RelayBatch *batch, RelayBatch *inflight)
 {
+	volatile int64 highest = floor;
 	MemoryContext old = MemoryContextSwitchTo(batch->cxt);
 	Relation	rel = evc_outbox_open(AccessShareLock);
 	Relation	pk = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
@@ -515,24 +825,80 @@ read_and_produce(int limit, int64 floor, RelayBatch *batch, RelayBatch *inflight
 	scan = index_beginscan(rel, pk, GetActiveSnapshot(), 1, 0);
 	index_rescan(scan, &skey, 1, NULL, 0);
 
+	/*
+	 * The array never moves while the batch is in flight: the producer
+	 * thread reads it and writes delivery reports into it.
+	 */
+	batch->cap = limit;
+	batch->msgs = palloc_extended(sizeof(RelayMsg) * limit, MCXT_ALLOC_HUGE);
+
 	pgstat_report_activity(STATE_RUNNING, "evcollector relay: producing");
-	while (batch->n < limit && index_getnext_slot(scan, ForwardScanDirection, slot))
+	evc_handoff_begin(batch);
+	PG_TRY();
 	{
-		slot_getallattrs(slot);
-		/* A row in backoff waits for its next attempt. */
-		if (!slot->tts_isnull[OUTBOX_NEXT_ATTEMPT_AT] &&
-			DatumGetTimestampTz(slot->tts_values[OUTBOX_NEXT_ATTEMPT_AT]) > now)
-			continue;
-		/* A row of the batch still in flight is not sent twice. */
-		if (inflight && in_batch(inflight, DatumGetInt64(slot->tts_values[OUTBOX_ID])))
-			continue;
-		produce_slot(batch, slot, processed_at);
+		highest = scan_rows(scan, slot, limit, floor, batch, inflight, now, processed_at);
 	}
+	PG_CATCH();
+	{
+		/* The thread must let go of the batch before its memory goes. */
+		evc_handoff_cancel();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	count_produced(batch);
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(pk, AccessShareLock);
 	table_close(rel, AccessShareLock);
 	MemoryContextSwitchTo(old);
+	return highest;
+}
+
+/*
+ * Where the next read starts.  Normally after read_floor, so a backlog is
+ * read once, without walking the index entries of the rows already sent
+ * and deleted (which stay until vacuum, and longer while any snapshot is
+ * older than their deletion).  Lower when the relay knows of rows below
+ * it: a transaction that committed late with lower ids (transactions
+ * commit out of order), or rows in backoff that are due.  From the lowest
+ * id after an error, at start, and now and then (READ_FULL_MS).
+ */
+static int64
+read_start(TimestampTz now)
+{
+	uint64		late;
+	int64		start = read_floor;
+
+	/* Taken before the read's snapshot: a later commit is seen next time. */
+	late = pg_atomic_exchange_u64(&evc_shared->outbox_late_low, PG_UINT64_MAX);
+
+	if (now - last_full_read >= (int64) READ_FULL_MS * 1000)
+		start = 0;
+	else if (pg_atomic_read_u32(&evc_shared->outbox_untracked) != 0)
+	{
+		static int	reads_since_full = 0;
+
+		if (++reads_since_full >= READ_FULL_EVERY || read_floor == 0)
+		{
+			reads_since_full = 0;
+			start = 0;
+		}
+	}
+	if (late != PG_UINT64_MAX && (int64) late <= start)
+		start = (int64) late - 1;
+	if (backoff_due <= now && backoff_low <= start)
+		start = backoff_low - 1;
+	start = Max(start, 0);
+
+	/* The read sees every row in backoff from start on: it counts them anew. */
+	if (start < backoff_low)
+	{
+		backoff_low = PG_INT64_MAX;
+		backoff_due = DT_NOEND;
+	}
+	if (start == 0)
+		last_full_read = now;
+	return start;
 }
 
 /*
@@ -543,29 +909,14 @@ read_and_produce(int limit, int64 floor, RelayBatch *batch, RelayBatch *inflight
 static bool
 outbox_read(int limit, RelayBatch *batch, RelayBatch *inflight, long *next_due_ms)
 {
-	static SPIPlanPtr due_plan = NULL;
-	static int64 read_floor = 0;
-	static int	reads_since_full = 0;
-	bool		from_start;
+	TimestampTz now = GetCurrentTimestamp();
+	int64		start;
+	int64		highest;
 	uint64		readno;
-
-	/*
-	 * While draining a backlog, start after the last row of the previous
-	 * full batch: otherwise every read walks the index entries of the rows
-	 * the previous batch just deleted.  This is only a shortcut.  Every
-	 * READ_FULL_EVERY batches, and whenever a batch comes back short (the
-	 * relay has caught up), the read starts from the lowest id again, so a
-	 * row whose transaction committed late with a lower id waits at most a
-	 * few batches and is never skipped.
-	 */
-	if (read_floor > 0 && ++reads_since_full >= READ_FULL_EVERY)
-		read_floor = 0;
-	if (read_floor == 0)
-		reads_since_full = 0;
-	from_start = (read_floor == 0);
 
 	/* Numbered before its snapshot is taken; see EvcShared.relay_reads. */
 	readno = pg_atomic_add_fetch_u64(&evc_shared->relay_reads, 1);
+	start = read_start(now);
 	relay_begin("evcollector relay: reading outbox");
 	if (!OidIsValid(get_extension_oid("evcollector", true)))
 	{
@@ -573,39 +924,36 @@ outbox_read(int limit, RelayBatch *batch, RelayBatch *inflight, long *next_due_m
 		return false;
 	}
 	producer_ensure();
-	read_and_produce(limit, read_floor, batch, inflight);
-	read_floor = (batch->n == limit) ? batch->msgs[limit - 1].id : 0;
-
-	*next_due_ms = -1;
-	if (batch->n < limit)
-	{
-		/*
-		 * Rows with a next attempt that the scan did not take are in
-		 * backoff, or became due since the scan began: the latter give
-		 * 1 ms, so no row is taken for absent while it waits.
-		 */
-		keep_plan(&due_plan,
-				  "SELECT ceil(extract(epoch FROM min(next_attempt_at) - clock_timestamp()) * 1000)::int8"
-				  "  FROM evc.outbox WHERE next_attempt_at IS NOT NULL", 0, NULL);
-		if (SPI_execute_plan(due_plan, NULL, NULL, true, 1) == SPI_OK_SELECT && SPI_processed == 1)
-		{
-			bool		isnull;
-			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-
-			if (!isnull)
-				*next_due_ms = Max(DatumGetInt64(d), 1);
-		}
-	}
+	highest = read_and_produce(limit, start, batch, inflight);
 	relay_end();
 
-	if (from_start && batch->n == 0 && inflight == NULL && *next_due_ms < 0)
+	/*
+	 * A full batch ends at its last row; a short one read to the end of the
+	 * index, so every row up to the highest it saw is accounted for.
+	 */
+	read_floor = (batch->n == limit) ? batch->msgs[limit - 1].id : highest;
+
+	/* Read again until a read finds nothing: that one tells evc_flush. */
+	if (batch->n > 0 || inflight != NULL)
+		work_signalled = true;
+
+	*next_due_ms = -1;
+	if (backoff_low != PG_INT64_MAX)
+		*next_due_ms = Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), backoff_due), 1);
+	else if (batch->n == 0 && inflight == NULL)
 	{
-		/* Nothing pending at all: tell evc_flush. */
-		pg_atomic_write_u64(&evc_shared->relay_empty_read, readno);
-		ConditionVariableBroadcast(&evc_shared->outbox_settled);
+		/*
+		 * Nothing due, nothing in flight, nothing in backoff, and every row
+		 * below the start accounted for: the outbox is empty.  Tell
+		 * evc_flush.  (Once prepared transactions sent events, only a read
+		 * from the lowest id can tell.)
+		 */
+		if (start == 0 || pg_atomic_read_u32(&evc_shared->outbox_untracked) == 0)
+		{
+			pg_atomic_write_u64(&evc_shared->relay_empty_read, readno);
+			ConditionVariableBroadcast(&evc_shared->outbox_settled);
+		}
 	}
-	else if (!from_start && batch->n < limit)
-		work_signalled = true;	/* read again from the lowest id at once */
 	return true;
 }
 
@@ -614,8 +962,7 @@ static void
 await_reports(RelayBatch *batch)
 {
 	pgstat_report_activity(STATE_RUNNING, "evcollector relay: waiting for delivery reports");
-	rd_kafka_poll(producer, 0);
-	while (batch->reports_pending > 0)
+	while (LOAD(&batch->reports_pending) > 0)
 	{
 		/*
 		 * librdkafka reports every message within message.timeout.ms, so
@@ -745,6 +1092,9 @@ settle_batch(RelayBatch *batch, int *delivered, int *failed, int *dead)
 		{
 			retry_ids = lappend(retry_ids, &batch->msgs[i].id);
 			retry_errs = lappend(retry_errs, reason);
+			/* In backoff for at least a second (see the UPDATE below). */
+			backoff_low = Min(backoff_low, batch->msgs[i].id);
+			backoff_due = Min(backoff_due, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000));
 		}
 	}
 	*failed = list_length(retry_ids);
@@ -796,7 +1146,7 @@ finish_batch(RelayBatch *batch, long *next_due_ms)
 
 	await_reports(batch);
 	settle_batch(batch, &delivered, &failed, &dead);
-	batch->active = false;
+	STORE(&batch->active, false);
 	ConditionVariableBroadcast(&evc_shared->outbox_settled);
 
 	if (failed > 0)
@@ -829,34 +1179,41 @@ relay_batch(long *next_due_ms)
 	int			n;
 
 	MemoryContextReset(cur->cxt);
-	cur->generation = ++batch_generation;
+	STORE(&cur->generation, ++batch_generation);
 	cur->msgs = NULL;
 	cur->n = cur->cap = 0;
-	cur->reports_pending = 0;
-	cur->active = true;
+	STORE(&cur->reports_pending, 0);
+	STORE(&cur->active, true);
 
 	if (!outbox_read(evc_batch_size, cur, prev, next_due_ms))
 	{
-		cur->active = false;
+		STORE(&cur->active, false);
 		return -1;
 	}
 	n = cur->n;
 	if (prev)
 		finish_batch(prev, next_due_ms);
 	if (n == 0)
-		cur->active = false;
+		STORE(&cur->active, false);
 	else if (n < evc_batch_size)
 		finish_batch(cur, next_due_ms);
 	return n;
 }
 
-/* After an error: forget both batches; their rows stay in the outbox. */
+/*
+ * After an error: forget both batches; their rows stay in the outbox.  The
+ * producer is made again for the next batch.
+ */
 static void
 abandon_batches(void)
 {
+	/* librdkafka may still point into their memory: take that back first. */
+	producer_destroy();
 	for (int i = 0; i < lengthof(batches); i++)
-		batches[i].active = false;
+		STORE(&batches[i].active, false);
 	batch_generation++;
+	/* Their rows are below the floor, and nothing accounts for them now. */
+	read_floor = 0;
 }
 
 /*
@@ -915,19 +1272,27 @@ relay_publish_metrics(long *next_due_ms)
 }
 
 static void
-relay_setup(void)
+make_pipe(int fds[2])
 {
-	if (pipe(io_pipe) != 0 ||
-		fcntl(io_pipe[0], F_SETFL, O_NONBLOCK) != 0 ||
-		fcntl(io_pipe[1], F_SETFL, O_NONBLOCK) != 0)
+	if (pipe(fds) != 0 ||
+		fcntl(fds[0], F_SETFL, O_NONBLOCK) != 0 ||
+		fcntl(fds[1], F_SETFL, O_NONBLOCK) != 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not create pipe for librdkafka events: %m")));
+}
+
+static void
+relay_setup(void)
+{
+	make_pipe(io_pipe);
+	make_pipe(kafka_pipe);
 
 	for (int i = 0; i < lengthof(batches); i++)
 		batches[i].cxt = AllocSetContextCreate(TopMemoryContext, "evcollector relay batch",
 											   ALLOCSET_DEFAULT_SIZES);
 	evc_shared->relay_database = MyDatabaseId;
+	evc_handoff_start(produce_range, serve_reports_now, kafka_pipe[0], io_pipe[1]);
 	wait_set = CreateWaitEventSet(TopMemoryContext, 3);
 	AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);

@@ -29,6 +29,7 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static uint32 wake_at_commit_mask = 0;
 static bool xact_callback_registered = false;
 static int	sent_in_xact = 0;
+static int64 outbox_low_in_xact = 0;	/* lowest outbox id inserted, 0: none */
 
 static void
 evc_shmem_request(void)
@@ -57,6 +58,8 @@ evc_shmem_startup(void)
 		pg_atomic_init_u64(&evc_shared->sent, 0);
 		pg_atomic_init_u64(&evc_shared->relay_reads, 0);
 		pg_atomic_init_u64(&evc_shared->relay_empty_read, 0);
+		pg_atomic_init_u64(&evc_shared->outbox_late_low, PG_UINT64_MAX);
+		pg_atomic_init_u32(&evc_shared->outbox_untracked, 0);
 		for (int i = 0; i < EVC_MAX_WORKERS; i++)
 			evc_shared->workers[i].pgprocno = -1;
 	}
@@ -199,6 +202,17 @@ evc_wake_worker(EvcWorkerKind kind, const char *name)
 	LWLockRelease(evc_shared->lock);
 }
 
+/* Lower the shared late-commit mark to id, if it is higher. */
+static void
+note_late_low(int64 id)
+{
+	uint64		cur = pg_atomic_read_u64(&evc_shared->outbox_late_low);
+
+	while ((uint64) id < cur &&
+		   !pg_atomic_compare_exchange_u64(&evc_shared->outbox_late_low, &cur, (uint64) id))
+		;
+}
+
 /*
  * Wake workers only when the transaction commits, so that a rolled-back
  * transaction causes no work, and the worker never looks before the data
@@ -217,6 +231,10 @@ wake_xact_callback(XactEvent event, void *arg)
 			if (sent_in_xact > 0 && evc_shared != NULL)
 				pg_atomic_fetch_add_u64(&evc_shared->sent, sent_in_xact);
 			sent_in_xact = 0;
+			/* Visible to new snapshots by now; then tell, then wake. */
+			if (outbox_low_in_xact > 0 && evc_shared != NULL)
+				note_late_low(outbox_low_in_xact);
+			outbox_low_in_xact = 0;
 			for (int kind = 0; kind < 32; kind++)
 			{
 				if (mask & (1U << kind))
@@ -227,6 +245,13 @@ wake_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_ABORT:
 			wake_at_commit_mask = 0;
 			sent_in_xact = 0;
+			outbox_low_in_xact = 0;
+			break;
+		case XACT_EVENT_PREPARE:
+			/* COMMIT PREPARED may run anywhere: see outbox_untracked. */
+			if (outbox_low_in_xact > 0 && evc_shared != NULL)
+				pg_atomic_write_u32(&evc_shared->outbox_untracked, 1);
+			outbox_low_in_xact = 0;
 			break;
 		default:
 			break;
@@ -242,6 +267,18 @@ void
 evc_stats_count_sent(int n)
 {
 	sent_in_xact += n;
+}
+
+/*
+ * An outbox row with this id was inserted by the current transaction; the
+ * lowest is published when it commits (see EvcShared.outbox_late_low).
+ */
+void
+evc_outbox_note_id(int64 id)
+{
+	if (outbox_low_in_xact == 0 || id < outbox_low_in_xact)
+		outbox_low_in_xact = id;
+	evc_wake_at_commit(EVC_WORKER_RELAY);
 }
 
 /* Will this transaction wake workers of this kind when it commits? */

@@ -106,6 +106,19 @@ typedef struct EvcShared
 	Oid			relay_database;
 	pg_atomic_uint64 relay_reads;
 	pg_atomic_uint64 relay_empty_read;
+
+	/*
+	 * The lowest outbox id committed since the relay last took this value
+	 * (PG_UINT64_MAX: none).  Written after each commit that inserted into
+	 * the outbox, so the relay reads from its last position and goes back
+	 * only as far as a transaction that committed late, with ids lower than
+	 * rows it has already read, instead of walking every row it deleted.
+	 * outbox_untracked is set for good once a prepared transaction inserted
+	 * rows: its commit happens elsewhere, so the relay reads from the
+	 * lowest id regularly again.
+	 */
+	pg_atomic_uint64 outbox_late_low;
+	pg_atomic_uint32 outbox_untracked;
 	/* Events sent by committed transactions (all backends). */
 	pg_atomic_uint64 sent;
 	EvcWorkerSlot workers[EVC_MAX_WORKERS];
@@ -132,6 +145,7 @@ extern void evc_worker_record_error(EvcWorkerSlot *slot, const char *message);
 extern void evc_wake_worker(EvcWorkerKind kind, const char *name);
 extern void evc_wake_at_commit(EvcWorkerKind kind);
 extern bool evc_wake_pending(EvcWorkerKind kind);
+extern void evc_outbox_note_id(int64 id);
 
 /* trace.c */
 extern void evc_trace_note_delivery(const char *message_id, const char *topic,
