@@ -160,6 +160,9 @@ static int64 read_floor = 0;
 static int64 backoff_low = PG_INT64_MAX;	/* lowest id known in backoff */
 static TimestampTz backoff_due = DT_NOEND;	/* the earliest next attempt among them */
 static TimestampTz last_full_read = 0;
+/* Once a prepared transaction sent events (see EvcShared.outbox_untracked): */
+static int	reads_since_full = 0;
+static bool full_read_next = false;
 
 /*
  * A read from the lowest id this often all the same, for rows no commit
@@ -876,14 +879,11 @@ read_start(TimestampTz now)
 		start = 0;
 	else if (pg_atomic_read_u32(&evc_shared->outbox_untracked) != 0)
 	{
-		static int	reads_since_full = 0;
-
-		if (++reads_since_full >= READ_FULL_EVERY || read_floor == 0)
-		{
-			reads_since_full = 0;
+		/* As often as every READ_FULL_EVERY batches, and on catching up. */
+		if (++reads_since_full >= READ_FULL_EVERY || full_read_next)
 			start = 0;
-		}
 	}
+	full_read_next = false;
 	if (late != PG_UINT64_MAX && (int64) late <= start)
 		start = (int64) late - 1;
 	if (backoff_due <= now && backoff_low <= start)
@@ -897,8 +897,35 @@ read_start(TimestampTz now)
 		backoff_due = DT_NOEND;
 	}
 	if (start == 0)
+	{
 		last_full_read = now;
+		reads_since_full = 0;
+	}
 	return start;
+}
+
+/*
+ * Before a read from the lowest id: if no transaction is prepared any more,
+ * none is left whose commit the relay would not hear of, and reads need not
+ * go back to the lowest id regularly.  The flag is cleared first, so a
+ * PREPARE that comes after the count sets it again (the prepared
+ * transaction is listed before its callback sets the flag).
+ */
+static void
+recheck_untracked(void)
+{
+	bool		isnull;
+	int64		prepared;
+
+	pg_atomic_write_u32(&evc_shared->outbox_untracked, 0);
+	pg_memory_barrier();
+	relay_begin("evcollector relay: counting prepared transactions");
+	if (SPI_execute("SELECT count(*) FROM pg_catalog.pg_prepared_xacts", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not count prepared transactions");
+	prepared = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	relay_end();
+	if (prepared > 0)
+		pg_atomic_write_u32(&evc_shared->outbox_untracked, 1);
 }
 
 /*
@@ -917,6 +944,8 @@ outbox_read(int limit, RelayBatch *batch, RelayBatch *inflight, long *next_due_m
 	/* Numbered before its snapshot is taken; see EvcShared.relay_reads. */
 	readno = pg_atomic_add_fetch_u64(&evc_shared->relay_reads, 1);
 	start = read_start(now);
+	if (start == 0 && pg_atomic_read_u32(&evc_shared->outbox_untracked) != 0)
+		recheck_untracked();
 	relay_begin("evcollector relay: reading outbox");
 	if (!OidIsValid(get_extension_oid("evcollector", true)))
 	{
@@ -936,6 +965,9 @@ outbox_read(int limit, RelayBatch *batch, RelayBatch *inflight, long *next_due_m
 	/* Read again until a read finds nothing: that one tells evc_flush. */
 	if (batch->n > 0 || inflight != NULL)
 		work_signalled = true;
+	/* With untracked commits about, catching up calls for a full read. */
+	if (start > 0 && batch->n < limit && pg_atomic_read_u32(&evc_shared->outbox_untracked) != 0)
+		full_read_next = work_signalled = true;
 
 	*next_due_ms = -1;
 	if (backoff_low != PG_INT64_MAX)
