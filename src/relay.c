@@ -511,6 +511,12 @@ producer_ensure(void)
 		strcmp(producer_brokers, evc_brokers) == 0 &&
 		strcmp(producer_properties, evc_kafka_properties) == 0)
 		return;
+	if (producer != NULL)
+		ereport(LOG,
+				(errmsg("evcollector relay: recreating the kafka producer"),
+				 errdetail("%s; messages it has not reported stay in evc.outbox and are sent again.",
+						   LOAD(&producer_fatal) ? "It hit a fatal error" :
+						   "evcollector.brokers or evcollector.kafka_properties changed")));
 	producer_destroy();
 	producer_create();
 }

@@ -1,0 +1,46 @@
+-- The relay's producer is recreated while a backlog is in flight: here its
+-- settings change on reload while the brokers are down.  librdkafka points
+-- into the relay's batches (messages are produced without a copy), so the
+-- producer is destroyed before they go, and whatever it had not reported
+-- stays in the outbox and is sent again.  Every event arrives.
+\set ON_ERROR_STOP 1
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS pgtap;
+CREATE EXTENSION IF NOT EXISTS evcollector;
+\ir lib.psql
+SELECT plan(9);
+
+SELECT evc_register_schema('reload', 'Tick', '{"type": "object", "required": ["i"]}');
+SELECT is(evc_flush('20 s'), 0::bigint, 'schema published; the outbox is empty');
+SELECT current_setting('evc_test.tmp') || '/../postgresql.log' AS log \gset
+SELECT regexp_count(pg_read_file(:'log'), 'recreating the kafka producer') AS recreated_before \gset
+SELECT produced AS produced_before FROM evc.stats WHERE kind = 'relay' \gset
+
+SELECT is(pg_temp.kafkactl('broker_down 1') || pg_temp.kafkactl('broker_down 2') || pg_temp.kafkactl('broker_down 3'),
+	'okokok', 'all three brokers taken down');
+SELECT is(count(evc_send('reload', 'Tick', jsonb_build_object('i', i), key => (i % 20)::text)), 5000::bigint,
+	'5,000 events committed (5 batches)')
+FROM generate_series(1, 5000) i;
+SELECT ok(pg_temp.wait_for(format('SELECT produced >= %s + 2000 FROM evc.stats WHERE kind = %L',
+	:produced_before, 'relay'), 30), 'the relay has two batches in flight');
+
+ALTER SYSTEM SET evcollector.kafka_properties = 'client.id=evc-relay-reloaded';
+SELECT pg_reload_conf();
+SELECT is(pg_temp.kafkactl('broker_up 1') || pg_temp.kafkactl('broker_up 2') || pg_temp.kafkactl('broker_up 3'),
+	'okokok', 'brokers back');
+SELECT is(evc_flush('120 s'), 0::bigint, 'the backlog is delivered');
+ALTER SYSTEM RESET evcollector.kafka_properties;
+SELECT pg_reload_conf();
+
+SELECT ok(regexp_count(pg_read_file(:'log'), 'recreating the kafka producer') > :recreated_before,
+	'the relay recreated its producer, with a batch in flight');
+
+CREATE TEMP TABLE got AS
+SELECT (ev->'data'->>'i')::int AS i, ev->'context'->>'message_id' AS mid
+FROM (SELECT evc_decode_event(decode(payload_hex, 'hex')) AS ev FROM pg_temp.read_topic('reload.Tick')) d;
+SELECT is((SELECT count(DISTINCT i) FROM got), 5000::bigint, 'every one of the 5,000 events arrived');
+SELECT diag(format('%s duplicate deliveries', (SELECT count(*) - count(DISTINCT i) FROM got)));
+SELECT is((SELECT count(DISTINCT (i, mid)) FROM got), 5000::bigint,
+	'any duplicate shares the message_id of its original');
+
+SELECT * FROM finish();
