@@ -419,8 +419,8 @@ producer_destroy(void)
 
 /*
  * The producer's handle for a topic.  NULL when librdkafka will not make
- * one (a name it refuses): the message is then produced by name, and
- * fails with librdkafka's reason, which the row keeps.
+ * one (a name it refuses): the message then fails as an invalid argument,
+ * a permanent error, and its row goes to evc.dead_letters with the reason.
  */
 static rd_kafka_topic_t *
 topic_handle(const char *name)
@@ -601,6 +601,9 @@ produce_msg(uint32 generation, RelayMsg *msg, int idx, volatile bool *cancel)
 	char		version[16];
 	rd_kafka_resp_err_t err;
 
+	/* A topic name librdkafka refused can never be produced to. */
+	if (msg->rkt == NULL)
+		return RD_KAFKA_RESP_ERR__INVALID_ARG;
 	snprintf(version, sizeof(version), "%d", msg->schema_version);
 	for (;;)
 	{
@@ -609,22 +612,13 @@ produce_msg(uint32 generation, RelayMsg *msg, int idx, volatile bool *cancel)
 		rd_kafka_header_add(hdrs, "message_id", -1, msg->message_id, -1);
 		rd_kafka_header_add(hdrs, "schema_version", -1, version, -1);
 		rd_kafka_header_add(hdrs, "content-type", -1, msg->content_type, -1);
-		if (msg->rkt)
-			err = rd_kafka_producev(producer,
-									RD_KAFKA_V_RKT(msg->rkt),
-									RD_KAFKA_V_KEY(msg->key, msg->key_len),
-									RD_KAFKA_V_VALUE(msg->value, msg->value_len),
-									RD_KAFKA_V_HEADERS(hdrs),
-									RD_KAFKA_V_OPAQUE(OPAQUE(generation, idx)),
-									RD_KAFKA_V_END);
-		else
-			err = rd_kafka_producev(producer,
-									RD_KAFKA_V_TOPIC(msg->topic),
-									RD_KAFKA_V_KEY(msg->key, msg->key_len),
-									RD_KAFKA_V_VALUE(msg->value, msg->value_len),
-									RD_KAFKA_V_HEADERS(hdrs),
-									RD_KAFKA_V_OPAQUE(OPAQUE(generation, idx)),
-									RD_KAFKA_V_END);
+		err = rd_kafka_producev(producer,
+								RD_KAFKA_V_RKT(msg->rkt),
+								RD_KAFKA_V_KEY(msg->key, msg->key_len),
+								RD_KAFKA_V_VALUE(msg->value, msg->value_len),
+								RD_KAFKA_V_HEADERS(hdrs),
+								RD_KAFKA_V_OPAQUE(OPAQUE(generation, idx)),
+								RD_KAFKA_V_END);
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
 			return err;
 		rd_kafka_headers_destroy(hdrs);	/* not taken over on failure */

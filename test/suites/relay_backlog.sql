@@ -14,8 +14,7 @@ SELECT evc_register_schema('backlog', 'Tick', '{"type": "object", "required": ["
 SELECT is(evc_flush('20 s'), 0::bigint, 'schema published; the outbox is empty');
 
 -- A second session sends first, so its row has the lowest id, and stays open.
-SELECT dblink_connect('late', format('host=127.0.0.1 port=%s dbname=%s user=%s',
-	current_setting('port'), current_database(), current_user));
+SELECT pg_temp.connect_self('late');
 SELECT dblink_exec('late', 'BEGIN');
 SELECT is((SELECT mid FROM dblink('late',
 		$$SELECT evc_send('backlog', 'Tick', '{"i": 0, "late": true}', key => 'late')::text$$) AS t(mid text))

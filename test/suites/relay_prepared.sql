@@ -15,8 +15,7 @@ SELECT plan(7);
 SELECT evc_register_schema('prep', 'Tick', '{"type": "object", "required": ["i"]}');
 SELECT is(evc_flush('20 s'), 0::bigint, 'schema published; the outbox is empty');
 
-SELECT dblink_connect('p', format('host=127.0.0.1 port=%s dbname=%s user=%s',
-	current_setting('port'), current_database(), current_user));
+SELECT pg_temp.connect_self('p');
 SELECT dblink_exec('p', 'BEGIN');
 SELECT is((SELECT mid FROM dblink('p',
 		$$SELECT evc_send('prep', 'Tick', '{"i": 0, "prepared": true}', key => 'p')::text$$) AS t(mid text))

@@ -1,16 +1,20 @@
--- The relay's producer is recreated while a backlog is in flight: here its
--- settings change on reload while the brokers are down.  librdkafka points
--- into the relay's batches (messages are produced without a copy), so the
--- producer is destroyed before they go, and whatever it had not reported
--- stays in the outbox and is sent again.  Every event arrives.
+-- The relay's producer is recreated while a backlog is in flight: first
+-- its settings change on reload while the brokers are down, then the
+-- broker answers a produce request with an error that is fatal to an
+-- idempotent producer.  librdkafka points into the relay's batches
+-- (messages are produced without a copy), so the producer is destroyed
+-- before they go, and whatever it had not reported stays in the outbox and
+-- is sent again.  The fatal error is raised on the relay's producer thread
+-- and logged by its main thread.  Every event arrives.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS evcollector;
 \ir lib.psql
-SELECT plan(9);
+SELECT plan(14);
 
 SELECT evc_register_schema('reload', 'Tick', '{"type": "object", "required": ["i"]}');
+SELECT evc_register_schema('reload', 'Fatal', '{"type": "object", "required": ["i"]}');
 SELECT is(evc_flush('20 s'), 0::bigint, 'schema published; the outbox is empty');
 SELECT current_setting('evc_test.tmp') || '/../postgresql.log' AS log \gset
 SELECT regexp_count(pg_read_file(:'log'), 'recreating the kafka producer') AS recreated_before \gset
@@ -42,5 +46,22 @@ SELECT is((SELECT count(DISTINCT i) FROM got), 5000::bigint, 'every one of the 5
 SELECT diag(format('%s duplicate deliveries', (SELECT count(*) - count(DISTINCT i) FROM got)));
 SELECT is((SELECT count(DISTINCT (i, mid)) FROM got), 5000::bigint,
 	'any duplicate shares the message_id of its original');
+
+-- A fatal error: the idempotent producer cannot go on after the broker
+-- reports a sequence out of order.
+SELECT regexp_count(pg_read_file(:'log'), 'recreating the kafka producer') AS recreated_before \gset
+SELECT regexp_count(pg_read_file(:'log'), 'kafka producer hit a fatal error') AS fatal_before \gset
+SELECT is(pg_temp.kafkactl('push_errors produce 1 OUT_OF_ORDER_SEQUENCE_NUMBER'), 'ok',
+	'the next produce request is answered OUT_OF_ORDER_SEQUENCE_NUMBER');
+SELECT is(count(evc_send('reload', 'Fatal', jsonb_build_object('i', i), key => (i % 20)::text)), 500::bigint,
+	'500 events committed')
+FROM generate_series(1, 500) i;
+SELECT is(evc_flush('60 s'), 0::bigint, 'they are delivered');
+SELECT ok(regexp_count(pg_read_file(:'log'), 'kafka producer hit a fatal error') > :fatal_before
+	AND regexp_count(pg_read_file(:'log'), 'recreating the kafka producer') > :recreated_before,
+	'the relay logged the fatal error and recreated its producer');
+SELECT is((SELECT count(DISTINCT (ev->'data'->>'i')::int)
+		   FROM (SELECT evc_decode_event(decode(payload_hex, 'hex')) AS ev FROM pg_temp.read_topic('reload.Fatal')) d),
+	500::bigint, 'every one of the 500 events arrived');
 
 SELECT * FROM finish();
