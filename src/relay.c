@@ -4,20 +4,26 @@
  *		with librdkafka's idempotent producer and deletes exactly the rows
  *		whose delivery Kafka acknowledged.
  *
- * One batch at a time: read up to evcollector.batch_size ready rows (a short
+ * Batch by batch: read up to evcollector.batch_size ready rows (a short
  * transaction), produce them, wait for every delivery report with no
  * transaction open, then settle the batch in one transaction: delete the
  * delivered rows, count an attempt and schedule a retry (with backoff) for
- * the failed ones, and move permanent failures to evc.dead_letters.
+ * the failed ones, and move permanent failures to evc.dead_letters.  While
+ * a backlog drains, one full batch is in flight while the next is read.
  *
- * Rows are read as "every visible row that is due", never "rows after the
- * last id seen": transactions commit out of order, and a cursor on id would
- * skip a row whose transaction committed after a later one's.
+ * Rows are read as "every visible row that is due", never only "rows after
+ * the last id seen": transactions commit out of order, and a cursor on id
+ * would skip a row whose transaction committed after a later one's.  Reads
+ * start after the last one, and go back as far as commits say they must
+ * (see read_start).
  *
- * The relay never sleeps except in one WaitEventSet that holds its latch
- * (set at commit by evc_send) and the read end of a pipe that librdkafka
- * writes to when its main queue has delivery reports, logs or errors.
- * Those callbacks are served by rd_kafka_poll() in this thread.
+ * Two threads.  This one does the PostgreSQL work; a producer thread (see
+ * handoff.c) produces the rows it posts and serves librdkafka's main queue:
+ * delivery reports and errors, in callbacks that call no PostgreSQL
+ * function.  librdkafka's logs have a queue of their own, served here.
+ * This thread never sleeps except in a WaitEventSet that holds its latch
+ * (set at commit by evc_send) and a pipe the producer thread writes to
+ * when a batch's last report is in or it has produced all it was given.
  */
 #include "postgres.h"
 
@@ -744,12 +750,7 @@ count_produced(RelayBatch *batch)
 	evc_stats_add(&relay_slot->counters.produced, produced);
 }
 
-/*
- * Read up to limit due rows in id order, starting after floor, producing
- * each as it is read, and return the highest id the scan saw.  The primary key is scanned directly rather than
- * through SPI: the relay reads every event once, and the executor's
- * per-row work (and a copy of the whole batch) was most of its cost.
- */
+/* Is id one of the batch's rows?  They are in id order. */
 static bool
 in_batch(RelayBatch *batch, int64 id)
 {
@@ -811,6 +812,13 @@ scan_rows(IndexScanDesc scan, TupleTableSlot *slot, int limit, int64 floor,
 	return highest;
 }
 
+/*
+ * Read up to limit due rows in id order, starting after floor, producing
+ * each as it is read, and return the highest id the scan saw.  The primary
+ * key is scanned directly rather than through SPI: the relay reads every
+ * event once, and the executor's per-row work (and a copy of the whole
+ * batch) was most of its cost.
+ */
 static int64
 read_and_produce(int limit, int64 floor, RelayBatch *batch, RelayBatch *inflight)
 {

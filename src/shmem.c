@@ -248,9 +248,18 @@ wake_xact_callback(XactEvent event, void *arg)
 			outbox_low_in_xact = 0;
 			break;
 		case XACT_EVENT_PREPARE:
-			/* COMMIT PREPARED may run anywhere: see outbox_untracked. */
+			/*
+			 * The transaction is no longer this session's: COMMIT PREPARED
+			 * may run anywhere (see outbox_untracked), and nothing is woken
+			 * now.  Its events count as sent, as nearly all prepared
+			 * transactions commit.
+			 */
 			if (outbox_low_in_xact > 0 && evc_shared != NULL)
 				pg_atomic_write_u32(&evc_shared->outbox_untracked, 1);
+			if (sent_in_xact > 0 && evc_shared != NULL)
+				pg_atomic_fetch_add_u64(&evc_shared->sent, sent_in_xact);
+			wake_at_commit_mask = 0;
+			sent_in_xact = 0;
 			outbox_low_in_xact = 0;
 			break;
 		default:

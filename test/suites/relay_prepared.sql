@@ -10,7 +10,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS evcollector;
 CREATE EXTENSION IF NOT EXISTS dblink;
 \ir lib.psql
-SELECT plan(7);
+SELECT plan(8);
 
 SELECT evc_register_schema('prep', 'Tick', '{"type": "object", "required": ["i"]}');
 SELECT is(evc_flush('20 s'), 0::bigint, 'schema published; the outbox is empty');
@@ -22,6 +22,8 @@ SELECT is((SELECT mid FROM dblink('p',
 		IS NOT NULL, true, 'a transaction sent an event');
 SELECT is(dblink_exec('p', $$PREPARE TRANSACTION 'evc_relay_prepared'$$), 'PREPARE TRANSACTION',
 	'and was prepared');
+SELECT is((SELECT n FROM dblink('p', $$SELECT evc_flush('1 s')$$) AS t(n bigint)), 0::bigint,
+	'the session that prepared it can call evc_flush: the prepared transaction is no longer its own');
 SELECT dblink_disconnect('p');
 
 -- Rows with higher ids commit and are delivered: the relay reads past the
