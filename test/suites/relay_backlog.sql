@@ -24,7 +24,7 @@ SELECT last_value AS late_id FROM evc.outbox_id_seq \gset
 -- Kafka goes away, and 40,000 events commit: the relay reads full batches
 -- after the last one it read, and has two of them in flight.
 SELECT produced AS produced_before FROM evc.stats WHERE kind = 'relay' \gset
-SELECT is(pg_temp.kafkactl('broker_down 1') || pg_temp.kafkactl('broker_down 2') || pg_temp.kafkactl('broker_down 3'),
+SELECT is(pg_temp.all_brokers('down'),
 	'okokok', 'all three brokers taken down');
 SELECT is(count(evc_send('backlog', 'Tick', jsonb_build_object('i', i), key => (i % 50)::text)), 40000::bigint,
 	'40,000 events committed after the late one was sent')
@@ -37,7 +37,7 @@ SELECT ok(pg_temp.wait_for(format('SELECT produced >= %s + 2000 FROM evc.stats W
 	:produced_before, 'relay'), 30), 'the relay has two full batches in flight');
 SELECT dblink_exec('late', 'COMMIT');
 SELECT dblink_disconnect('late');
-SELECT is(pg_temp.kafkactl('broker_up 1') || pg_temp.kafkactl('broker_up 2') || pg_temp.kafkactl('broker_up 3'),
+SELECT is(pg_temp.all_brokers('up'),
 	'okokok', 'brokers back');
 SELECT is(evc_flush('120 s'), 0::bigint, 'the backlog and the late event are delivered');
 

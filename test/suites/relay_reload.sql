@@ -20,7 +20,7 @@ SELECT current_setting('evc_test.tmp') || '/../postgresql.log' AS log \gset
 SELECT regexp_count(pg_read_file(:'log'), 'recreating the kafka producer') AS recreated_before \gset
 SELECT produced AS produced_before FROM evc.stats WHERE kind = 'relay' \gset
 
-SELECT is(pg_temp.kafkactl('broker_down 1') || pg_temp.kafkactl('broker_down 2') || pg_temp.kafkactl('broker_down 3'),
+SELECT is(pg_temp.all_brokers('down'),
 	'okokok', 'all three brokers taken down');
 SELECT is(count(evc_send('reload', 'Tick', jsonb_build_object('i', i), key => (i % 20)::text)), 5000::bigint,
 	'5,000 events committed (5 batches)')
@@ -30,7 +30,7 @@ SELECT ok(pg_temp.wait_for(format('SELECT produced >= %s + 2000 FROM evc.stats W
 
 ALTER SYSTEM SET evcollector.kafka_properties = 'client.id=evc-relay-reloaded';
 SELECT pg_reload_conf();
-SELECT is(pg_temp.kafkactl('broker_up 1') || pg_temp.kafkactl('broker_up 2') || pg_temp.kafkactl('broker_up 3'),
+SELECT is(pg_temp.all_brokers('up'),
 	'okokok', 'brokers back');
 SELECT is(evc_flush('120 s'), 0::bigint, 'the backlog is delivered');
 ALTER SYSTEM RESET evcollector.kafka_properties;

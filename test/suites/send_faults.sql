@@ -16,7 +16,7 @@ SELECT evc_flush('20 s');
 CREATE TEMP TABLE sent (i int, mid uuid);
 
 -- All brokers down; send 500 events in 5 transactions while they are.
-SELECT is(pg_temp.kafkactl('broker_down 1') || pg_temp.kafkactl('broker_down 2') || pg_temp.kafkactl('broker_down 3'),
+SELECT is(pg_temp.all_brokers('down'),
 	'okokok', 'all three brokers taken down');
 SELECT clock_timestamp() AS down_at \gset
 INSERT INTO sent SELECT i, evc_send('faulttest', 'Tick', jsonb_build_object('i', i, 'phase', 'outage'), key => (i % 7)::text)
@@ -33,7 +33,7 @@ SELECT is(evc_flush('3 s'), 500::bigint, 'while Kafka is down all 500 events wai
 SELECT is((SELECT pending FROM evc.outbox_status), 500::bigint, 'evc.outbox_status shows the backlog');
 
 SELECT pg_sleep(greatest(0, 20 - extract(epoch FROM clock_timestamp() - :'down_at'::timestamptz)));
-SELECT is(pg_temp.kafkactl('broker_up 1') || pg_temp.kafkactl('broker_up 2') || pg_temp.kafkactl('broker_up 3'),
+SELECT is(pg_temp.all_brokers('up'),
 	'okokok', 'brokers back after 20 s');
 SELECT is(evc_flush('90 s'), 0::bigint, 'the backlog is delivered once the brokers are back');
 
