@@ -231,8 +231,14 @@ wake_xact_callback(XactEvent event, void *arg)
 			if (sent_in_xact > 0 && evc_shared != NULL)
 				pg_atomic_fetch_add_u64(&evc_shared->sent, sent_in_xact);
 			sent_in_xact = 0;
-			/* Visible to new snapshots by now; then tell, then wake. */
-			if (outbox_low_in_xact > 0 && evc_shared != NULL)
+			/*
+			 * Visible to new snapshots by now; then tell, then wake.  Only
+			 * the relay's database counts: ids of another database's
+			 * outbox would send its reads back for nothing.
+			 */
+			if (outbox_low_in_xact > 0 && evc_shared != NULL &&
+				(evc_shared->relay_database == MyDatabaseId ||
+				 !OidIsValid(evc_shared->relay_database)))
 				note_late_low(outbox_low_in_xact);
 			outbox_low_in_xact = 0;
 			for (int kind = 0; kind < 32; kind++)
