@@ -34,6 +34,8 @@
 #include <unistd.h>
 
 #include "access/genam.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -45,6 +47,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
+#include "storage/bufmgr.h"
 #include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
@@ -1042,6 +1045,45 @@ text_array(List *strs)
 }
 
 /*
+ * Is the row at msg's tuple id still the one produced?  Read from the page
+ * itself, keeping the buffer pinned while consecutive rows share a page:
+ * fetching each row as a tuple cost a buffer lookup and a visibility check
+ * per row, and only the id is needed.  A row deleted meanwhile is still
+ * there until vacuum; heap_delete then finds it deleted and leaves it.
+ */
+static bool
+row_still_there(Relation rel, Buffer *buf, const RelayMsg *msg)
+{
+	OffsetNumber off = ItemPointerGetOffsetNumber(&msg->tid);
+	Page		page;
+	bool		same = false;
+
+	*buf = ReleaseAndReadBuffer(*buf, rel, ItemPointerGetBlockNumber(&msg->tid));
+	LockBuffer(*buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(*buf);
+	if (off >= FirstOffsetNumber && off <= PageGetMaxOffsetNumber(page))
+	{
+		ItemId		lp = PageGetItemId(page, off);
+
+		if (ItemIdIsNormal(lp))
+		{
+			HeapTupleData tuple;
+			bool		isnull;
+			Datum		id;
+
+			tuple.t_data = (HeapTupleHeader) PageGetItem(page, lp);
+			tuple.t_len = ItemIdGetLength(lp);
+			tuple.t_tableOid = RelationGetRelid(rel);
+			tuple.t_self = msg->tid;
+			id = heap_getattr(&tuple, OUTBOX_ID + 1, RelationGetDescr(rel), &isnull);
+			same = !isnull && DatumGetInt64(id) == msg->id;
+		}
+	}
+	LockBuffer(*buf, BUFFER_LOCK_UNLOCK);
+	return same;
+}
+
+/*
  * Delete the delivered rows by their tuple ids, with no executor per row.
  * A row is deleted only if the tuple there is still the one produced: an
  * operator may have deleted it meanwhile, and vacuum may have given its
@@ -1052,25 +1094,22 @@ static void
 delete_delivered(RelayBatch *batch)
 {
 	Relation	rel = evc_outbox_open(RowExclusiveLock);
-	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	Snapshot	snapshot = GetActiveSnapshot();
 	CommandId	cid = GetCurrentCommandId(true);
+	Buffer		buf = InvalidBuffer;
 
 	for (int i = 0; i < batch->n; i++)
 	{
 		RelayMsg   *msg = &batch->msgs[i];
 		TM_FailureData tmfd;
-		bool		isnull;
 
-		if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR)
-			continue;
-		if (!table_tuple_fetch_row_version(rel, &msg->tid, snapshot, slot) ||
-			DatumGetInt64(slot_getattr(slot, OUTBOX_ID + 1, &isnull)) != msg->id)
+		if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR || !row_still_there(rel, &buf, msg))
 			continue;
 		(void) table_tuple_delete(rel, &msg->tid, cid, snapshot, InvalidSnapshot,
 								  true, &tmfd, false);
 	}
-	ExecDropSingleTupleTableSlot(slot);
+	if (BufferIsValid(buf))
+		ReleaseBuffer(buf);
 	table_close(rel, NoLock);
 }
 
