@@ -952,6 +952,9 @@ outbox_read(int limit, RelayBatch *batch, RelayBatch *inflight, long *next_due_m
 	int64		highest;
 	uint64		readno;
 
+	/* Logs and errors wait for no idle moment: a backlog may have none. */
+	relay_service();
+
 	/* Numbered before its snapshot is taken; see EvcShared.relay_reads. */
 	readno = pg_atomic_add_fetch_u64(&evc_shared->relay_reads, 1);
 	start = read_start(now);
