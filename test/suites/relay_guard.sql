@@ -9,7 +9,7 @@ SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS evcollector;
 \ir lib.psql
-SELECT plan(9);
+SELECT plan(10);
 
 SELECT evc_register_schema('guard', 'Tick', '{"type": "object", "required": ["i"]}');
 SELECT is(evc_flush('20 s'), 0::bigint, 'schema published; the outbox is empty');
@@ -23,7 +23,16 @@ SELECT ctid::text AS first_ctid FROM evc.outbox WHERE message_id = :'first_mid' 
 SELECT ok(pg_temp.wait_for(format('SELECT produced > %s FROM evc.stats WHERE kind = %L',
 	:produced_before, 'relay'), 30), 'the relay produced the first event; it is in flight');
 
+BEGIN;
 DELETE FROM evc.outbox WHERE message_id = :'first_mid';
+SELECT pg_current_xact_id()::text AS delete_xid \gset
+COMMIT;
+-- Vacuum removes the row once no other session's snapshot is older than
+-- the delete (a worker's short transaction may be open at that moment).
+SELECT ok(pg_temp.wait_for(format(
+	'SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid <> pg_backend_pid()
+	   AND backend_xmin IS NOT NULL AND backend_xmin::text::bigint <= %s)', :delete_xid), 30),
+	'no other snapshot still sees the deleted row');
 VACUUM evc.outbox;
 SELECT evc_send('guard', 'Tick', '{"i": 2}') AS second_mid \gset
 SELECT is((SELECT ctid::text FROM evc.outbox WHERE message_id = :'second_mid'), :'first_ctid',
