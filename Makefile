@@ -11,15 +11,16 @@ MODULE_big = evcollector
 
 PROTO_C = proto/evcollector.pb-c.c
 PROTO_H = proto/evcollector.pb-c.h
-SRCS = $(sort $(wildcard src/*.c))
+SRCS = src/evcollector.c $(sort $(wildcard src/*/*.c))
 OBJS = $(SRCS:.c=.o) $(PROTO_C:.c=.o)
 
 # Migration scripts: the base install script plus the upgrade chain.
 DATA = $(sort $(wildcard sql/evcollector--*.sql))
 
-# Every other file in sql/ is a pg_regress test, run in name order.
-REGRESS = $(sort $(basename $(notdir $(filter-out sql/evcollector--%,$(wildcard sql/*.sql)))))
-REGRESS_OPTS = --load-extension=plpgsql
+# pg_regress tests live in test/regress/{sql,expected}; they run in name
+# order, and their output goes to .build/regress, never beside the sources.
+REGRESS = $(sort $(basename $(notdir $(wildcard test/regress/sql/*.sql))))
+REGRESS_OPTS = --load-extension=plpgsql --inputdir=test/regress --outputdir=.build/regress
 
 PG_CONFIG ?= pg_config
 
@@ -27,7 +28,11 @@ EVC_VERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" evcollector.c
 PG_CPPFLAGS = -Iproto -Isrc -DEVC_VERSION_STR=\"$(EVC_VERSION)\"
 SHLIB_LINK = -lrdkafka -lcurl -lprotobuf-c -lz
 
-EXTRA_CLEAN = $(PROTO_C) $(PROTO_H) test/kafka_mock test/helpers/evc-produce test/helpers/evc-listen results regression.diffs regression.out
+# Test tools are built into .build/bin, away from their sources in test/tools.
+TOOLS_BIN = .build/bin
+TOOLS = $(TOOLS_BIN)/kafka_mock $(TOOLS_BIN)/evc-produce $(TOOLS_BIN)/evc-listen
+
+EXTRA_CLEAN = $(PROTO_C) $(PROTO_H) .build
 
 # No LLVM bitcode: JIT inlining of our C is of no use, and it would need clang.
 override with_llvm = no
@@ -41,25 +46,35 @@ include $(PGXS)
 EVC_WARNINGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
 	-Wno-missing-field-initializers
 $(SRCS:.c=.o): CFLAGS += $(EVC_WARNINGS)
-$(SRCS:.c=.o): $(PROTO_H) $(wildcard src/*.h)
+$(SRCS:.c=.o): $(PROTO_H) $(wildcard src/*/*.h)
 src/evcollector.o: evcollector.control
+
+# The generated glue's symbols (evcollector__event__pack, ...) are not
+# prefixed evc_; they stay inside the library so that no other library loaded
+# into the same server can collide with them.
+$(PROTO_C:.c=.o): CFLAGS += -fvisibility=hidden
 
 $(PROTO_C) $(PROTO_H) &: proto/evcollector.proto
 	protoc-c --proto_path=proto --c_out=proto $<
 
+tools: $(TOOLS)
+
+$(TOOLS_BIN):
+	mkdir -p $@
+
 # The test peer that hosts librdkafka's mock cluster.
-test/kafka_mock: test/kafka_mock.c
+$(TOOLS_BIN)/kafka_mock: test/tools/kafka_mock.c | $(TOOLS_BIN)
 	$(CC) -O2 -Wall -Wextra -Werror -o $@ $< -lrdkafka -lpthread
 
-# Test helper that produces protobuf events (and garbage) fast.
-test/helpers/evc-produce: test/evc-produce.c $(PROTO_C) $(PROTO_H)
-	$(CC) -O2 -Wall -Wextra -Werror -Iproto -o $@ test/evc-produce.c $(PROTO_C) -lrdkafka -lprotobuf-c
+# Test tool that produces protobuf events (and garbage) fast.
+$(TOOLS_BIN)/evc-produce: test/tools/evc-produce.c $(PROTO_C) $(PROTO_H) | $(TOOLS_BIN)
+	$(CC) -O2 -Wall -Wextra -Werror -Iproto -o $@ test/tools/evc-produce.c $(PROTO_C) -lrdkafka -lprotobuf-c
 
-# Test helper that LISTENs and prints each notification with its arrival time.
-test/helpers/evc-listen: test/evc-listen.c
+# Test tool that LISTENs and prints each notification with its arrival time.
+$(TOOLS_BIN)/evc-listen: test/tools/evc-listen.c | $(TOOLS_BIN)
 	$(CC) -O2 -Wall -Wextra -Werror -I$(shell $(PG_CONFIG) --includedir) -o $@ $< -L$(shell $(PG_CONFIG) --libdir) -lpq
 
-.PHONY: test demo deps
+.PHONY: test demo deps tools
 deps:
 	test/install-deps
 
@@ -68,3 +83,8 @@ test:
 
 demo:
 	test/demo
+
+# pg_regress writes its results under .build/regress.
+installcheck: | .build/regress
+.build/regress:
+	mkdir -p $@

@@ -11,10 +11,10 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "guc.h"
-#include "launcher.h"
-#include "shmem.h"
-#include "validate.h"
+#include "core/guc.h"
+#include "core/launcher.h"
+#include "core/shmem.h"
+#include "jsonschema/validate.h"
 
 PG_MODULE_MAGIC;
 

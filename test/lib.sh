@@ -2,7 +2,7 @@
 #
 # It installs what is missing, builds and installs the extension, and starts
 # and stops the throwaway peers: a PostgreSQL cluster run as user postgres,
-# the test Kafka (test/kafka_mock) and s3rver.  Everything listens on
+# the test Kafka (test/tools/kafka_mock.c) and s3rver.  Everything listens on
 # 127.0.0.1 only, and evc_stop_all stops exactly what was started here.
 
 EVC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -53,9 +53,7 @@ evc_build_install() {
 	evc_log "building and installing the extension"
 	make -C "$EVC_ROOT" -s >/dev/null || evc_die "build failed"
 	make -C "$EVC_ROOT" -s install >/dev/null || evc_die "install failed"
-	make -C "$EVC_ROOT" -s test/kafka_mock >/dev/null || evc_die "build of test/kafka_mock failed"
-	make -C "$EVC_ROOT" -s test/helpers/evc-produce >/dev/null || evc_die "build of test/helpers/evc-produce failed"
-	make -C "$EVC_ROOT" -s test/helpers/evc-listen >/dev/null || evc_die "build of test/helpers/evc-listen failed"
+	make -C "$EVC_ROOT" -s tools >/dev/null || evc_die "build of the test tools (test/tools) failed"
 }
 
 # A port nobody listens on, found by trying to connect to it.
@@ -87,7 +85,7 @@ evc_wait_for() {
 evc_run_dir() {
 	EVC_RUN=$(mktemp -d /tmp/evc-run.XXXXXX)
 	mkdir -p "$EVC_RUN/bin" "$EVC_RUN/tmp" "$EVC_RUN/storage"
-	cp "$EVC_ROOT"/test/helpers/* "$EVC_RUN/bin/" 2>/dev/null || true
+	cp "$EVC_ROOT"/test/helpers/* "$EVC_ROOT"/.build/bin/evc-* "$EVC_RUN/bin/" 2>/dev/null || true
 	cp "$EVC_ROOT/test/kafkactl" "$EVC_RUN/bin/"
 	chmod 755 "$EVC_RUN" "$EVC_RUN/bin"/*
 	chown -R postgres:postgres "$EVC_RUN"
@@ -97,7 +95,7 @@ evc_run_dir() {
 
 evc_kafka_start() {
 	local info="$EVC_RUN/kafka.info"
-	"$EVC_ROOT/test/kafka_mock" --brokers 3 --info-file "$info" \
+	"$EVC_ROOT/.build/bin/kafka_mock" --brokers 3 --info-file "$info" \
 		</dev/null >"$EVC_RUN/kafka.log" 2>&1 &
 	EVC_PIDS+=($!)
 	evc_wait_for 15 test -s "$info" || evc_die "test Kafka did not start; see $EVC_RUN/kafka.log"

@@ -1,0 +1,313 @@
+/*
+ * send.c
+ *		Owns the producing SQL surface: evc_send, evc_send_image and
+ *		evc_decode_event.
+ *
+ * evc_send checks the event against the latest registered schema, fills in
+ * its context, encodes the protobuf envelope and writes it to evc.outbox in
+ * the caller's transaction.  The relay does the rest after commit.
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "core/guc.h"
+#include "send/image.h"
+#include "kafka/kafka.h"
+#include "send/outbox.h"
+#include "kafka/proto.h"
+#include "registry/registry.h"
+
+#define MAX_SOURCE_LEN 200
+
+static char *
+arg_text(FunctionCallInfo fcinfo, int n, const char *name)
+{
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
+	return text_to_cstring(PG_GETARG_TEXT_PP(n));
+}
+
+/* The string value of key in a jsonb object, or NULL when absent. */
+static char *
+context_string(Jsonb *ctx, const char *key)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(&ctx->root, key, strlen(key), NULL);
+
+	if (v == NULL || v->type == jbvNull)
+		return NULL;
+	if (v->type != jbvString)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid event context"),
+				 errdetail("At /%s: expected a string.", key)));
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/* Callers may set sent_at, message_id and user_agent; the rest is ours. */
+static void
+check_context_keys(Jsonb *ctx)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (!JB_ROOT_IS_OBJECT(ctx) || JB_ROOT_IS_SCALAR(ctx))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid event context"),
+				 errdetail("The context must be a JSON object.")));
+	it = JsonbIteratorInit(&ctx->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	   *key;
+
+		if (tok != WJB_KEY)
+			continue;
+		key = pnstrdup(v.val.string.val, v.val.string.len);
+		if (strcmp(key, "sent_at") != 0 && strcmp(key, "message_id") != 0 &&
+			strcmp(key, "user_agent") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid event context"),
+					 errdetail("At /%s: unknown context field.", key),
+					 errhint("A caller may set sent_at, message_id and user_agent; received_at and processed_at are set by evcollector.")));
+	}
+}
+
+/* Parse a caller's timestamp, naming the field when it is not one. */
+static TimestampTz
+parse_timestamp(const char *field, const char *s)
+{
+	TimestampTz ts = 0;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		ts = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(s),
+													 ObjectIdGetDatum(InvalidOid),
+													 Int32GetDatum(-1)));
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_DATETIME_FORMAT),
+				 errmsg("invalid event context"),
+				 errdetail("At /%s: \"%s\" is not a timestamp.", field, s)));
+	}
+	PG_END_TRY();
+	return ts;
+}
+
+static pg_uuid_t *
+parse_uuid(const char *field, const char *s)
+{
+	pg_uuid_t  *u = NULL;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		u = DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(s)));
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid event context"),
+				 errdetail("At /%s: \"%s\" is not a uuid.", field, s)));
+	}
+	PG_END_TRY();
+	return u;
+}
+
+static void
+check_event_size(bytea *payload, int limit_kb, const char *setting)
+{
+	size_t		len = VARSIZE(payload) - VARHDRSZ;
+
+	if (len > (size_t) limit_kb * 1024)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("event is too large"),
+				 errdetail("The encoded event has %zu bytes; %s allows %d kB.", len, setting, limit_kb),
+				 errhint("Send less data per event, or raise %s (and the brokers' message.max.bytes).", setting)));
+}
+
+/*
+ * evc_send(client, event_name, data, context, key) returns uuid
+ */
+PG_FUNCTION_INFO_V1(evc_send);
+Datum
+evc_send(PG_FUNCTION_ARGS)
+{
+	char	   *client = arg_text(fcinfo, 0, "client");
+	char	   *event_name = arg_text(fcinfo, 1, "event_name");
+	Jsonb	   *data;
+	Jsonb	   *ctx = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
+	char	   *key = PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4));
+	EvcEventType *et;
+	EvcEventFields f = {0};
+	const char *topic;
+	char	   *s;
+	pg_uuid_t  *message_id;
+	TimestampTz received = GetCurrentTimestamp();
+	bytea	   *payload;
+
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("data must not be null")));
+	data = PG_GETARG_JSONB_P(2);
+	if (!JB_ROOT_IS_OBJECT(data) || JB_ROOT_IS_SCALAR(data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event data must be a JSON object"),
+				 errdetail("evc_send(\"%s\", \"%s\") was given a JSON %s.", client, event_name,
+						   JB_ROOT_IS_SCALAR(data) ? "scalar" : "array")));
+
+	et = evc_registry_lookup(client, event_name, !evc_require_schema);
+	if (et != NULL)
+	{
+		evc_registry_check_event(et, data);
+		topic = et->topic;
+		f.schema_version = et->version;
+	}
+	else
+	{
+		/* evcollector.require_schema = off: unvalidated, version 0. */
+		evc_check_name("client", client, false);
+		evc_check_name("event", event_name, true);
+		topic = evc_topic_name(psprintf("%s.%s", client, event_name));
+		f.schema_version = 0;
+	}
+
+	if (ctx != NULL)
+		check_context_keys(ctx);
+	s = ctx ? context_string(ctx, "message_id") : NULL;
+	message_id = s ? parse_uuid("message_id", s) : evc_new_uuid();
+	s = ctx ? context_string(ctx, "sent_at") : NULL;
+	f.received_at = evc_format_timestamp(received);
+	f.sent_at = s ? evc_format_timestamp(parse_timestamp("sent_at", s)) : f.received_at;
+	s = ctx ? context_string(ctx, "user_agent") : NULL;
+	f.user_agent = s ? s : (application_name ? application_name : "");
+	f.message_id = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(message_id)));
+	f.client = client;
+	f.event_name = event_name;
+	f.data_json = JsonbToCString(NULL, &data->root, VARSIZE(data));
+
+	payload = evc_encode_event(&f);
+	check_event_size(payload, evc_max_event_size_kb, "evcollector.max_event_size");
+	evc_outbox_enqueue(topic, key, key ? strlen(key) : 0, payload, message_id,
+					   f.schema_version, EVC_CONTENT_TYPE_EVENT);
+	PG_RETURN_UUID_P(message_id);
+}
+
+static char *
+image_data_json(const char *source, EvcImageInfo *info, size_t bytes, Jsonb *metadata)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"source\":");
+	escape_json(&buf, source);
+	if (info->width >= 0)
+		appendStringInfo(&buf, ",\"width\":%d,\"height\":%d", info->width, info->height);
+	else
+		appendStringInfoString(&buf, ",\"width\":null,\"height\":null");
+	appendStringInfo(&buf, ",\"bytes\":%zu,\"metadata\":", bytes);
+	if (metadata)
+		JsonbToCString(&buf, &metadata->root, VARSIZE(metadata));
+	else
+		appendStringInfoString(&buf, "{}");
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
+/*
+ * evc_send_image(source, image, content_type, metadata) returns uuid
+ */
+PG_FUNCTION_INFO_V1(evc_send_image);
+Datum
+evc_send_image(PG_FUNCTION_ARGS)
+{
+	char	   *source = arg_text(fcinfo, 0, "source");
+	bytea	   *image;
+	char	   *content_type = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	Jsonb	   *metadata = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
+	size_t		len;
+	EvcImageInfo info;
+	EvcEventFields f = {0};
+	pg_uuid_t  *message_id = evc_new_uuid();
+	bytea	   *payload;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("image must not be null")));
+	image = PG_GETARG_BYTEA_PP(1);
+	len = VARSIZE_ANY_EXHDR(image);
+	if (strlen(source) == 0 || strlen(source) > MAX_SOURCE_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid image source"),
+				 errdetail("The source must have 1 to %d characters.", MAX_SOURCE_LEN)));
+	if (metadata && (!JB_ROOT_IS_OBJECT(metadata) || JB_ROOT_IS_SCALAR(metadata)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("image metadata must be a JSON object")));
+	if (len > (size_t) evc_max_blob_size_kb * 1024)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("image is too large"),
+				 errdetail("The image has %zu bytes; evcollector.max_blob_size allows %d kB.", len, evc_max_blob_size_kb),
+				 errhint("Raise evcollector.max_blob_size (and evcollector.max_event_size and the brokers' message.max.bytes).")));
+
+	info = evc_image_sniff((const uint8 *) VARDATA_ANY(image), len);
+	if (content_type == NULL && info.content_type == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("could not recognise the image format"),
+				 errdetail("The first bytes of the %zu-byte image are not PNG, JPEG, GIF or WebP.", len),
+				 errhint("Pass content_type to send other formats.")));
+
+	f.client = source;
+	f.event_name = "image";
+	f.schema_version = 0;
+	f.sent_at = f.received_at = evc_format_timestamp(GetCurrentTimestamp());
+	f.message_id = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(message_id)));
+	f.user_agent = application_name ? application_name : "";
+	f.data_json = image_data_json(source, &info, len, metadata);
+	f.blob = (const uint8 *) VARDATA_ANY(image);
+	f.blob_len = len;
+	f.blob_content_type = content_type ? content_type : info.content_type;
+
+	payload = evc_encode_event(&f);
+	check_event_size(payload, evc_max_event_size_kb, "evcollector.max_event_size");
+	/* Keyed by source, so one camera's images stay in order. */
+	evc_outbox_enqueue(evc_topic_name("images"), source, strlen(source), payload,
+					   message_id, 0, EVC_CONTENT_TYPE_EVENT);
+	PG_RETURN_UUID_P(message_id);
+}
+
+PG_FUNCTION_INFO_V1(evc_decode_event);
+Datum
+evc_decode_event(PG_FUNCTION_ARGS)
+{
+	bytea	   *b = PG_GETARG_BYTEA_PP(0);
+
+	PG_RETURN_JSONB_P(evc_decode_event_jsonb((const uint8 *) VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b)));
+}
