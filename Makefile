@@ -75,8 +75,9 @@ $(TOOLS_BIN)/evc-listen: test/tools/evc-listen.c | $(TOOLS_BIN)
 	$(CC) -O2 -Wall -Wextra -Werror -I$(shell $(PG_CONFIG) --includedir) -o $@ $< -L$(shell $(PG_CONFIG) --libdir) -lpq
 
 .PHONY: test demo deps tools
+# Only what make test and make demo would install first (Debian and npm packages).
 deps:
-	test/install-deps
+	bash -c '. test/lib.sh && evc_install_deps'
 
 test:
 	test/run
