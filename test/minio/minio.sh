@@ -41,7 +41,8 @@ evc_minio_build() {
 # EVC_MINIO_SECRET, EVC_MINIO_BUCKET, EVC_MINIO_REGION; the pid is
 # EVC_MINIO_PID and is in EVC_PIDS, so evc_stop_all stops it.
 evc_minio_start() {
-	local dir code t0=$SECONDS deadline
+	local dir code t0 deadline
+	t0=$(date +%s%N)
 	[ -n "${EVC_RUN:-}" ] || evc_die "evc_minio_start needs EVC_RUN (call evc_run_dir first)"
 	[ -z "${EVC_MINIO_PID:-}" ] || evc_die "MinIO is already running (pid $EVC_MINIO_PID)"
 	evc_minio_build
@@ -93,7 +94,7 @@ evc_minio_start() {
 	200 | 409) ;;
 	*) evc_die "MinIO: creating bucket $EVC_MINIO_BUCKET gave HTTP $code: $(cat "$dir/mkbucket.xml")" ;;
 	esac
-	evc_log "MinIO at $EVC_MINIO_ENDPOINT (bucket $EVC_MINIO_BUCKET, key $EVC_MINIO_KEY), ready in $((SECONDS - t0)) s"
+	evc_log "MinIO at $EVC_MINIO_ENDPOINT (bucket $EVC_MINIO_BUCKET, key $EVC_MINIO_KEY), ready in $((($(date +%s%N) - t0) / 1000000)) ms"
 }
 
 # evc_minio_stop [-9]: stop MinIO (SIGTERM, then SIGKILL after 15 s; with -9,
@@ -103,13 +104,17 @@ evc_minio_stop() {
 	local pid=${EVC_MINIO_PID:-} sig=TERM i p keep=()
 	[ -n "$pid" ] || return 0
 	[ "${1:-}" = -9 ] && sig=KILL
-	kill -s "$sig" "$pid" 2>/dev/null
-	for i in $(seq 1 150); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
+	# stderr off for the lot: bash reports a job that died of a signal
+	# ("Killed") on its own stderr when it reaps it.
+	{
+		kill -s "$sig" "$pid"
+		for i in $(seq 1 150); do
+			kill -0 "$pid" || break
+			sleep 0.1
+		done
+		kill -0 "$pid" && kill -9 "$pid"
+		wait "$pid"
+	} 2>/dev/null
 	for p in "${EVC_PIDS[@]}"; do
 		[ "$p" = "$pid" ] || keep+=("$p")
 	done
