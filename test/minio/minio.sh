@@ -44,7 +44,17 @@ evc_minio_start() {
 	local dir code t0 deadline
 	t0=$(date +%s%N)
 	[ -n "${EVC_RUN:-}" ] || evc_die "evc_minio_start needs EVC_RUN (call evc_run_dir first)"
-	[ -z "${EVC_MINIO_PID:-}" ] || evc_die "MinIO is already running (pid $EVC_MINIO_PID)"
+	if [ -n "${EVC_MINIO_PID:-}" ]; then
+		kill -0 "$EVC_MINIO_PID" 2>/dev/null && evc_die "MinIO is already running (pid $EVC_MINIO_PID)"
+		EVC_MINIO_PID="" # stopped by evc_stop_all
+	fi
+	# A new run dir (evc_stop_all, then evc_run_dir again) is a new server:
+	# new ports, and a new secret unless the caller chose one.
+	if [ "${EVC_MINIO_RUN:-}" != "$EVC_RUN" ]; then
+		EVC_MINIO_PORT="" EVC_MINIO_CONSOLE_PORT=""
+		[ "${EVC_MINIO_SECRET_MADE:-}" = 1 ] && EVC_MINIO_SECRET=""
+		EVC_MINIO_RUN=$EVC_RUN
+	fi
 	evc_minio_build
 	dir="$EVC_RUN/minio"
 	mkdir -p "$dir/data" "$dir/certs" "$dir/config"
@@ -54,7 +64,10 @@ evc_minio_start() {
 	done
 	[ -n "$EVC_MINIO_PORT" ] && [ -n "$EVC_MINIO_CONSOLE_PORT" ] || evc_die "no free port for MinIO"
 	: "${EVC_MINIO_KEY:=evc-minio}"
-	: "${EVC_MINIO_SECRET:=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}"
+	if [ -z "${EVC_MINIO_SECRET:-}" ]; then
+		EVC_MINIO_SECRET=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+		EVC_MINIO_SECRET_MADE=1
+	fi
 	: "${EVC_MINIO_BUCKET:=evc-test}"
 	: "${EVC_MINIO_REGION:=us-east-1}"
 	EVC_MINIO_ENDPOINT="http://127.0.0.1:$EVC_MINIO_PORT"
