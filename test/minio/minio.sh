@@ -146,17 +146,23 @@ evc_minio_restart() {
 
 # evc_pyclients_install: a virtualenv with MinIO's Python client and boto3,
 # pinned by test/minio/requirements.txt, from PyPI, cached in
-# $EVC_CACHE/pyclients-<hash of requirements.txt>; exports EVC_PY, its python.
+# $EVC_CACHE/pyclients-<hash of requirements.txt and the base python>;
+# exports EVC_PY, its python.  The base is Debian's /usr/bin/python3 where
+# there is one (EVC_PY_BASE to choose): a python under /root (pyenv) could not
+# be run by the postgres user, and COPY ... FROM PROGRAM runs as postgres.
 evc_pyclients_install() {
-	local req="$EVC_MINIO_DIR/requirements.txt" hash venv
-	hash=$(sha256sum "$req" | cut -c1-12)
+	local req="$EVC_MINIO_DIR/requirements.txt" base hash venv
+	base=${EVC_PY_BASE:-}
+	[ -n "$base" ] || { [ -x /usr/bin/python3 ] && base=/usr/bin/python3; } || base=$(command -v python3) ||
+		evc_die "no python3 for the Python S3 clients"
+	hash=$({ cat "$req"; echo "$base"; "$base" -c 'import sys; print(sys.version)'; } | sha256sum | cut -c1-12)
 	venv="$EVC_CACHE/pyclients-$hash"
 	if [ ! -f "$venv/.complete" ]; then
 		evc_log "installing the Python S3 clients (minio, boto3) into $venv"
 		rm -rf "$venv"
 		mkdir -p "$EVC_CACHE" || evc_die "cannot create $EVC_CACHE"
-		(umask 022 && python3 -m venv "$venv") >/dev/null ||
-			evc_die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+		(umask 022 && "$base" -m venv "$venv") >/dev/null ||
+			evc_die "$base -m venv failed (Debian: apt-get install python3-venv)"
 		(umask 022 && nice "$venv/bin/python" -m pip install -q --disable-pip-version-check \
 			--require-virtualenv -r "$req") || { rm -rf "$venv"; evc_die "pip install -r $req failed"; }
 		touch "$venv/.complete"
