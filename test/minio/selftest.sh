@@ -77,7 +77,7 @@ t0=$SECONDS
 evc_minio_build
 build_note="cached"
 [ -f "$EVC_CACHE/minio-$EVC_MINIO_VERSION/build-seconds" ] &&
-	build_note="cached; the cold build took $(cat "$EVC_CACHE/minio-$EVC_MINIO_VERSION/build-seconds") s"
+	build_note="cached; its build took $(cat "$EVC_CACHE/minio-$EVC_MINIO_VERSION/build-seconds") s"
 echo "# MinIO binary $EVC_MINIO_BIN ($build_note), ready in $((SECONDS - t0)) s"
 t0=$SECONDS
 evc_pyclients_install
