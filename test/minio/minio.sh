@@ -50,11 +50,11 @@ evc_minio_start() {
 	fi
 	# A new run dir (evc_stop_all, then evc_run_dir again) is a new server:
 	# new ports, and a new secret unless the caller chose one.
-	if [ "${EVC_MINIO_RUN:-}" != "$EVC_RUN" ]; then
+	if [ -n "${EVC_MINIO_RUN:-}" ] && [ "$EVC_MINIO_RUN" != "$EVC_RUN" ]; then
 		EVC_MINIO_PORT="" EVC_MINIO_CONSOLE_PORT=""
 		[ "${EVC_MINIO_SECRET_MADE:-}" = 1 ] && EVC_MINIO_SECRET=""
-		EVC_MINIO_RUN=$EVC_RUN
 	fi
+	EVC_MINIO_RUN=$EVC_RUN
 	evc_minio_build
 	dir="$EVC_RUN/minio"
 	mkdir -p "$dir/data" "$dir/certs" "$dir/config"
