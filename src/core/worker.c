@@ -8,8 +8,6 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
-#include "commands/extension.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -63,16 +61,4 @@ evc_worker_handle_interrupts(void)
 		ConfigReloadPending = false;
 		ProcessConfigFile(PGC_SIGHUP);
 	}
-}
-
-/* Is the extension (still) installed?  Opens its own transaction. */
-bool
-evc_extension_present(void)
-{
-	bool		present;
-
-	StartTransactionCommand();
-	present = OidIsValid(get_extension_oid("evcollector", true));
-	CommitTransactionCommand();
-	return present;
 }

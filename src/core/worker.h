@@ -10,6 +10,5 @@
 
 extern EvcWorkerSlot *evc_worker_startup(EvcWorkerKind kind, const char *name);
 extern void evc_worker_handle_interrupts(void);
-extern bool evc_extension_present(void);
 
 #endif
