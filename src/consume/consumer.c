@@ -60,10 +60,10 @@
 #include "utils/wait_event.h"
 
 #include "consume/consumer.h"
-#include "consume/consumer_metrics.h"
 #include "core/guc.h"
 #include "storage/storage.h"
 #include "core/worker.h"
+#include "observe/metrics.h"
 #include "util/spi_plans.h"
 
 PGDLLEXPORT void evc_consumer_main(Datum main_arg);
