@@ -45,6 +45,9 @@
 #include "send/outbox.h"
 #include "kafka/proto.h"
 #include "core/stats.h"
+#include "util/arrays.h"
+#include "util/fmgr_args.h"
+#include "util/spi_plans.h"
 
 /* Windows per aggregation statement, which bounds its memory. */
 #define AGG_WINDOWS_PER_STATEMENT 100
@@ -376,6 +379,9 @@ static const char *const upsert_sql =
 " WHERE (s.value, s.count) IS DISTINCT FROM (EXCLUDED.value, EXCLUDED.count)"
 " RETURNING s.window_start, s.function, s.group_key, s.value::text, s.count, s.revision";
 
+/* Prepared once per backend, not once per declaration of every run. */
+static SPIPlanPtr plan_upsert = NULL;
+
 /* The aggregates of one range, unpivoted: one entry per (window, group, function). */
 typedef struct RangeAggregates
 {
@@ -567,14 +573,13 @@ aggregate_range(RunContext *rc, Declaration *d, const char *aggregation, SPIPlan
 	uvalues[0] = values[0];
 	uvalues[1] = values[1];
 	uvalues[2] = IntervalPGetDatum(rc->window);
-	uvalues[3] = PointerGetDatum(construct_array(ra.ws, ra.n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	uvalues[4] = PointerGetDatum(construct_array(ra.function, ra.n, TEXTOID, -1, false, TYPALIGN_INT));
-	uvalues[5] = PointerGetDatum(construct_array(ra.group_key, ra.n, TEXTOID, -1, false, TYPALIGN_INT));
-	uvalues[6] = PointerGetDatum(construct_array(ra.value, ra.n, NUMERICOID, -1, false, TYPALIGN_INT));
-	uvalues[7] = PointerGetDatum(construct_array(ra.count, ra.n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	uvalues[3] = PointerGetDatum(evc_array_from_datums(TIMESTAMPTZOID, ra.ws, NULL, ra.n));
+	uvalues[4] = PointerGetDatum(evc_array_from_datums(TEXTOID, ra.function, NULL, ra.n));
+	uvalues[5] = PointerGetDatum(evc_array_from_datums(TEXTOID, ra.group_key, NULL, ra.n));
+	uvalues[6] = PointerGetDatum(evc_array_from_datums(NUMERICOID, ra.value, NULL, ra.n));
+	uvalues[7] = PointerGetDatum(evc_array_from_datums(INT8OID, ra.count, NULL, ra.n));
 	SPI_freetuptable(aggregated);	/* the arrays hold copies */
-	if (SPI_execute_plan(upsert, uvalues, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "evc_aggregate: could not write evc.aggregate_state");
+	evc_spi_execute_plan(upsert, uvalues, NULL, SPI_OK_INSERT_RETURNING);
 	tt = SPI_tuptable;
 	for (uint64 i = 0; i < SPI_processed; i++)
 		publish_row(rc, d, tt->vals[i], tt->tupdesc);
@@ -619,9 +624,7 @@ aggregate_declaration(RunContext *rc, Declaration *d, List *invalidations, Times
 	ranges = merge_ranges(ranges);
 
 	aggregation = build_aggregation(d);
-	upsert = SPI_prepare(upsert_sql, UPSERT_NARGS, utypes);
-	if (upsert == NULL)
-		elog(ERROR, "evc_aggregate: could not prepare the state upsert: %s", SPI_result_code_string(SPI_result));
+	upsert = evc_spi_kept_plan(&plan_upsert, upsert_sql, UPSERT_NARGS, utypes);
 	foreach(lc, ranges)
 	{
 		Range	   *r = lfirst(lc);
@@ -635,7 +638,6 @@ aggregate_declaration(RunContext *rc, Declaration *d, List *invalidations, Times
 			aggregate_range(rc, d, aggregation, upsert, &piece);
 		}
 	}
-	SPI_freeplan(upsert);
 
 	new_watermark = d->has_watermark ? Max(d->watermark, closed_end) : closed_end;
 	wvalues[0] = Int32GetDatum(d->id);
@@ -649,16 +651,6 @@ aggregate_declaration(RunContext *rc, Declaration *d, List *invalidations, Times
 			4, wtypes, wvalues, SPI_OK_INSERT);
 }
 
-static Interval *
-interval_arg(FunctionCallInfo fcinfo, int n, const char *what)
-{
-	if (PG_ARGISNULL(n))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", what)));
-	return PG_GETARG_INTERVAL_P(n);
-}
-
 /*
  * evc_aggregate(window_length interval, lateness interval, upto timestamptz)
  * returns bigint: the number of aggregates published.
@@ -667,9 +659,9 @@ PG_FUNCTION_INFO_V1(evc_aggregate);
 Datum
 evc_aggregate(PG_FUNCTION_ARGS)
 {
-	Interval   *window = interval_arg(fcinfo, 0, "window_length");
-	Interval   *lateness = interval_arg(fcinfo, 1, "lateness");
-	TimestampTz upto;
+	Interval   *window = DatumGetIntervalP(evc_arg_required(fcinfo, 0, "window_length"));
+	Interval   *lateness = DatumGetIntervalP(evc_arg_required(fcinfo, 1, "lateness"));
+	TimestampTz upto = DatumGetTimestampTz(evc_arg_required(fcinfo, 2, "upto"));
 	int64		lateness_us;
 	TimestampTz closed_end;
 	TimestampTz started = GetCurrentTimestamp();
@@ -679,11 +671,6 @@ evc_aggregate(PG_FUNCTION_ARGS)
 	List	   *declarations;
 	ListCell   *lc;
 
-	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("upto must not be null")));
-	upto = PG_GETARG_TIMESTAMPTZ(2);
 	rc.secs = evc_window_seconds(window, "window_length");
 	lateness_us = lateness->time + (int64) lateness->day * USECS_PER_DAY;
 	if (lateness->month != 0 || lateness_us < 0)

@@ -38,6 +38,8 @@
 
 #include "aggregate/aggregate.h"
 #include "registry/registry.h"
+#include "util/arrays.h"
+#include "util/fmgr_args.h"
 
 #define MAX_GROUP_BY 8
 #define MAX_POINTER_LEN 1000
@@ -184,16 +186,6 @@ become_table_owner(Oid *save_user, int *save_sec)
 	table_close(rel, NoLock);
 }
 
-static char *
-arg_cstring(FunctionCallInfo fcinfo, int n, const char *what)
-{
-	if (PG_ARGISNULL(n))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", what)));
-	return text_to_cstring(PG_GETARG_TEXT_PP(n));
-}
-
 /* The elements of a text[] argument; NULL is the empty array. */
 static List *
 arg_text_list(FunctionCallInfo fcinfo, int n, const char *what)
@@ -221,17 +213,6 @@ arg_text_list(FunctionCallInfo fcinfo, int n, const char *what)
 		result = lappend(result, TextDatumGetCString(elems[i]));
 	}
 	return result;
-}
-
-static Datum
-text_array_datum(List *items)
-{
-	Datum	   *d = palloc(sizeof(Datum) * Max(list_length(items), 1));
-	ListCell   *lc;
-
-	foreach(lc, items)
-		d[foreach_current_index(lc)] = CStringGetTextDatum(lfirst(lc));
-	return PointerGetDatum(construct_array(d, list_length(items), TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 /*
@@ -307,12 +288,12 @@ PG_FUNCTION_INFO_V1(evc_declare_aggregation);
 Datum
 evc_declare_aggregation(PG_FUNCTION_ARGS)
 {
-	char	   *client = arg_cstring(fcinfo, 0, "client");
-	char	   *event_name = arg_cstring(fcinfo, 1, "event_name");
-	char	   *value = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	char	   *client = evc_arg_text(fcinfo, 0, "client");
+	char	   *event_name = evc_arg_text(fcinfo, 1, "event_name");
+	char	   *value = evc_arg_text_or_null(fcinfo, 2);
 	List	   *functions = arg_text_list(fcinfo, 3, "functions");
 	List	   *group_by = arg_text_list(fcinfo, 4, "group_by");
-	char	   *function_field = PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5));
+	char	   *function_field = evc_arg_text_or_null(fcinfo, 5);
 	Oid			types[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID};
 	Datum		values[6];
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
@@ -327,8 +308,8 @@ evc_declare_aggregation(PG_FUNCTION_ARGS)
 	values[1] = CStringGetTextDatum(event_name);
 	values[2] = value ? CStringGetTextDatum(value) : (Datum) 0;
 	nulls[2] = value ? ' ' : 'n';
-	values[3] = text_array_datum(functions);
-	values[4] = text_array_datum(group_by);
+	values[3] = PointerGetDatum(evc_text_array_from_list(functions));
+	values[4] = PointerGetDatum(evc_text_array_from_list(group_by));
 	values[5] = function_field ? CStringGetTextDatum(function_field) : (Datum) 0;
 	nulls[5] = function_field ? ' ' : 'n';
 

@@ -60,10 +60,11 @@
 #include "utils/wait_event.h"
 
 #include "consume/consumer.h"
-#include "consume/consumer_metrics.h"
 #include "core/guc.h"
 #include "storage/storage.h"
 #include "core/worker.h"
+#include "observe/metrics.h"
+#include "util/spi_plans.h"
 
 PGDLLEXPORT void evc_consumer_main(Datum main_arg);
 
@@ -846,26 +847,19 @@ consumer_drain(TimestampTz now)
 static int64
 lock_offset(EvcPartitionBatch *pb)
 {
+	Oid			types[3] = {TEXTOID, TEXTOID, INT4OID};
 	Datum		v[3];
 	bool		isnull;
 
-	if (plan_lock_offset == NULL)
-	{
-		Oid			types[3] = {TEXTOID, TEXTOID, INT4OID};
-
-		plan_lock_offset = SPI_prepare(
-			"INSERT INTO evc.consumer_offsets AS o (group_id, topic, partition, next_offset) "
-			"VALUES ($1, $2, $3, -1) ON CONFLICT (group_id, topic, partition) "
-			"DO UPDATE SET updated_at = o.updated_at RETURNING o.next_offset", 3, types);
-		if (plan_lock_offset == NULL)
-			elog(ERROR, "could not prepare the offset lock");
-		SPI_keepplan(plan_lock_offset);
-	}
+	evc_spi_kept_plan(&plan_lock_offset,
+					  "INSERT INTO evc.consumer_offsets AS o (group_id, topic, partition, next_offset) "
+					  "VALUES ($1, $2, $3, -1) ON CONFLICT (group_id, topic, partition) "
+					  "DO UPDATE SET updated_at = o.updated_at RETURNING o.next_offset", 3, types);
 	v[0] = CStringGetTextDatum(cfg->group_id);
 	v[1] = CStringGetTextDatum(pb->topic);
 	v[2] = Int32GetDatum(pb->partition);
-	if (SPI_execute_plan(plan_lock_offset, v, NULL, false, 1) != SPI_OK_INSERT_RETURNING ||
-		SPI_processed != 1)
+	evc_spi_execute_plan(plan_lock_offset, v, NULL, SPI_OK_INSERT_RETURNING);
+	if (SPI_processed != 1)
 		elog(ERROR, "could not lock the offset of %s [%d]", pb->topic, pb->partition);
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
@@ -873,55 +867,39 @@ lock_offset(EvcPartitionBatch *pb)
 static void
 move_offset(EvcPartitionBatch *pb, int64 next)
 {
+	Oid			types[4] = {TEXTOID, TEXTOID, INT4OID, INT8OID};
 	Datum		v[4];
 
-	if (plan_move_offset == NULL)
-	{
-		Oid			types[4] = {TEXTOID, TEXTOID, INT4OID, INT8OID};
-
-		plan_move_offset = SPI_prepare(
-			"UPDATE evc.consumer_offsets SET next_offset = $4, updated_at = now() "
-			"WHERE group_id = $1 AND topic = $2 AND partition = $3", 4, types);
-		if (plan_move_offset == NULL)
-			elog(ERROR, "could not prepare the offset update");
-		SPI_keepplan(plan_move_offset);
-	}
+	evc_spi_kept_plan(&plan_move_offset,
+					  "UPDATE evc.consumer_offsets SET next_offset = $4, updated_at = now() "
+					  "WHERE group_id = $1 AND topic = $2 AND partition = $3", 4, types);
 	v[0] = CStringGetTextDatum(cfg->group_id);
 	v[1] = CStringGetTextDatum(pb->topic);
 	v[2] = Int32GetDatum(pb->partition);
 	v[3] = Int64GetDatum(next);
-	if (SPI_execute_plan(plan_move_offset, v, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not store the offset of %s [%d]", pb->topic, pb->partition);
+	evc_spi_execute_plan(plan_move_offset, v, NULL, SPI_OK_UPDATE);
 }
 
 static void
 record_progress(int64 consumed, EvcLandResult *total)
 {
+	Oid			types[6] = {INT4OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID};
 	Datum		v[6];
 
-	if (plan_progress == NULL)
-	{
-		Oid			types[6] = {INT4OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID};
-
-		plan_progress = SPI_prepare(
-			"INSERT INTO evc.consumer_progress AS p (consumer_id, consumed, landed, dead_lettered, "
-			"skipped, bytes, batches, last_batch_at) VALUES ($1, $2, $3, $4, $5, $6, 1, now()) "
-			"ON CONFLICT (consumer_id) DO UPDATE SET consumed = p.consumed + EXCLUDED.consumed, "
-			"landed = p.landed + EXCLUDED.landed, dead_lettered = p.dead_lettered + EXCLUDED.dead_lettered, "
-			"skipped = p.skipped + EXCLUDED.skipped, bytes = p.bytes + EXCLUDED.bytes, "
-			"batches = p.batches + 1, last_batch_at = now()", 6, types);
-		if (plan_progress == NULL)
-			elog(ERROR, "could not prepare the progress update");
-		SPI_keepplan(plan_progress);
-	}
+	evc_spi_kept_plan(&plan_progress,
+					  "INSERT INTO evc.consumer_progress AS p (consumer_id, consumed, landed, dead_lettered, "
+					  "skipped, bytes, batches, last_batch_at) VALUES ($1, $2, $3, $4, $5, $6, 1, now()) "
+					  "ON CONFLICT (consumer_id) DO UPDATE SET consumed = p.consumed + EXCLUDED.consumed, "
+					  "landed = p.landed + EXCLUDED.landed, dead_lettered = p.dead_lettered + EXCLUDED.dead_lettered, "
+					  "skipped = p.skipped + EXCLUDED.skipped, bytes = p.bytes + EXCLUDED.bytes, "
+					  "batches = p.batches + 1, last_batch_at = now()", 6, types);
 	v[0] = Int32GetDatum(cfg->id);
 	v[1] = Int64GetDatum(consumed);
 	v[2] = Int64GetDatum(total->landed);
 	v[3] = Int64GetDatum(total->dead_lettered);
 	v[4] = Int64GetDatum(total->skipped);
 	v[5] = Int64GetDatum(total->bytes);
-	if (SPI_execute_plan(plan_progress, v, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not record consumer progress");
+	evc_spi_execute_plan(plan_progress, v, NULL, SPI_OK_INSERT);
 }
 
 /*

@@ -35,6 +35,7 @@
 #include "aggregate/aggregate.h"
 #include "consume/consumer.h"
 #include "kafka/proto.h"
+#include "util/spi_plans.h"
 
 #define MAX_NAME_BYTES 200
 #define MAX_GROUP_KEY_BYTES 1000
@@ -42,21 +43,6 @@
 
 static SPIPlanPtr plan_upsert = NULL;
 static SPIPlanPtr plan_dead = NULL;
-
-static SPIPlanPtr
-keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
-{
-	if (*slot == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		*slot = plan;
-	}
-	return *slot;
-}
 
 static bool
 valid_text(const char *s, size_t max)
@@ -138,9 +124,9 @@ dead_letter(EvcConsumerConfig *cfg, EvcPartitionBatch *pb, EvcMessage *m, const 
 	char		n[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	bytea	   *payload = palloc(VARHDRSZ + m->len);
 
-	keep_plan(&plan_dead,
-			  "INSERT INTO evc.dead_letters (topic, partition, \"offset\", key, payload, error, source) "
-			  "VALUES ($1, $2, $3, $4, $5, $6, $7)", 7, types);
+	evc_spi_kept_plan(&plan_dead,
+					  "INSERT INTO evc.dead_letters (topic, partition, \"offset\", key, payload, error, source) "
+					  "VALUES ($1, $2, $3, $4, $5, $6, $7)", 7, types);
 	v[0] = CStringGetTextDatum(pb->topic);
 	v[1] = Int32GetDatum(pb->partition);
 	v[2] = Int64GetDatum(m->offset);
@@ -159,8 +145,7 @@ dead_letter(EvcConsumerConfig *cfg, EvcPartitionBatch *pb, EvcMessage *m, const 
 	v[4] = PointerGetDatum(payload);
 	v[5] = CStringGetTextDatum(why);
 	v[6] = CStringGetTextDatum(psprintf("consumer:%s", cfg->name));
-	if (SPI_execute_plan(plan_dead, v, n, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not insert into evc.dead_letters");
+	evc_spi_execute_plan(plan_dead, v, n, SPI_OK_INSERT);
 }
 
 static void
@@ -189,14 +174,14 @@ upsert_aggregate(Evcollector__AggregatedEvent *a, TimestampTz start)
 	Oid			types[9] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, INT8OID, TEXTOID, INT8OID, INT4OID};
 	Datum		v[9];
 
-	keep_plan(&plan_upsert,
-			  "INSERT INTO evc.aggregates AS a (client, event_name, function, group_key, window_start, "
-			  "  window_length, value, count, revision) "
-			  "VALUES ($1, $2, $3, $4, $5, $6 * interval '1 second', $7::numeric, $8, $9) "
-			  "ON CONFLICT (client, event_name, function, group_key, window_start, window_length) "
-			  "DO UPDATE SET value = EXCLUDED.value, count = EXCLUDED.count, revision = EXCLUDED.revision, "
-			  "  updated_at = now() "
-			  "WHERE EXCLUDED.revision > a.revision", 9, types);
+	evc_spi_kept_plan(&plan_upsert,
+					  "INSERT INTO evc.aggregates AS a (client, event_name, function, group_key, window_start, "
+					  "  window_length, value, count, revision) "
+					  "VALUES ($1, $2, $3, $4, $5, $6 * interval '1 second', $7::numeric, $8, $9) "
+					  "ON CONFLICT (client, event_name, function, group_key, window_start, window_length) "
+					  "DO UPDATE SET value = EXCLUDED.value, count = EXCLUDED.count, revision = EXCLUDED.revision, "
+					  "  updated_at = now() "
+					  "WHERE EXCLUDED.revision > a.revision", 9, types);
 	v[0] = CStringGetTextDatum(a->client);
 	v[1] = CStringGetTextDatum(a->event_name);
 	v[2] = CStringGetTextDatum(a->function);
@@ -206,8 +191,7 @@ upsert_aggregate(Evcollector__AggregatedEvent *a, TimestampTz start)
 	v[6] = CStringGetTextDatum(a->value_decimal);
 	v[7] = Int64GetDatum(a->count);
 	v[8] = Int32GetDatum(a->revision);
-	if (SPI_execute_plan(plan_upsert, v, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not upsert into evc.aggregates");
+	evc_spi_execute_plan(plan_upsert, v, NULL, SPI_OK_INSERT);
 	return SPI_processed == 1;
 }
 

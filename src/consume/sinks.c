@@ -40,6 +40,8 @@
 #include "consume/consumer.h"
 #include "kafka/proto.h"
 #include "storage/storage.h"
+#include "util/arrays.h"
+#include "util/spi_plans.h"
 
 /* A decoded, checked message, or the reason it was dead-lettered. */
 typedef struct DecodedEvent
@@ -56,29 +58,6 @@ static SPIPlanPtr plan_image_seen = NULL;
 static SPIPlanPtr plan_image = NULL;
 static SPIPlanPtr plan_event = NULL;
 static MemoryContext sink_cxt = NULL;
-
-static SPIPlanPtr
-prepare_kept(const char *sql, int nargs, Oid *types)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
-
-static void
-exec_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
-
-	/* SPI returns in its procedure context, which lives until the landing ends. */
-	MemoryContextSwitchTo(cxt);
-	if (rc != expected)
-		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
-}
 
 static bool
 valid_uuid_text(const char *s)
@@ -183,17 +162,13 @@ decode_message(EvcConsumerConfig *cfg, EvcMessage *m, DecodedEvent *d)
 static void
 dead_letter(EvcConsumerConfig *cfg, EvcPartitionBatch *pb, DecodedEvent *d)
 {
+	Oid			t[8] = {TEXTOID, TEXTOID, INT4OID, INT8OID, BYTEAOID, BYTEAOID, TEXTOID, TEXTOID};
 	Datum		v[8];
 	char		n[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
-	if (plan_dead_letter == NULL)
-	{
-		Oid			t[8] = {TEXTOID, TEXTOID, INT4OID, INT8OID, BYTEAOID, BYTEAOID, TEXTOID, TEXTOID};
-
-		plan_dead_letter = prepare_kept(
-			"INSERT INTO evc.dead_letters (message_id, topic, partition, \"offset\", key, payload, error, source) "
-			"VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8)", 8, t);
-	}
+	evc_spi_kept_plan(&plan_dead_letter,
+					  "INSERT INTO evc.dead_letters (message_id, topic, partition, \"offset\", key, payload, error, source) "
+					  "VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8)", 8, t);
 	v[0] = d->message_id ? CStringGetTextDatum(d->message_id) : (Datum) 0;
 	n[0] = d->message_id ? ' ' : 'n';
 	v[1] = CStringGetTextDatum(pb->topic);
@@ -218,7 +193,7 @@ dead_letter(EvcConsumerConfig *cfg, EvcPartitionBatch *pb, DecodedEvent *d)
 	}
 	v[6] = CStringGetTextDatum(d->error);
 	v[7] = CStringGetTextDatum(psprintf("consumer:%s", cfg->name));
-	exec_plan(plan_dead_letter, v, n, SPI_OK_INSERT);
+	evc_spi_execute_plan(plan_dead_letter, v, n, SPI_OK_INSERT);
 }
 
 /*
@@ -371,6 +346,7 @@ archive_write_file(EvcConsumerConfig *cfg, EvcStorage *st, EvcPartitionBatch *pb
 	struct pg_tm *tm = pg_gmtime(&t);
 	char	   *key;
 	char		sha[65];
+	Oid			types[10] = {TEXTOID, TEXTOID, INT4OID, INT8OID, INT8OID, INT4OID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
 	Datum		v[10];
 	int64		first = events[0].msg->offset;
 	int64		last = events[nevents - 1].msg->offset;
@@ -391,18 +367,13 @@ archive_write_file(EvcConsumerConfig *cfg, EvcStorage *st, EvcPartitionBatch *pb
 	evc_storage_put(st, key, body->data, body->len,
 					cfg->gzip ? "application/gzip" : "application/x-ndjson", sha);
 
-	if (plan_archive_file == NULL)
-	{
-		Oid			types[10] = {TEXTOID, TEXTOID, INT4OID, INT8OID, INT8OID, INT4OID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
-
-		plan_archive_file = prepare_kept(
-			"INSERT INTO evc.archive_files (object_key, topic, partition, first_offset, last_offset, "
-			"events, bytes, sha256, compression, consumer) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
-			"ON CONFLICT (topic, partition, first_offset) DO UPDATE SET object_key = EXCLUDED.object_key, "
-			"last_offset = EXCLUDED.last_offset, events = EXCLUDED.events, bytes = EXCLUDED.bytes, "
-			"sha256 = EXCLUDED.sha256, compression = EXCLUDED.compression, consumer = EXCLUDED.consumer, "
-			"created_at = now()", 10, types);
-	}
+	evc_spi_kept_plan(&plan_archive_file,
+					  "INSERT INTO evc.archive_files (object_key, topic, partition, first_offset, last_offset, "
+					  "events, bytes, sha256, compression, consumer) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+					  "ON CONFLICT (topic, partition, first_offset) DO UPDATE SET object_key = EXCLUDED.object_key, "
+					  "last_offset = EXCLUDED.last_offset, events = EXCLUDED.events, bytes = EXCLUDED.bytes, "
+					  "sha256 = EXCLUDED.sha256, compression = EXCLUDED.compression, consumer = EXCLUDED.consumer, "
+					  "created_at = now()", 10, types);
 	v[0] = CStringGetTextDatum(evc_storage_full_key(st, key));
 	v[1] = CStringGetTextDatum(pb->topic);
 	v[2] = Int32GetDatum(pb->partition);
@@ -413,7 +384,7 @@ archive_write_file(EvcConsumerConfig *cfg, EvcStorage *st, EvcPartitionBatch *pb
 	v[7] = CStringGetTextDatum(sha);
 	v[8] = CStringGetTextDatum(cfg->gzip ? "gzip" : "none");
 	v[9] = CStringGetTextDatum(cfg->name);
-	exec_plan(plan_archive_file, v, NULL, SPI_OK_INSERT);
+	evc_spi_execute_plan(plan_archive_file, v, NULL, SPI_OK_INSERT);
 	res->landed += nevents;
 	res->bytes += body->len;
 }
@@ -457,6 +428,9 @@ land_image(EvcConsumerConfig *cfg, EvcStorage *st, EvcPartitionBatch *pb,
 	char		sha[65];
 	char	   *key;
 	char	   *full;
+	Oid			seen_types[1] = {TEXTOID};
+	Oid			types[10] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID, TEXTOID,
+	TIMESTAMPTZOID, TEXTOID, INT4OID, INT8OID};
 	Datum		v[10];
 	char		n[10];
 	TimestampTz sent_at;
@@ -466,14 +440,10 @@ land_image(EvcConsumerConfig *cfg, EvcStorage *st, EvcPartitionBatch *pb,
 	key = psprintf("images/%.2s/%s.%s", sha, sha, image_extension(ev->blob_content_type));
 	full = evc_storage_full_key(st, key);
 
-	if (plan_image_seen == NULL)
-	{
-		Oid			types[1] = {TEXTOID};
-
-		plan_image_seen = prepare_kept("SELECT 1 FROM evc.images WHERE object_key = $1 LIMIT 1", 1, types);
-	}
+	evc_spi_kept_plan(&plan_image_seen, "SELECT 1 FROM evc.images WHERE object_key = $1 LIMIT 1",
+					  1, seen_types);
 	v[0] = CStringGetTextDatum(full);
-	exec_plan(plan_image_seen, v, NULL, SPI_OK_SELECT);
+	evc_spi_execute_plan(plan_image_seen, v, NULL, SPI_OK_SELECT);
 	/* Content already stored and indexed by a committed row: no second put. */
 	if (SPI_processed == 0)
 	{
@@ -482,21 +452,15 @@ land_image(EvcConsumerConfig *cfg, EvcStorage *st, EvcPartitionBatch *pb,
 		res->bytes += ev->blob.len;
 	}
 
-	if (plan_image == NULL)
-	{
-		Oid			types[10] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID, TEXTOID,
-		TIMESTAMPTZOID, TEXTOID, INT4OID, INT8OID};
-
-		plan_image = prepare_kept(
-			"INSERT INTO evc.images (message_id, source, object_key, content_type, width, height, bytes, "
-			"sha256, metadata, sent_at, topic, partition, \"offset\") "
-			"SELECT $1::uuid, d->>'source', $2, $3, "
-			"CASE WHEN d->>'width' ~ '^[0-9]{1,9}$' THEN (d->>'width')::int END, "
-			"CASE WHEN d->>'height' ~ '^[0-9]{1,9}$' THEN (d->>'height')::int END, "
-			"$4, $5, d->'metadata', $7, $8, $9, $10 "
-			"FROM (SELECT $6::jsonb AS d) AS s "
-			"ON CONFLICT (message_id) DO NOTHING", 10, types);
-	}
+	evc_spi_kept_plan(&plan_image,
+					  "INSERT INTO evc.images (message_id, source, object_key, content_type, width, height, bytes, "
+					  "sha256, metadata, sent_at, topic, partition, \"offset\") "
+					  "SELECT $1::uuid, d->>'source', $2, $3, "
+					  "CASE WHEN d->>'width' ~ '^[0-9]{1,9}$' THEN (d->>'width')::int END, "
+					  "CASE WHEN d->>'height' ~ '^[0-9]{1,9}$' THEN (d->>'height')::int END, "
+					  "$4, $5, d->'metadata', $7, $8, $9, $10 "
+					  "FROM (SELECT $6::jsonb AS d) AS s "
+					  "ON CONFLICT (message_id) DO NOTHING", 10, types);
 	memset(n, ' ', sizeof(n));
 	(void) parse_timestamptz(ev->context->sent_at, &sent_at, &sent_null);
 	v[0] = CStringGetTextDatum(d->message_id);
@@ -510,7 +474,7 @@ land_image(EvcConsumerConfig *cfg, EvcStorage *st, EvcPartitionBatch *pb,
 	v[7] = CStringGetTextDatum(pb->topic);
 	v[8] = Int32GetDatum(pb->partition);
 	v[9] = Int64GetDatum(d->msg->offset);
-	exec_plan(plan_image, v, n, SPI_OK_INSERT);
+	evc_spi_execute_plan(plan_image, v, n, SPI_OK_INSERT);
 	if (SPI_processed == 1)
 		res->landed++;
 	else
@@ -538,26 +502,20 @@ land_event_rows(EvcConsumerConfig *cfg, EvcPartitionBatch *pb, DecodedEvent *goo
 {
 	Datum	   *cols[8];
 	bool	   *sent_null = palloc(sizeof(bool) * n);
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
+	Oid			types[10] = {TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID,
+	TEXTARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID, TEXTOID, INT4OID};
 	Datum		v[10];
 	uint64		inserted;
 
-	if (plan_event == NULL)
-	{
-		Oid			types[10] = {TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID,
-		TEXTARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID, TEXTOID, INT4OID};
-
-		plan_event = prepare_kept(
-			"INSERT INTO evc.events (message_id, client, event_name, schema_version, context, data, "
-			"sent_at, topic, partition, \"offset\") "
-			"SELECT r.message_id::uuid, r.client, r.event_name, r.schema_version, r.context::jsonb, "
-			"r.data::jsonb, r.sent_at, $9, $10, r.\"offset\" "
-			"FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) "
-			"AS r(message_id, client, event_name, schema_version, context, data, sent_at, \"offset\") "
-			"ORDER BY r.\"offset\" "
-			"ON CONFLICT (message_id) DO NOTHING RETURNING \"offset\"", 10, types);
-	}
+	evc_spi_kept_plan(&plan_event,
+					  "INSERT INTO evc.events (message_id, client, event_name, schema_version, context, data, "
+					  "sent_at, topic, partition, \"offset\") "
+					  "SELECT r.message_id::uuid, r.client, r.event_name, r.schema_version, r.context::jsonb, "
+					  "r.data::jsonb, r.sent_at, $9, $10, r.\"offset\" "
+					  "FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) "
+					  "AS r(message_id, client, event_name, schema_version, context, data, sent_at, \"offset\") "
+					  "ORDER BY r.\"offset\" "
+					  "ON CONFLICT (message_id) DO NOTHING RETURNING \"offset\"", 10, types);
 	for (int c = 0; c < 8; c++)
 		cols[c] = palloc(sizeof(Datum) * n);
 	for (int i = 0; i < n; i++)
@@ -578,19 +536,17 @@ land_event_rows(EvcConsumerConfig *cfg, EvcPartitionBatch *pb, DecodedEvent *goo
 		cols[6][i] = TimestampTzGetDatum(sent_at);
 		cols[7][i] = Int64GetDatum(good[i].msg->offset);
 	}
-	v[0] = PointerGetDatum(construct_array(cols[0], n, TEXTOID, -1, false, TYPALIGN_INT));
-	v[1] = PointerGetDatum(construct_array(cols[1], n, TEXTOID, -1, false, TYPALIGN_INT));
-	v[2] = PointerGetDatum(construct_array(cols[2], n, TEXTOID, -1, false, TYPALIGN_INT));
-	v[3] = PointerGetDatum(construct_array(cols[3], n, INT4OID, 4, true, TYPALIGN_INT));
-	v[4] = PointerGetDatum(construct_array(cols[4], n, TEXTOID, -1, false, TYPALIGN_INT));
-	v[5] = PointerGetDatum(construct_array(cols[5], n, TEXTOID, -1, false, TYPALIGN_INT));
-	v[6] = PointerGetDatum(construct_md_array(cols[6], sent_null, 1, dims, lbs, TIMESTAMPTZOID,
-											  sizeof(TimestampTz), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	v[7] = PointerGetDatum(construct_array(cols[7], n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
-										   TYPALIGN_DOUBLE));
+	v[0] = PointerGetDatum(evc_array_from_datums(TEXTOID, cols[0], NULL, n));
+	v[1] = PointerGetDatum(evc_array_from_datums(TEXTOID, cols[1], NULL, n));
+	v[2] = PointerGetDatum(evc_array_from_datums(TEXTOID, cols[2], NULL, n));
+	v[3] = PointerGetDatum(evc_array_from_datums(INT4OID, cols[3], NULL, n));
+	v[4] = PointerGetDatum(evc_array_from_datums(TEXTOID, cols[4], NULL, n));
+	v[5] = PointerGetDatum(evc_array_from_datums(TEXTOID, cols[5], NULL, n));
+	v[6] = PointerGetDatum(evc_array_from_datums(TIMESTAMPTZOID, cols[6], sent_null, n));
+	v[7] = PointerGetDatum(evc_array_from_datums(INT8OID, cols[7], NULL, n));
 	v[8] = CStringGetTextDatum(pb->topic);
 	v[9] = Int32GetDatum(pb->partition);
-	exec_plan(plan_event, v, NULL, SPI_OK_INSERT_RETURNING);
+	evc_spi_execute_plan(plan_event, v, NULL, SPI_OK_INSERT_RETURNING);
 
 	inserted = SPI_processed;
 	for (uint64 r = 0; r < inserted; r++)

@@ -21,17 +21,14 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
-#include "postmaster/interrupt.h"
-#include "storage/ipc.h"
 #include "storage/latch.h"
-#include "tcop/tcopprot.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "core/guc.h"
 #include "core/launcher.h"
 #include "core/shmem.h"
+#include "core/worker.h"
 
 /* Seconds before the postmaster restarts a launcher that died. */
 #define LAUNCHER_RESTART_SECS 5
@@ -39,7 +36,6 @@
 /* Safety net only: every real event sets the latch. */
 #define LAUNCHER_IDLE_TIMEOUT_MS (60 * 1000)
 
-static EvcWorkerSlot *launcher_slot = NULL;
 static bool extension_seen = false;
 
 /*
@@ -79,13 +75,6 @@ evc_launcher_register(void)
 	strlcpy(worker.bgw_name, "evcollector launcher", BGW_MAXLEN);
 	strlcpy(worker.bgw_type, "evcollector launcher", BGW_MAXLEN);
 	RegisterBackgroundWorker(&worker);
-}
-
-static void
-launcher_on_exit(int code, Datum arg)
-{
-	if (launcher_slot != NULL)
-		evc_worker_detach(launcher_slot);
 }
 
 static EvcWorkerKind
@@ -287,22 +276,8 @@ evc_launcher_main(Datum main_arg)
 {
 	MemoryContext tick_context;
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
-	/* Cleanup first, then state, so an early exit leaves no stale slot. */
-	before_shmem_exit(launcher_on_exit, (Datum) 0);
-	launcher_slot = evc_worker_slot(EVC_WORKER_LAUNCHER, "launcher", true);
-	if (launcher_slot == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("no free evcollector worker slot for the launcher")));
-	evc_worker_attach(launcher_slot);
-
-	BackgroundWorkerInitializeConnection(evc_database, NULL, 0);
-	pgstat_report_appname("evcollector launcher");
-
+	/* As every worker: handlers, then its slot, then evcollector.database. */
+	(void) evc_worker_startup(EVC_WORKER_LAUNCHER, "launcher");
 	tick_context = AllocSetContextCreate(TopMemoryContext,
 										 "evcollector launcher tick",
 										 ALLOCSET_DEFAULT_SIZES);
@@ -322,12 +297,6 @@ evc_launcher_main(Datum main_arg)
 						 sleep_ms,
 						 PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		evc_worker_handle_interrupts();
 	}
 }

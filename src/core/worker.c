@@ -1,15 +1,14 @@
 /*
  * worker.c
- *		Owns what every dynamic evcollector worker does the same way: signal
- *		handlers installed before signals are unblocked, its slot in the
- *		shared worker registry (released by an exit callback registered
- *		before any state is built), the database connection, and the
- *		interrupt and reload handling after each latch wake-up.
+ *		Owns what every evcollector worker, the launcher included, does the
+ *		same way: signal handlers installed before signals are unblocked,
+ *		its slot in the shared worker registry (released by an exit callback
+ *		registered before any state is built), the connection to
+ *		evcollector.database, and the interrupt and reload handling after
+ *		each latch wake-up.
  */
 #include "postgres.h"
 
-#include "access/xact.h"
-#include "commands/extension.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -30,6 +29,11 @@ worker_on_exit(int code, Datum arg)
 		evc_worker_detach(my_slot);
 }
 
+/*
+ * The first thing a worker's main function does.  The exit callback is
+ * registered before the slot is taken, so that no exit, however early,
+ * leaves the slot marked running.
+ */
 EvcWorkerSlot *
 evc_worker_startup(EvcWorkerKind kind, const char *name)
 {
@@ -63,16 +67,4 @@ evc_worker_handle_interrupts(void)
 		ConfigReloadPending = false;
 		ProcessConfigFile(PGC_SIGHUP);
 	}
-}
-
-/* Is the extension (still) installed?  Opens its own transaction. */
-bool
-evc_extension_present(void)
-{
-	bool		present;
-
-	StartTransactionCommand();
-	present = OidIsValid(get_extension_oid("evcollector", true));
-	CommitTransactionCommand();
-	return present;
 }

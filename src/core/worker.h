@@ -1,7 +1,7 @@
 /*
  * worker.h
- *		Start-up and main-loop plumbing shared by the dynamic workers (relay,
- *		consumers) that the launcher supervises.
+ *		Start-up and main-loop plumbing shared by the launcher and the
+ *		dynamic workers (relay, consumers) it supervises.
  */
 #ifndef EVC_WORKER_H
 #define EVC_WORKER_H
@@ -10,6 +10,5 @@
 
 extern EvcWorkerSlot *evc_worker_startup(EvcWorkerKind kind, const char *name);
 extern void evc_worker_handle_interrupts(void);
-extern bool evc_extension_present(void);
 
 #endif

@@ -4,9 +4,9 @@
  *		pass-through properties of evcollector.kafka_properties, and logging.
  *
  * librdkafka calls its log callback from its own threads, where no
- * PostgreSQL function may run.  So logs are routed to the handle's main
- * queue (log.queue) and served by rd_kafka_poll() in the backend's own
- * thread, where ereport is safe.
+ * PostgreSQL function may run.  So log.queue holds the logs until the
+ * handle's owner names a queue for them (rd_kafka_set_log_queue) and
+ * serves it in the backend's own thread, where ereport is safe.
  */
 #include "postgres.h"
 
@@ -66,13 +66,6 @@ evc_kafka_conf_new(const char *const *defaults)
 				 errdetail("%s", errbuf)));
 	}
 	return conf;
-}
-
-/* Route the handle's logs to its main queue; see the file comment. */
-void
-evc_kafka_serve_logs(rd_kafka_t *rk)
-{
-	rd_kafka_set_log_queue(rk, NULL);
 }
 
 /* <evcollector.topic_prefix><suffix> */

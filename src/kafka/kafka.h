@@ -10,7 +10,6 @@
 
 extern rd_kafka_conf_t *evc_kafka_conf_new(const char *const *defaults);
 extern void evc_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value);
-extern void evc_kafka_serve_logs(rd_kafka_t *rk);
 extern char *evc_topic_name(const char *suffix);
 extern bool evc_kafka_permanent_error(rd_kafka_resp_err_t err);
 

@@ -19,6 +19,7 @@
 
 #include "core/guc.h"
 #include "kafka/kafka.h"
+#include "util/fmgr_args.h"
 
 #define ADMIN_TIMEOUT_MS 15000
 
@@ -156,7 +157,7 @@ evc_create_topic(PG_FUNCTION_ARGS)
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	int32		partitions = PG_GETARG_INT32(1);
 	int32		rf = PG_GETARG_INT32(2);
-	Jsonb	   *config = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
+	Jsonb	   *config = evc_arg_jsonb_or_null(fcinfo, 3);
 	const char *why;
 	char		errstr[512];
 	rd_kafka_t *volatile rk = NULL;

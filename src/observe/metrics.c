@@ -32,7 +32,7 @@
 
 #include "evcollector.pb-c.h"
 
-#include "consume/consumer_metrics.h"
+#include "consume/consumer.h"
 #include "kafka/kafka.h"
 #include "observe/metrics.h"
 #include "send/outbox.h"

@@ -37,6 +37,7 @@
 
 #include "core/guc.h"
 #include "core/shmem.h"
+#include "observe/trace.h"
 #include "storage/storage.h"
 
 /* ---------------------------------------------------------------------

@@ -25,18 +25,9 @@
 #include "send/outbox.h"
 #include "kafka/proto.h"
 #include "registry/registry.h"
+#include "util/fmgr_args.h"
 
 #define MAX_SOURCE_LEN 200
-
-static char *
-arg_text(FunctionCallInfo fcinfo, int n, const char *name)
-{
-	if (PG_ARGISNULL(n))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", name)));
-	return text_to_cstring(PG_GETARG_TEXT_PP(n));
-}
 
 /* The string value of key in a jsonb object, or NULL when absent. */
 static char *
@@ -154,11 +145,11 @@ PG_FUNCTION_INFO_V1(evc_send);
 Datum
 evc_send(PG_FUNCTION_ARGS)
 {
-	char	   *client = arg_text(fcinfo, 0, "client");
-	char	   *event_name = arg_text(fcinfo, 1, "event_name");
+	char	   *client = evc_arg_text(fcinfo, 0, "client");
+	char	   *event_name = evc_arg_text(fcinfo, 1, "event_name");
 	Jsonb	   *data;
-	Jsonb	   *ctx = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
-	char	   *key = PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4));
+	Jsonb	   *ctx = evc_arg_jsonb_or_null(fcinfo, 3);
+	char	   *key = evc_arg_text_or_null(fcinfo, 4);
 	EvcEventType *et;
 	EvcEventFields f = {0};
 	const char *topic;
@@ -167,11 +158,7 @@ evc_send(PG_FUNCTION_ARGS)
 	TimestampTz received = GetCurrentTimestamp();
 	bytea	   *payload;
 
-	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("data must not be null")));
-	data = PG_GETARG_JSONB_P(2);
+	data = evc_arg_jsonb(fcinfo, 2, "data");
 	if (!JB_ROOT_IS_OBJECT(data) || JB_ROOT_IS_SCALAR(data))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -244,21 +231,17 @@ PG_FUNCTION_INFO_V1(evc_send_image);
 Datum
 evc_send_image(PG_FUNCTION_ARGS)
 {
-	char	   *source = arg_text(fcinfo, 0, "source");
+	char	   *source = evc_arg_text(fcinfo, 0, "source");
 	bytea	   *image;
-	char	   *content_type = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
-	Jsonb	   *metadata = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
+	char	   *content_type = evc_arg_text_or_null(fcinfo, 2);
+	Jsonb	   *metadata = evc_arg_jsonb_or_null(fcinfo, 3);
 	size_t		len;
 	EvcImageInfo info;
 	EvcEventFields f = {0};
 	pg_uuid_t  *message_id = evc_new_uuid();
 	bytea	   *payload;
 
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("image must not be null")));
-	image = PG_GETARG_BYTEA_PP(1);
+	image = DatumGetByteaPP(evc_arg_required(fcinfo, 1, "image"));
 	len = VARSIZE_ANY_EXHDR(image);
 	if (strlen(source) == 0 || strlen(source) > MAX_SOURCE_LEN)
 		ereport(ERROR,
