@@ -2,7 +2,8 @@
  * validate_int.h
  *		Internals shared by the validator's files: a light view of jsonb
  *		values (JV) read straight from the binary container, and the compiled
- *		schema tree.  Not for use outside src/validate*.c.
+ *		schema tree.  Private to src/jsonschema: the rest of evcollector
+ *		goes through validate.h only.
  */
 #ifndef EVC_VALIDATE_INT_H
 #define EVC_VALIDATE_INT_H
@@ -33,6 +34,18 @@ typedef enum JvType
 #define JVS_TREE	1
 
 typedef struct JV JV;
+
+/* Formats (validate_formats.c): NULL for a format that is not known. */
+typedef bool (*EvcFormatFn) (const char *s, int len);
+extern EvcFormatFn evc_format_lookup(const char *format);
+
+/*
+ * ECMA-262 pattern to a compiled Postgres regex (validate_regex.c), in
+ * CurrentMemoryContext; it is freed with that context.
+ */
+typedef struct EvcRegex EvcRegex;
+extern EvcRegex *evc_regex_compile(const char *pattern, int len, char **errmsg);
+extern bool evc_regex_match(EvcRegex *re, const char *s, int len);
 
 /* A container of the text tree: n elements, or n pairs stored key, value, in jsonb key order. */
 typedef struct JvTree

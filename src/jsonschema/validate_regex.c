@@ -594,9 +594,3 @@ evc_regex_match(EvcRegex *re, const char *s, int len)
 	}
 	return false;
 }
-
-void
-evc_regex_free(EvcRegex *re)
-{
-	regex_free_callback(re);
-}
