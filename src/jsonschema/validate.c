@@ -29,7 +29,8 @@
 
 #include "validate_int.h"
 
-bool		evc_validate_formats = true;
+/* Whether "format" is an assertion (evcollector.validate_formats). */
+static bool validate_formats = true;
 
 typedef struct PathSeg
 {
@@ -358,7 +359,7 @@ eval_string(EvalCtx *cx, EvcNode *n, const JV *v)
 			   quote_short(v->u.str, v->len), n->pattern_src);
 		FAIL();
 	}
-	if (n->format_fn && evc_validate_formats && !n->format_fn(v->u.str, v->len))
+	if (n->format_fn && validate_formats && !n->format_fn(v->u.str, v->len))
 	{
 		REPORT(cx, n, "format", "string %s is not a valid %s",
 			   quote_short(v->u.str, v->len), n->format);
@@ -1121,8 +1122,8 @@ evc_node_accepts(EvcNode *node, const JV *value)
 	return ok;
 }
 
-List *
-evc_validate_all_errors(EvcCompiledSchema *schema, Jsonb *instance)
+static List *
+validate_all_errors(EvcCompiledSchema *schema, Jsonb *instance)
 {
 	EvalCtx		cx;
 	JV			root;
@@ -1145,7 +1146,7 @@ evc_validate_define_gucs(void)
 	DefineCustomBoolVariable("evcollector.validate_formats",
 							 "Whether the JSON Schema keyword \"format\" is checked.",
 							 "When off, \"format\" is an annotation only, as draft-07 allows.",
-							 &evc_validate_formats, true,
+							 &validate_formats, true,
 							 PGC_USERSET, 0, NULL, NULL, NULL);
 }
 
@@ -1185,8 +1186,8 @@ typedef struct AdhocCall
 static MemoryContext validate_cache_cxt = NULL;
 static bool inval_registered = false;
 
-void
-evc_validate_reset_caches(void)
+static void
+validate_reset_caches(void)
 {
 	adhoc_generation++;
 	for (int i = 0; i < ADHOC_SLOTS; i++)
@@ -1214,8 +1215,8 @@ evc_validate_cache_context(void)
 	return validate_cache_cxt;
 }
 
-EvcCompiledSchema *
-evc_adhoc_schema(Jsonb *schema)
+static EvcCompiledSchema *
+adhoc_schema(Jsonb *schema)
 {
 	uint32		h = hash_bytes((unsigned char *) schema, VARSIZE(schema));
 	AdhocEntry *victim = &adhoc[0];
@@ -1229,7 +1230,7 @@ evc_adhoc_schema(Jsonb *schema)
 	}
 	if (adhoc_stale)
 	{
-		evc_validate_reset_caches();
+		validate_reset_caches();
 		adhoc_stale = false;
 	}
 	for (int i = 0; i < ADHOC_SLOTS; i++)
@@ -1289,7 +1290,7 @@ evc_check_schema(Jsonb *schema)
 		meta_ref = MemoryContextAlloc(TopMemoryContext, VARSIZE(DatumGetPointer(d)));
 		memcpy(meta_ref, DatumGetPointer(d), VARSIZE(DatumGetPointer(d)));
 	}
-	if (!evc_validate_jsonb(evc_adhoc_schema(meta_ref), schema, &err))
+	if (!evc_validate_jsonb(adhoc_schema(meta_ref), schema, &err))
 		ereport(ERROR,
 				(errcode(EVC_ERRCODE_INVALID_SCHEMA),
 				 errmsg("invalid JSON schema"),
@@ -1355,7 +1356,7 @@ adhoc_call_schema(FunctionCallInfo fcinfo, AdhocCall *call)
 		schema = PG_GETARG_JSONB_P(0);
 
 	call->compiled = NULL;
-	call->compiled = evc_adhoc_schema(schema);
+	call->compiled = adhoc_schema(schema);
 	call->generation = adhoc_generation;
 	if (!call->constant)
 	{
@@ -1414,7 +1415,7 @@ evc_validation_errors(PG_FUNCTION_ARGS)
 	ListCell   *lc;
 
 	InitMaterializedSRF(fcinfo, 0);
-	errors = evc_validate_all_errors(evc_adhoc_schema(schema), instance);
+	errors = validate_all_errors(adhoc_schema(schema), instance);
 	foreach(lc, errors)
 	{
 		EvcValidationError *e = lfirst(lc);

@@ -3,14 +3,16 @@
  *		JSON Schema draft-07 validation over jsonb: the compiled form of a
  *		schema and the calls that check an instance against it.
  *
- * A schema is compiled once into a tree of EvcSchemaNode kept in a memory
- * context owned by the caller (the registry's cache, or the ad hoc cache of
+ * A schema is compiled once into a tree of nodes kept in a memory context
+ * owned by the caller (the registry's cache, or the ad hoc cache of
  * evc_validate).  Deleting that context frees everything, regexes included.
+ *
+ * This header is the library's only way in: nothing outside src/jsonschema
+ * includes validate_int.h (see src/jsonschema/README.md).
  */
 #ifndef EVC_VALIDATE_H
 #define EVC_VALIDATE_H
 
-#include "nodes/pg_list.h"
 #include "utils/jsonb.h"
 
 typedef struct EvcCompiledSchema EvcCompiledSchema;
@@ -24,9 +26,7 @@ typedef struct EvcValidationError
 	char	   *message;		/* "value is a string, expected integer" */
 } EvcValidationError;
 
-/* Whether "format" is an assertion (evcollector.validate_formats). */
-extern bool evc_validate_formats;
-
+/* Defines evcollector.validate_formats; safe to call more than once. */
 extern void evc_validate_define_gucs(void);
 
 /*
@@ -45,9 +45,6 @@ extern EvcCompiledSchema *evc_schema_compile(Jsonb *schema, const char *base_uri
 extern bool evc_validate_jsonb(EvcCompiledSchema *schema, Jsonb *instance,
 							   EvcValidationError *err);
 
-/* Check an instance and return every problem found (a List of EvcValidationError *). */
-extern List *evc_validate_all_errors(EvcCompiledSchema *schema, Jsonb *instance);
-
 /*
  * Check that a schema is a valid draft-07 schema (against the meta-schema)
  * and compiles.  Raises ERROR with a detail naming the place otherwise.
@@ -62,26 +59,8 @@ extern void evc_check_schema(Jsonb *schema);
 extern bool evc_schema_subset(EvcCompiledSchema *a, EvcCompiledSchema *b,
 							  char **where, char **reason);
 
-/* Look up a compiled ad hoc schema (bounded per-backend cache keyed by hash). */
-extern EvcCompiledSchema *evc_adhoc_schema(Jsonb *schema);
-
 /* The long-lived context (child of CacheMemoryContext) compiled schemas live under. */
 extern MemoryContext evc_validate_cache_context(void);
-
-/* Drop every cached compiled schema (registry or documents changed). */
-extern void evc_validate_reset_caches(void);
-
-/* Formats (validate_formats.c).  Returns true when s is valid or the format unknown. */
-typedef bool (*EvcFormatFn) (const char *s, int len);
-extern EvcFormatFn evc_format_lookup(const char *format);
-extern bool evc_format_check(const char *format, const char *s, int len);
-extern bool evc_format_known(const char *format);
-
-/* ECMA-262 pattern to a compiled Postgres regex (validate_regex.c). */
-typedef struct EvcRegex EvcRegex;
-extern EvcRegex *evc_regex_compile(const char *pattern, int len, char **errmsg);
-extern bool evc_regex_match(EvcRegex *re, const char *s, int len);
-extern void evc_regex_free(EvcRegex *re);
 
 /*
  * SQLSTATEs of the registry and the validator: class "EV" is evcollector's,

@@ -12,8 +12,6 @@
  */
 #include "postgres.h"
 
-#include <math.h>
-
 #include "access/table.h"
 #include "catalog/namespace.h"
 #include "executor/spi.h"
@@ -538,17 +536,37 @@ escape_token(const char *s, int len)
 	return out.data;
 }
 
+/*
+ * A count (minLength, maxItems, ...): a non-negative integer, which draft-07
+ * lets a schema write as 2.0 or 1e3, and which may be larger than any count.
+ * Read exactly, never through float8: 2.0000000000000000001 is not an
+ * integer, and 1e400 is one (kept as PG_INT32_MAX, more than jsonb holds).
+ */
 static int32
 count_keyword(const JV *v, EvcNode *parent, const char *kw)
 {
-	float8		f;
+	EvcNum		x;
+	Numeric		num;
 
 	if (v->type != JV_NUMBER)
 		schema_error(parent, kw, "keyword \"%s\" needs a non-negative integer", kw);
-	f = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->u.num)));
-	if (f < 0 || f != floor(f))
+	if (jv_num_exact(v, &x))
+	{
+		if (x.scale != 0 || x.mant < 0)
+			schema_error(parent, kw, "keyword \"%s\" needs a non-negative integer", kw);
+		return x.mant > PG_INT32_MAX ? PG_INT32_MAX : (int32) x.mant;
+	}
+
+	/*
+	 * No exact form: an integer among these is at least 10^18, so the only
+	 * questions are whether it is an integer and whether it is negative.
+	 */
+	num = evc_jv_num_numeric(v);
+	if (DatumGetInt32(DirectFunctionCall1(numeric_min_scale, NumericGetDatum(num))) != 0 ||
+		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(num),
+										  NumericGetDatum(int64_to_numeric(0)))) < 0)
 		schema_error(parent, kw, "keyword \"%s\" needs a non-negative integer", kw);
-	return f > PG_INT32_MAX ? PG_INT32_MAX : (int32) f;
+	return PG_INT32_MAX;
 }
 
 /* A numeric bound: kept as numeric, and in exact form when it has one. */

@@ -500,17 +500,3 @@ evc_format_lookup(const char *name)
 			return formats[i].fn;
 	return NULL;
 }
-
-bool
-evc_format_known(const char *format)
-{
-	return evc_format_lookup(format) != NULL;
-}
-
-bool
-evc_format_check(const char *format, const char *s, int len)
-{
-	FormatFn	fn = evc_format_lookup(format);
-
-	return fn == NULL || fn(s, len);
-}

@@ -2,7 +2,8 @@
  * validate_int.h
  *		Internals shared by the validator's files: a light view of jsonb
  *		values (JV) read straight from the binary container, and the compiled
- *		schema tree.  Not for use outside src/validate*.c.
+ *		schema tree.  Private to src/jsonschema: the rest of evcollector
+ *		goes through validate.h only.
  */
 #ifndef EVC_VALIDATE_INT_H
 #define EVC_VALIDATE_INT_H
@@ -33,6 +34,18 @@ typedef enum JvType
 #define JVS_TREE	1
 
 typedef struct JV JV;
+
+/* Formats (validate_formats.c): NULL for a format that is not known. */
+typedef bool (*EvcFormatFn) (const char *s, int len);
+extern EvcFormatFn evc_format_lookup(const char *format);
+
+/*
+ * ECMA-262 pattern to a compiled Postgres regex (validate_regex.c), in
+ * CurrentMemoryContext; it is freed with that context.
+ */
+typedef struct EvcRegex EvcRegex;
+extern EvcRegex *evc_regex_compile(const char *pattern, int len, char **errmsg);
+extern bool evc_regex_match(EvcRegex *re, const char *s, int len);
 
 /* A container of the text tree: n elements, or n pairs stored key, value, in jsonb key order. */
 typedef struct JvTree
@@ -76,6 +89,51 @@ extern bool evc_jv_array_get(const JV *arr, int idx, JV *out);
 extern bool evc_jv_equal(const JV *a, const JV *b);
 extern uint32 evc_jv_hash(const JV *v);
 extern const char *evc_jv_type_name(const JV *v);
+
+/*
+ * numeric's on-disk layout.  numeric.c (src/backend/utils/adt/numeric.c)
+ * keeps its definitions private, so these are EVC_-prefixed copies of
+ * them, under the same names: they mirror PostgreSQL 15's on-disk format,
+ * which pg_upgrade keeps stable across versions.  validate_num.c checks at
+ * compile time that they fit together, and validate.sql checks that the
+ * answers read through them are numeric's own, on both header forms.
+ *
+ * After the varlena header comes a uint16 header word whose top two bits
+ * (EVC_NUMERIC_SIGN_MASK) say what follows:
+ *	 EVC_NUMERIC_POS, EVC_NUMERIC_NEG: the long form.  The other 14 bits are
+ *		the display scale, then an int16 weight;
+ *	 EVC_NUMERIC_SHORT: the short form, used when the display scale is at most
+ *		63 and the weight fits in 7 bits.  Sign, display scale and weight are
+ *		all in the word;
+ *	 EVC_NUMERIC_SPECIAL: NaN or an infinity (jsonb holds neither).
+ * Then the digits, base EVC_NBASE (int16 each), most significant first; the
+ * weight is the power of EVC_NBASE of the first one.
+ */
+#define EVC_NUMERIC_SIGN_MASK	0xC000
+#define EVC_NUMERIC_POS			0x0000
+#define EVC_NUMERIC_NEG			0x4000
+#define EVC_NUMERIC_SHORT		0x8000
+#define EVC_NUMERIC_SPECIAL		0xC000
+
+#define EVC_NUMERIC_EXT_SIGN_MASK	0xF000	/* flag bits plus NaN/Inf bits */
+#define EVC_NUMERIC_NAN			0xC000
+#define EVC_NUMERIC_PINF		0xD000
+#define EVC_NUMERIC_NINF		0xF000
+
+#define EVC_NUMERIC_SHORT_SIGN_MASK			0x2000
+#define EVC_NUMERIC_SHORT_DSCALE_MASK		0x1F80
+#define EVC_NUMERIC_SHORT_DSCALE_SHIFT		7
+#define EVC_NUMERIC_SHORT_DSCALE_MAX \
+	(EVC_NUMERIC_SHORT_DSCALE_MASK >> EVC_NUMERIC_SHORT_DSCALE_SHIFT)
+#define EVC_NUMERIC_SHORT_WEIGHT_SIGN_MASK	0x0040
+#define EVC_NUMERIC_SHORT_WEIGHT_MASK		0x003F
+#define EVC_NUMERIC_SHORT_WEIGHT_MAX		EVC_NUMERIC_SHORT_WEIGHT_MASK
+#define EVC_NUMERIC_SHORT_WEIGHT_MIN		(-(EVC_NUMERIC_SHORT_WEIGHT_MASK + 1))
+
+#define EVC_NUMERIC_DSCALE_MASK	0x3FFF
+
+#define EVC_NBASE		10000
+#define EVC_DEC_DIGITS	4		/* decimal digits per EVC_NBASE digit */
 
 /*
  * Exact decimal numbers (validate_num.c): value = mant / 10^scale, in a

@@ -13,8 +13,9 @@
  * when their (mant, scale) are equal.
  *
  * Numerics are read in their stored layout (the on-disk format of
- * src/backend/utils/adt/numeric.c, which pg_upgrade keeps stable): a
- * uint16 header, a weight, and base-10000 digits.
+ * src/backend/utils/adt/numeric.c, which pg_upgrade keeps stable), through
+ * the copies of numeric.c's constants in validate_int.h: a uint16 header,
+ * a weight, and base-10000 digits.
  */
 #include "postgres.h"
 
@@ -111,47 +112,124 @@ num_normalise(uint128 acc, int exp10, bool neg, EvcNum *out)
 }
 
 /*
- * The parts of a stored numeric: sign, weight (of the first base-10000
- * digit) and digits.  False for NaN, infinities, and a header we do not
- * expect (a stored numeric has a plain 4-byte varlena header).
+ * The copies of numeric.c's constants (validate_int.h) must at least fit
+ * together: the flag bits and the display scale share the header word, the
+ * short form's fields share the 14 bits below the flags, the special values
+ * carry the special flag, and numeric's largest display scale fits.
+ */
+StaticAssertDecl((EVC_NUMERIC_SIGN_MASK & EVC_NUMERIC_DSCALE_MASK) == 0 &&
+				 (EVC_NUMERIC_SIGN_MASK | EVC_NUMERIC_DSCALE_MASK) == 0xFFFF,
+				 "numeric flag bits and display scale must fill the header word");
+StaticAssertDecl(EVC_NUMERIC_SHORT_SIGN_MASK + EVC_NUMERIC_SHORT_DSCALE_MASK +
+				 EVC_NUMERIC_SHORT_WEIGHT_SIGN_MASK + EVC_NUMERIC_SHORT_WEIGHT_MASK ==
+				 EVC_NUMERIC_DSCALE_MASK &&
+				 (EVC_NUMERIC_SHORT_SIGN_MASK | EVC_NUMERIC_SHORT_DSCALE_MASK |
+				  EVC_NUMERIC_SHORT_WEIGHT_SIGN_MASK | EVC_NUMERIC_SHORT_WEIGHT_MASK) ==
+				 EVC_NUMERIC_DSCALE_MASK,
+				 "short numeric header fields must partition the bits below the flags");
+StaticAssertDecl(EVC_NUMERIC_SHORT_DSCALE_MAX == 63 &&
+				 (EVC_NUMERIC_SHORT_DSCALE_MAX << EVC_NUMERIC_SHORT_DSCALE_SHIFT) ==
+				 EVC_NUMERIC_SHORT_DSCALE_MASK,
+				 "short numeric display scale must be 6 contiguous bits");
+StaticAssertDecl(EVC_NUMERIC_SHORT_WEIGHT_SIGN_MASK == EVC_NUMERIC_SHORT_WEIGHT_MASK + 1,
+				 "short numeric weight sign must sit just above the weight");
+StaticAssertDecl((EVC_NUMERIC_NAN & EVC_NUMERIC_SIGN_MASK) == EVC_NUMERIC_SPECIAL &&
+				 (EVC_NUMERIC_PINF & EVC_NUMERIC_SIGN_MASK) == EVC_NUMERIC_SPECIAL &&
+				 (EVC_NUMERIC_NINF & EVC_NUMERIC_SIGN_MASK) == EVC_NUMERIC_SPECIAL &&
+				 (EVC_NUMERIC_NINF & ~EVC_NUMERIC_EXT_SIGN_MASK) == 0,
+				 "numeric special values must carry the special flag");
+StaticAssertDecl(EVC_NUMERIC_POS != EVC_NUMERIC_NEG &&
+				 EVC_NUMERIC_NEG != EVC_NUMERIC_SHORT &&
+				 EVC_NUMERIC_SHORT != EVC_NUMERIC_SPECIAL &&
+				 ((EVC_NUMERIC_POS | EVC_NUMERIC_NEG | EVC_NUMERIC_SHORT) &
+				  ~EVC_NUMERIC_SIGN_MASK) == 0,
+				 "numeric forms must be distinct values of the flag bits");
+StaticAssertDecl(NUMERIC_MAX_DISPLAY_SCALE <= EVC_NUMERIC_DSCALE_MASK,
+				 "numeric's display scale must fit in the long header");
+
+/* Up to this many base-NBASE digits are read into 64 bits directly. */
+#define NUM_GROUPS_64	4
+StaticAssertDecl(NUM_GROUPS_64 * EVC_DEC_DIGITS <= 19,
+				 "the 64-bit fast path must not overflow");
+
+/*
+ * The parts of a stored numeric: sign, weight (of the first base-NBASE
+ * digit) and where its digits are.  False for NaN and the infinities.
+ *
+ * A numeric in jsonb normally has a 4-byte varlena header, but jsonb copies
+ * whatever header its value had, so a 1-byte one is read too: whether a
+ * number has an exact form must depend on its value only (evc_jv_equal and
+ * evc_jv_hash rely on it).  Its digits are then not aligned, hence
+ * numeric_digit().
  */
 static bool
-numeric_parts(Numeric num, bool *neg, int *weight, const int16 **digits, int *ndigits)
+numeric_parts(Numeric num, bool *neg, int *weight, const char **digits, int *ndigits)
 {
 	const char *data;
+	Size		len;
 	uint16		header;
 
-	if (!VARATT_IS_4B_U(num))
+	if (VARATT_IS_EXTERNAL(num) || VARATT_IS_COMPRESSED(num))
+		return false;			/* never inside jsonb */
+	data = VARDATA_ANY(num);
+	len = VARSIZE_ANY_EXHDR(num);
+	if (len < sizeof(uint16))
 		return false;
-	data = VARDATA(num);
 	memcpy(&header, data, sizeof(uint16));
-	if ((header & 0xC000) == 0xC000)
-		return false;			/* NaN or infinity */
-	if (header & 0x8000)
+	switch (header & EVC_NUMERIC_SIGN_MASK)
 	{
-		/* short format: sign, display scale and a 7-bit weight in the header */
-		*neg = (header & 0x2000) != 0;
-		*weight = ((header & 0x0040) ? ~0x003F : 0) | (header & 0x003F);
-		*digits = (const int16 *) (data + sizeof(uint16));
-		*ndigits = (VARSIZE(num) - VARHDRSZ - sizeof(uint16)) / sizeof(int16);
-	}
-	else
-	{
-		int16		w;
+		case EVC_NUMERIC_SPECIAL:
+			return false;		/* NaN or an infinity */
+		case EVC_NUMERIC_SHORT:
+			*neg = (header & EVC_NUMERIC_SHORT_SIGN_MASK) != 0;
+			*weight = ((header & EVC_NUMERIC_SHORT_WEIGHT_SIGN_MASK) ?
+					   ~EVC_NUMERIC_SHORT_WEIGHT_MASK : 0) |
+				(header & EVC_NUMERIC_SHORT_WEIGHT_MASK);
+			*digits = data + sizeof(uint16);
+			*ndigits = (len - sizeof(uint16)) / sizeof(int16);
+			return true;
+		default:
+			{
+				int16		w;
 
-		*neg = (header & 0xC000) == 0x4000;
-		memcpy(&w, data + sizeof(uint16), sizeof(int16));
-		*weight = w;
-		*digits = (const int16 *) (data + 2 * sizeof(uint16));
-		*ndigits = (VARSIZE(num) - VARHDRSZ - 2 * sizeof(uint16)) / sizeof(int16);
+				if (len < sizeof(uint16) + sizeof(int16))
+					return false;
+				*neg = (header & EVC_NUMERIC_SIGN_MASK) == EVC_NUMERIC_NEG;
+				memcpy(&w, data + sizeof(uint16), sizeof(int16));
+				*weight = w;
+				*digits = data + sizeof(uint16) + sizeof(int16);
+				*ndigits = (len - sizeof(uint16) - sizeof(int16)) / sizeof(int16);
+				return true;
+			}
 	}
-	return true;
 }
 
-bool
-evc_num_from_numeric(Numeric num, EvcNum *out)
+/* Digit i of a numeric; -1 when it is not a base-NBASE digit. */
+static inline int
+numeric_digit(const char *digits, int i)
 {
-	const int16 *digits;
+	int16		d;
+
+	memcpy(&d, digits + i * sizeof(int16), sizeof(int16));
+	return d >= 0 && d < EVC_NBASE ? d : -1;
+}
+
+#ifdef USE_ASSERT_CHECKING
+/* The exact form read is the value numeric itself sees. */
+static void
+check_exact(Numeric num, const EvcNum *x)
+{
+	Numeric		back = int64_div_fast_to_numeric(x->mant, x->scale);
+
+	Assert(DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(num),
+											 NumericGetDatum(back))) == 0);
+}
+#endif
+
+static bool
+num_from_numeric(Numeric num, EvcNum *out)
+{
+	const char *digits;
 	int			ndigits;
 	int			weight;
 	bool		neg;
@@ -162,29 +240,30 @@ evc_num_from_numeric(Numeric num, EvcNum *out)
 	if (!numeric_parts(num, &neg, &weight, &digits, &ndigits))
 		return false;
 
-	/* up to four groups (16 digits) fit in 64 bits */
-	if (ndigits <= 4)
+	if (ndigits <= NUM_GROUPS_64)
 	{
 		uint64		acc64 = 0;
 
 		for (int i = 0; i < ndigits; i++)
 		{
-			if (digits[i] < 0 || digits[i] >= 10000)
+			int			d = numeric_digit(digits, i);
+
+			if (d < 0)
 				return false;	/* not the layout we know */
-			acc64 = acc64 * 10000 + digits[i];
+			acc64 = acc64 * EVC_NBASE + d;
 		}
-		return num_normalise64(acc64, 4 * (weight - (ndigits - 1)), neg, out);
+		return num_normalise64(acc64, EVC_DEC_DIGITS * (weight - (ndigits - 1)), neg, out);
 	}
 
 	/*
-	 * Accumulate the base-10000 digits.  Zero groups are only multiplied in
+	 * Accumulate the base-NBASE digits.  Zero groups are only multiplied in
 	 * when a non-zero group follows, so trailing zeros never overflow acc.
 	 */
 	for (int i = 0; i < ndigits; i++)
 	{
-		int16		d = digits[i];
+		int			d = numeric_digit(digits, i);
 
-		if (d < 0 || d >= 10000)
+		if (d < 0)
 			return false;		/* not the layout we know */
 		if (d == 0)
 		{
@@ -194,20 +273,31 @@ evc_num_from_numeric(Numeric num, EvcNum *out)
 		}
 		while (pending_zero_groups > 0)
 		{
-			if (acc >= ACC_LIMIT / 10000)
+			if (acc >= ACC_LIMIT / EVC_NBASE)
 				return false;
-			acc *= 10000;
+			acc *= EVC_NBASE;
 			pending_zero_groups--;
 		}
-		if (acc >= ACC_LIMIT / 10000)
+		if (acc >= ACC_LIMIT / EVC_NBASE)
 			return false;
-		acc = acc * 10000 + d;
+		acc = acc * EVC_NBASE + d;
 		last = i;
 	}
 	if (acc == 0)
 		return num_normalise(0, 0, false, out);
 	/* the last non-zero group has weight (weight - last) */
-	return num_normalise(acc, 4 * (weight - last), neg, out);
+	return num_normalise(acc, EVC_DEC_DIGITS * (weight - last), neg, out);
+}
+
+bool
+evc_num_from_numeric(Numeric num, EvcNum *out)
+{
+	if (!num_from_numeric(num, out))
+		return false;
+#ifdef USE_ASSERT_CHECKING
+	check_exact(num, out);
+#endif
+	return true;
 }
 
 /* A JSON number's text (the grammar is assumed checked). */

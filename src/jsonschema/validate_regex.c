@@ -50,6 +50,7 @@ typedef struct SimpleRe
 struct EvcRegex
 {
 	regex_t		re;
+	const char *source;			/* the ECMA-262 pattern, for messages */
 	SimpleRe   *simple;			/* or NULL */
 	MemoryContextCallback cb;
 	bool		live;
@@ -529,12 +530,14 @@ evc_regex_compile(const char *pattern, int len, char **errmsg)
 	{
 		char		buf[256];
 
+		CHECK_FOR_INTERRUPTS();
 		pg_regerror(rc, &re->re, buf, sizeof(buf));
 		*errmsg = psprintf("pattern \"%.*s\" is not supported: %s", len, pattern, buf);
 		pfree(re);
 		return NULL;
 	}
 	re->live = true;
+	re->source = pnstrdup(pattern, len);
 	re->simple = simple_compile(pattern, len);
 	re->cb.func = regex_free_callback;
 	re->cb.arg = re;
@@ -590,13 +593,8 @@ evc_regex_match(EvcRegex *re, const char *s, int len)
 		pg_regerror(rc, &re->re, buf, sizeof(buf));
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_REGULAR_EXPRESSION),
-				 errmsg("regular expression failed: %s", buf)));
+				 errmsg("regular expression failed: %s", buf),
+				 errdetail("The pattern is \"%s\".", re->source)));
 	}
 	return false;
-}
-
-void
-evc_regex_free(EvcRegex *re)
-{
-	regex_free_callback(re);
 }

@@ -131,3 +131,139 @@ FROM (VALUES ('{"properties": {"a": {"maxLength": 1}}, "required": ["a"]}'::json
 SELECT evc_validate('{}', '{"a": 1,}'::text);
 SELECT evc_validate('{}', '"\u0000"'::text);
 SELECT evc_validate('{}', '1e1000000'::text);
+
+-- Numbers at the edges.  Every answer below is draft-07's: numbers are
+-- compared and divided as exact decimals, whatever their size.
+-- jsonb holds no NaN or infinity: a numeric that is one reaches the
+-- validator as a string, a schema can only give it as a string, and JSON
+-- text that spells one is refused as jsonb refuses it.
+SELECT v, to_jsonb(v::numeric) AS as_jsonb,
+       evc_validate('{"type": "number"}', to_jsonb(v::numeric)) AS is_number,
+       evc_validate('{"type": "string"}', to_jsonb(v::numeric)) AS is_string
+FROM (VALUES ('NaN'), ('Infinity'), ('-Infinity')) t(v);
+SELECT evc_validate(jsonb_build_object('minimum', 'Infinity'::numeric), '1');
+SELECT evc_validate(jsonb_build_object('multipleOf', 'NaN'::numeric), '1');
+SELECT evc_validate('{}', 'NaN'::text);
+SELECT evc_validate('{}', '-Infinity'::text);
+-- numeric's two header forms: the short one (8 bytes for one digit group)
+-- holds a display scale and a weight up to 63, the long one (10 bytes)
+-- anything beyond.
+SELECT f, pg_column_size(v::numeric) AS bytes
+FROM (VALUES ('0.5', '0.5'), ('0.5, scale 63', '0.5' || repeat('0', 62)),
+             ('0.5, scale 64', '0.5' || repeat('0', 63)), ('-0.5, scale 64', '-0.5' || repeat('0', 63)),
+             ('1e252, weight 63', '1e252'), ('1e256, weight 64', '1e256'),
+             ('-1e256, weight 64', '-1e256')) t(f, v);
+SELECT evc_validate('{"const": 0.5}', ('0.5' || repeat('0', 63))::jsonb) AS long_equals_short,
+       evc_validate('{"maximum": -0.5}', ('-0.5' || repeat('0', 63))::jsonb) AS long_negative_max,
+       evc_validate('{"exclusiveMaximum": -0.5}', ('-0.5' || repeat('0', 63))::jsonb) AS long_negative_xmax,
+       evc_validate('{"minimum": 0}', ('-0.5' || repeat('0', 63))::jsonb) AS long_negative_min,
+       evc_validate('{"type": "integer"}', ('1.' || repeat('0', 70))::jsonb) AS long_integer,
+       evc_validate('{"enum": [1e256]}', '10e255') AS long_weight_enum,
+       evc_validate('{"minimum": 1e256}', '1e255') AS long_weight_min;
+-- Negative zero is zero.
+SELECT evc_validate('{"const": 0}', '-0') AS const_zero,
+       evc_validate('{"const": 0}', '-0.0'::text) AS const_zero_text,
+       evc_validate('{"type": "integer"}', '-0.0') AS integer,
+       evc_validate('{"exclusiveMaximum": 0}', '-0') AS below_zero,
+       evc_validate('{"minimum": -0}', '0') AS minimum,
+       evc_validate('{"uniqueItems": true}', '[0, -0]') AS unique,
+       evc_validate('{"uniqueItems": true}', '[0, -0.0]'::text) AS unique_text;
+-- Huge and tiny scales, and numbers of 1000 digits.
+SELECT evc_validate('{"maximum": 1e300}', '1e301') AS above_1e300,
+       evc_validate('{"minimum": 1e-300}', '1e-301') AS below_1e_300,
+       evc_validate('{"exclusiveMinimum": 0}', '1e-300') AS above_zero,
+       evc_validate('{"exclusiveMaximum": 0}', '-1e-300') AS below_zero,
+       evc_validate('{"type": "integer"}', '1e300') AS integer_1e300,
+       evc_validate('{"type": "integer"}', '1e-300') AS integer_1e_300;
+SELECT evc_validate('{"type": "integer"}', repeat('9', 1000)::jsonb) AS integer_1000,
+       evc_validate('{"type": "integer"}', (repeat('9', 1000) || '.5')::jsonb) AS fraction_1000,
+       evc_validate('{"type": "integer"}', (repeat('9', 1000) || '.5')::text) AS fraction_1000_text,
+       evc_validate(format('{"maximum": %s}', repeat('9', 1000))::jsonb, ('1' || repeat('0', 1000))::jsonb) AS above_max,
+       evc_validate(format('{"minimum": %s}', repeat('9', 1000))::jsonb, ('1' || repeat('0', 1000))::text) AS above_min,
+       evc_validate('{"multipleOf": 7}', ('7' || repeat('0', 999))::jsonb) AS multiple_of_7,
+       evc_validate('{"multipleOf": 7}', ('7' || repeat('0', 998) || '1')::jsonb) AS not_multiple_of_7,
+       evc_validate('{"multipleOf": 1e-300}', repeat('3', 1000)::jsonb) AS multiple_of_1e_300;
+-- Integers beyond int64.
+SELECT evc_validate('{"type": "integer"}', '9223372036854775808') AS int64_max_plus_1,
+       evc_validate('{"type": "integer"}', '-9223372036854775809') AS int64_min_minus_1,
+       evc_validate('{"minimum": -9223372036854775808}', '-9223372036854775809') AS below_int64_min,
+       evc_validate('{"multipleOf": 2}', '18446744073709551616') AS even_2_64,
+       evc_validate('{"multipleOf": 2}', '18446744073709551617') AS odd_2_64_plus_1,
+       evc_validate('{"multipleOf": 3}', repeat('9', 38)::jsonb) AS thirty_eight_nines,
+       evc_validate('{"const": 18446744073709551616}', '1.8446744073709551616e19') AS const_2_64;
+-- Tiny multipleOf: exact, where binary floating point is not.
+SELECT evc_validate('{"multipleOf": 0.0001}', '0.0003') AS m_0_0003,
+       evc_validate('{"multipleOf": 0.0003}', '0.0001') AS m_0_0001,
+       evc_validate('{"multipleOf": 0.1}', '0.3') AS m_0_3,
+       evc_validate('{"multipleOf": 1e-10}', '0.0000000003') AS m_3e_10,
+       evc_validate('{"multipleOf": 1e-10}', '3e-11') AS m_3e_11,
+       evc_validate('{"multipleOf": 1e-19}', '1.0000000000000000001') AS m_1e_19,
+       evc_validate('{"multipleOf": 1e-300}', '1e-299') AS m_1e_299,
+       evc_validate('{"multipleOf": 3e-300}', '1e-299') AS m_3e_300,
+       evc_validate('{"multipleOf": 1e300}', '1e301') AS m_1e301,
+       evc_validate('{"multipleOf": 1e300}', '1e299') AS m_1e299,
+       evc_validate('{"type": "integer", "multipleOf": 0.123456789}', '1e308') AS m_1e308;
+-- The same edges on JSON text.
+SELECT s, t, evc_validate(s::jsonb, t) AS on_text, evc_validate(s::jsonb, t::jsonb) AS on_jsonb
+FROM (VALUES ('{"multipleOf": 0.0001}', '0.0003'), ('{"multipleOf": 1e-10}', '3e-11'),
+             ('{"exclusiveMaximum": 0}', '-0.0'), ('{"maximum": 1e300}', '1e301'),
+             ('{"minimum": -9223372036854775808}', '-9223372036854775809'),
+             ('{"type": "integer"}', '-1.0e400'), ('{"enum": [1e256]}', '1.0e256'),
+             ('{"multipleOf": 1e-19}', '1.00000000000000000001')) v(s, t);
+-- Counts are non-negative integers, read exactly: 2.0 and 1e400 are
+-- integers, 2.0000000000000000001 is not.
+SELECT evc_validate('{"maxLength": 2.0}', '"abc"') AS max_length_2_0,
+       evc_validate('{"minLength": 1e400}', '"a"') AS min_length_huge,
+       evc_validate('{"maxItems": 1e400}', '[1]') AS max_items_huge,
+       evc_validate('{"maxProperties": -0}', '{}') AS max_properties_zero;
+SELECT evc_validate('{"minLength": 2.0000000000000000001}', '"ab"');
+SELECT evc_validate('{"maxItems": 1e-400}', '[]');
+SELECT evc_validate('{"minProperties": -1e400}', '{}');
+-- Against numeric's own operators, over those values (short and long
+-- header forms, both signs, exact in 64 bits or not): every bound, const,
+-- uniqueItems, multipleOf and "integer" answer agrees, on jsonb and on text.
+CREATE TEMP TABLE edge_numbers (v text);
+INSERT INTO edge_numbers
+VALUES ('0'), ('-0'), ('0.0'), ('1'), ('-1'), ('1.0'), ('1.5'), ('-1.5'), ('0.0001'), ('-0.0001'),
+       ('0.0003'), ('3e-11'), ('1e-10'), ('0.1'), ('0.3'), ('123456789012345678'),
+       ('1234567890123456789'), ('9223372036854775807'), ('9223372036854775808'),
+       ('-9223372036854775809'), ('18446744073709551616'), ('1e18'), ('1e19'), ('1e-18'),
+       ('1e-19'), ('1.0000000000000000001'), ('1e252'), ('1e256'), ('-1e256'), ('1e300'),
+       ('-1e300'), ('1e-300'), ('0.5' || repeat('0', 62)), ('0.5' || repeat('0', 63)),
+       ('-0.5' || repeat('0', 63)), ('1.' || repeat('0', 70)), (repeat('9', 1000)),
+       ('-' || repeat('9', 1000)), (repeat('3', 1000) || 'e-1000');
+CREATE TEMP TABLE edge_checks AS
+SELECT c.kw, format('{"%s": %s}', c.kw, b.v)::jsonb AS schema, x.v AS instance,
+       CASE c.kw WHEN 'minimum' THEN x.v::numeric >= b.v::numeric
+                 WHEN 'maximum' THEN x.v::numeric <= b.v::numeric
+                 WHEN 'exclusiveMinimum' THEN x.v::numeric > b.v::numeric
+                 WHEN 'exclusiveMaximum' THEN x.v::numeric < b.v::numeric
+                 WHEN 'const' THEN x.v::numeric = b.v::numeric
+                 WHEN 'multipleOf' THEN x.v::numeric % b.v::numeric = 0 END AS want
+FROM edge_numbers b, edge_numbers x,
+     (VALUES ('minimum'), ('maximum'), ('exclusiveMinimum'), ('exclusiveMaximum'),
+             ('const'), ('multipleOf')) c(kw)
+WHERE c.kw <> 'multipleOf' OR b.v::numeric > 0
+UNION ALL
+-- two items are compared pairwise, ten are hashed first
+SELECT 'uniqueItems', '{"uniqueItems": true}', a, b.v::numeric <> x.v::numeric
+FROM edge_numbers b, edge_numbers x,
+     LATERAL (VALUES (format('[%s, %s]', b.v, x.v)),
+                     (format('["a", "b", "c", "d", "e", "f", "g", "h", %s, %s]', b.v, x.v))) i(a)
+UNION ALL
+SELECT 'type integer', '{"type": "integer"}', x.v, x.v::numeric = trunc(x.v::numeric)
+FROM edge_numbers x;
+SELECT kw, count(*) AS checks,
+       count(*) FILTER (WHERE evc_validate(schema, instance::jsonb) IS DISTINCT FROM want) AS wrong_on_jsonb,
+       count(*) FILTER (WHERE evc_validate(schema, instance) IS DISTINCT FROM want) AS wrong_on_text
+FROM edge_checks GROUP BY kw ORDER BY kw;
+-- Equal numbers stored differently (one more trailing zero: for 0.5 at
+-- scale 63, the long header form instead of the short one) are equal, and
+-- hash alike.
+SELECT count(*) AS values,
+       count(*) FILTER (WHERE NOT evc_validate(format('{"enum": [%s]}', twin)::jsonb, v)) AS enum_wrong,
+       count(*) FILTER (WHERE evc_validate('{"uniqueItems": true}',
+                                           format('["a", "b", "c", "d", "e", "f", "g", "h", %s, %s]', v, twin)::jsonb))
+           AS unique_wrong
+FROM (SELECT v, v::numeric::text || CASE WHEN v::numeric::text LIKE '%.%' THEN '0' ELSE '.0' END AS twin
+      FROM edge_numbers) t;
