@@ -38,8 +38,6 @@
  */
 #include "postgres.h"
 
-#include <fcntl.h>
-#include <pthread.h>
 #include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
@@ -62,8 +60,11 @@
 #include "consume/consumer.h"
 #include "consume/consumer_metrics.h"
 #include "core/guc.h"
-#include "storage/storage.h"
+#include "core/stats.h"
 #include "core/worker.h"
+#include "kafka/kafka.h"
+#include "storage/storage.h"
+#include "util/port.h"
 
 PGDLLEXPORT void evc_consumer_main(Datum main_arg);
 
@@ -379,10 +380,10 @@ consumer_connect(void)
 	rd_kafka_poll_set_consumer(rk);
 	rkqu = rd_kafka_queue_get_consumer(rk);
 
-	if (pipe2(wake_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
+	if (evc_pipe_nonblock(wake_pipe) != 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not create a pipe: %m")));
+				 errmsg("could not create a pipe for consumer \"%s\": %m", cfg->name)));
 	rd_kafka_queue_io_event_enable(rkqu, wake_pipe[1], "1", 1);
 
 	subs = rd_kafka_topic_partition_list_new(list_length(cfg->topics));
@@ -415,7 +416,6 @@ consumer_on_exit(int code, Datum arg)
 	TimestampTz deadline;
 	rd_kafka_error_t *error;
 	pthread_t	th;
-	struct timespec ts;
 
 	if (rk == NULL)
 		return;
@@ -437,16 +437,12 @@ consumer_on_exit(int code, Datum arg)
 		return;
 	}
 	rd_kafka_queue_destroy(rkqu);
-	if (pthread_create(&th, NULL, destroy_thread, rk) == 0)
-	{
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += DESTROY_LIMIT_MS * 1000000L;
-		ts.tv_sec += ts.tv_nsec / 1000000000L;
-		ts.tv_nsec %= 1000000000L;
-		if (pthread_timedjoin_np(th, NULL, &ts) != 0)
-			elog(LOG, "evcollector consumer \"%s\": rd_kafka_destroy did not finish within %d ms",
-				 cfg->name, DESTROY_LIMIT_MS);
-	}
+	/* The thread runs no PostgreSQL code, and takes no signal of ours. */
+	if (evc_thread_start(&th, destroy_thread, rk) == 0 &&
+		!evc_thread_join_timed(th, DESTROY_LIMIT_MS))
+		ereport(LOG,
+				(errmsg("evcollector consumer \"%s\" left its Kafka handle behind at exit", cfg->name),
+				 errdetail("rd_kafka_destroy did not finish within %d ms.", DESTROY_LIMIT_MS)));
 	rk = NULL;
 }
 
@@ -1075,11 +1071,14 @@ evc_consumer_main(Datum main_arg)
 	{
 		TimestampTz now = GetCurrentTimestamp();
 		int64		ntake;
+		long		timeout;
 
+		/* Between transactions, as a backend going idle (see stats.c). */
+		timeout = evc_stats_report_idle(more ? 0 : retry_at != 0 ? ms_until(retry_at, now) :
+										held_wait_ms(now));
 		if (!more)
 		{
 			WaitEvent	event;
-			long		timeout = retry_at != 0 ? ms_until(retry_at, now) : held_wait_ms(now);
 
 			(void) WaitEventSetWait(set, timeout, &event, 1, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
