@@ -313,18 +313,6 @@ consumer_error_cb(rd_kafka_t *k, int err, const char *reason, void *opaque)
 		kafka_error_fatal = true;
 }
 
-static void
-conf_set(rd_kafka_conf_t *conf, const char *key, const char *value)
-{
-	char		errstr[256];
-
-	if (rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("librdkafka refused property \"%s\" for consumer \"%s\"", key, cfg->name),
-				 errdetail("%s", errstr)));
-}
-
 /* A numeric property as librdkafka will use it (0 if unreadable). */
 static int64
 conf_get_int(rd_kafka_conf_t *conf, const char *key)
@@ -337,47 +325,61 @@ conf_get_int(rd_kafka_conf_t *conf, const char *key)
 	return strtoll(value, NULL, 10);
 }
 
+/*
+ * The consumer's librdkafka configuration: the shared path of kafka.c with
+ * the consumer's defaults, then the consumer's own "kafka" option, then
+ * what the landing protocol needs whatever those say (offsets are stored
+ * and committed by land_held only, in the consumer's own group).
+ */
+static rd_kafka_conf_t *
+consumer_conf(void)
+{
+	const char *const defaults[] = {
+		"client.id", psprintf("evcollector-%s", cfg->name),
+		"auto.offset.reset", cfg->auto_offset_reset,
+		"queued.max.messages.kbytes", psprintf("%d", cfg->queued_max_kbytes),
+		"queued.min.messages", "10000",
+		/* A fetch at the end of some partitions holds back the others on its broker. */
+		"fetch.wait.max.ms", "100",
+		NULL
+	};
+	rd_kafka_conf_t *conf;
+
+	conf = evc_kafka_conf_build(psprintf("consumer \"%s\"", cfg->name), defaults,
+								cfg->kafka_properties);
+	evc_kafka_conf_set(conf, "group.id", cfg->group_id);
+	evc_kafka_conf_set(conf, "enable.auto.commit", "false");
+	evc_kafka_conf_set(conf, "enable.auto.offset.store", "false");
+	evc_kafka_conf_set(conf, "enable.partition.eof", "false");
+	rd_kafka_conf_set_rebalance_cb(conf, consumer_rebalance_cb);
+	rd_kafka_conf_set_error_cb(conf, consumer_error_cb);
+	return conf;
+}
+
 static void
 consumer_connect(void)
 {
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_conf_t *conf = consumer_conf();
 	rd_kafka_topic_partition_list_t *subs;
 	char		errstr[512];
 	ListCell   *lc;
 	rd_kafka_resp_err_t err;
 
-	conf_set(conf, "bootstrap.servers", evc_brokers);
-	conf_set(conf, "group.id", cfg->group_id);
-	conf_set(conf, "client.id", psprintf("evcollector-%s", cfg->name));
-	conf_set(conf, "enable.auto.commit", "false");
-	conf_set(conf, "enable.auto.offset.store", "false");
-	conf_set(conf, "enable.partition.eof", "false");
-	conf_set(conf, "auto.offset.reset", cfg->auto_offset_reset);
-	conf_set(conf, "queued.max.messages.kbytes", psprintf("%d", cfg->queued_max_kbytes));
-	conf_set(conf, "queued.min.messages", "10000");
-	/* A fetch at the end of some partitions holds back the others on its broker. */
-	conf_set(conf, "fetch.wait.max.ms", "100");
-	if (!evc_kafka_conf_apply(conf, evc_kafka_properties, errstr, sizeof(errstr)) ||
-		!evc_kafka_conf_apply(conf, cfg->kafka_properties, errstr, sizeof(errstr)))
-	{
-		rd_kafka_conf_destroy(conf);
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid librdkafka properties for consumer \"%s\"", cfg->name),
-				 errdetail("%s", errstr)));
-	}
 	fetch_queue_msgs = Max(conf_get_int(conf, "queued.min.messages"), 1);
 	fetch_queue_bytes = Max(conf_get_int(conf, "queued.max.messages.kbytes"), 1) * INT64CONST(1024);
-	rd_kafka_conf_set_rebalance_cb(conf, consumer_rebalance_cb);
-	rd_kafka_conf_set_error_cb(conf, consumer_error_cb);
 
 	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
 	if (rk == NULL)
+	{
+		rd_kafka_conf_destroy(conf);
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not create the Kafka consumer for \"%s\"", cfg->name),
 				 errdetail("%s", errstr)));
+	}
+	/* Logs, errors and rebalances all come out of rd_kafka_consumer_poll. */
 	rd_kafka_poll_set_consumer(rk);
+	evc_kafka_serve_logs(rk);
 	rkqu = rd_kafka_queue_get_consumer(rk);
 
 	if (evc_pipe_nonblock(wake_pipe) != 0)

@@ -8,6 +8,8 @@
 
 #include <librdkafka/rdkafka.h>
 
+extern rd_kafka_conf_t *evc_kafka_conf_build(const char *who, const char *const *defaults,
+											 const char *properties);
 extern rd_kafka_conf_t *evc_kafka_conf_new(const char *const *defaults);
 extern void evc_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value);
 extern void evc_kafka_serve_logs(rd_kafka_t *rk);
