@@ -435,7 +435,9 @@ consumer_on_exit(int code, Datum arg)
 	}
 	if (!rd_kafka_consumer_closed(rk))
 	{
-		elog(LOG, "evcollector consumer \"%s\" did not close within %d ms", cfg->name, CLOSE_LIMIT_MS);
+		ereport(LOG,
+				(errmsg("evcollector consumer \"%s\" did not close within %d ms", cfg->name, CLOSE_LIMIT_MS),
+				 errdetail("Its partitions move to another member once the group's session times out.")));
 		return;
 	}
 	rd_kafka_queue_destroy(rkqu);
@@ -967,6 +969,25 @@ land_due_partitions(rd_kafka_topic_partition_list_t *commit, int64 consumed)
 }
 
 /*
+ * The worker goes on after a failed landing, so its error is logged as a
+ * WARNING, but whole: its code, detail, hint and context (the statement
+ * that failed, for one) as the failing code gave them.
+ */
+static void
+log_landing_error(ErrorData *edata, int64 ntake)
+{
+	const char *ours = "Nothing was committed; the messages are landed again.";
+
+	ereport(WARNING,
+			(errcode(edata->sqlerrcode),
+			 errmsg("consumer \"%s\" could not land " INT64_FORMAT " messages: %s",
+					cfg->name, ntake, edata->message),
+			 edata->detail ? errdetail("%s", edata->detail) : 0,
+			 edata->hint ? errhint("%s %s", edata->hint, ours) : errhint("%s", ours),
+			 edata->context ? errcontext("%s", edata->context) : 0));
+}
+
+/*
  * Land what held_plan_landing chose, then commit its offsets.  On failure
  * nothing is committed, everything stays held, and false is returned.
  */
@@ -1001,12 +1022,7 @@ land_held(int64 ntake)
 		ok = false;
 		evc_worker_record_error(my_slot, edata->detail ?
 								psprintf("%s: %s", edata->message, edata->detail) : edata->message);
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("consumer \"%s\" could not land " INT64_FORMAT " messages: %s",
-						cfg->name, ntake, edata->message),
-				 edata->detail ? errdetail("%s", edata->detail) : 0,
-				 errhint("Nothing was committed; the messages are landed again.")));
+		log_landing_error(edata, ntake);
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
@@ -1018,8 +1034,10 @@ land_held(int64 ntake)
 		ListCell   *lc;
 
 		if (err)
-			elog(LOG, "consumer \"%s\": offset commit to Kafka failed: %s (evc.consumer_offsets has them)",
-				 cfg->name, rd_kafka_err2str(err));
+			ereport(LOG,
+					(errmsg("consumer \"%s\" could not commit its offsets to Kafka", cfg->name),
+					 errdetail("%s; evc.consumer_offsets has them, and the next owner of the partitions starts from there.",
+							   rd_kafka_err2str(err))));
 		foreach(lc, held.parts)
 		{
 			HeldPartition *hp = lfirst(lc);
@@ -1059,10 +1077,11 @@ evc_consumer_main(Datum main_arg)
 	consumer_load_config(id);
 	consumer_open_storage();
 	consumer_connect();
-	elog(LOG, "evcollector consumer \"%s\" started: group \"%s\", %s sink",
-		 cfg->name, cfg->group_id,
-		 cfg->sink == EVC_SINK_ARCHIVE ? "archive" : cfg->sink == EVC_SINK_IMAGES ? "images" :
-		 cfg->sink == EVC_SINK_AGGREGATES ? "aggregates" : "table");
+	ereport(LOG,
+			(errmsg("evcollector consumer \"%s\" started: group \"%s\", %s sink",
+					cfg->name, cfg->group_id,
+					cfg->sink == EVC_SINK_ARCHIVE ? "archive" : cfg->sink == EVC_SINK_IMAGES ? "images" :
+					cfg->sink == EVC_SINK_AGGREGATES ? "aggregates" : "table")));
 
 	set = CreateWaitEventSet(TopMemoryContext, 3);
 	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
