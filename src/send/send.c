@@ -94,7 +94,7 @@ check_context_keys(Jsonb *ctx)
  * so the error is caught and its code looked at.
  */
 static Datum
-context_input(PGFunction input, const char *field, const char *s, int errcode_bad,
+context_input(PGFunction input, const char *field, const char *s, int errcode_syntax,
 			  const char *type_name)
 {
 	Datum		result = (Datum) 0;
@@ -118,10 +118,13 @@ context_input(PGFunction input, const char *field, const char *s, int errcode_ba
 			PG_RE_THROW();
 		}
 		FlushErrorState();
+		/* Past bad syntax (out of range, unknown time zone), say what it was. */
 		ereport(ERROR,
-				(errcode(errcode_bad),
+				(errcode(edata->sqlerrcode),
 				 errmsg("invalid event context"),
-				 errdetail("At /%s: \"%s\" is not a %s.", field, s, type_name)));
+				 edata->sqlerrcode == errcode_syntax ?
+				 errdetail("At /%s: \"%s\" is not a %s.", field, s, type_name) :
+				 errdetail("At /%s: \"%s\" is not a %s: %s.", field, s, type_name, edata->message)));
 	}
 	PG_END_TRY();
 	return result;
