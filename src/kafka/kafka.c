@@ -5,9 +5,11 @@
  *		pass-through properties of evcollector.kafka_properties, and logging.
  *
  * librdkafka calls its log callback from its own threads, where no
- * PostgreSQL function may run.  So logs are routed to the handle's main
- * queue (log.queue) and served by rd_kafka_poll() in the backend's own
- * thread, where ereport is safe.
+ * PostgreSQL function may run.  So logs are queued (log.queue) and served
+ * in the process's own thread, where ereport is safe: the relay serves a
+ * log queue of its own, a consumer its consumer queue (through
+ * evc_kafka_serve_logs and rd_kafka_poll_set_consumer).  A handle whose
+ * logs are never served only drops them.
  */
 #include "postgres.h"
 
