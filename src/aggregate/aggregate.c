@@ -431,7 +431,10 @@ aggregate_message_id(const char *identity)
 	const char *errstr = NULL;
 
 	if (!pg_md5_binary(identity, strlen(identity), u->data, &errstr))
-		elog(ERROR, "could not compute an md5 hash: %s", errstr);
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("could not compute the message id of an aggregate"),
+				 errdetail("The message id is an MD5-based uuid, and MD5 failed: %s.", errstr)));
 	u->data[6] = (u->data[6] & 0x0f) | 0x30;
 	u->data[8] = (u->data[8] & 0x3f) | 0x80;
 	return u;
@@ -713,7 +716,10 @@ evc_aggregate(PG_FUNCTION_ARGS)
 
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
-		evc_stats_aggregation_error(edata->message);
+		/* The error goes on up whole; evc.stats keeps its message and detail. */
+		evc_stats_aggregation_error(edata->detail ?
+									psprintf("%s: %s", edata->message, edata->detail) :
+									edata->message);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();

@@ -76,8 +76,12 @@ flush_notes(void)
 		return;
 	rel = table_open(relid, RowExclusiveLock);
 	if (RelationGetDescr(rel)->natts != 6)
-		elog(ERROR, "evc.aggregate_invalidations has %d columns, this library expects 6; update the extension",
-			 RelationGetDescr(rel)->natts);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("evc.aggregate_invalidations does not have the layout this library expects"),
+				 errdetail("The table has %d columns; the evcollector library expects 6.",
+						   RelationGetDescr(rel)->natts),
+				 errhint("Run ALTER EXTENSION evcollector UPDATE.")));
 	estate = CreateExecutorState();
 	rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(rri, rel, 1, NULL, 0);

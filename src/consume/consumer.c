@@ -38,8 +38,6 @@
  */
 #include "postgres.h"
 
-#include <fcntl.h>
-#include <pthread.h>
 #include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
@@ -61,9 +59,12 @@
 
 #include "consume/consumer.h"
 #include "core/guc.h"
-#include "storage/storage.h"
+#include "core/stats.h"
 #include "core/worker.h"
+#include "kafka/kafka.h"
 #include "observe/metrics.h"
+#include "storage/storage.h"
+#include "util/port.h"
 #include "util/spi_plans.h"
 
 PGDLLEXPORT void evc_consumer_main(Datum main_arg);
@@ -313,18 +314,6 @@ consumer_error_cb(rd_kafka_t *k, int err, const char *reason, void *opaque)
 		kafka_error_fatal = true;
 }
 
-static void
-conf_set(rd_kafka_conf_t *conf, const char *key, const char *value)
-{
-	char		errstr[256];
-
-	if (rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("librdkafka refused property \"%s\" for consumer \"%s\"", key, cfg->name),
-				 errdetail("%s", errstr)));
-}
-
 /* A numeric property as librdkafka will use it (0 if unreadable). */
 static int64
 conf_get_int(rd_kafka_conf_t *conf, const char *key)
@@ -337,53 +326,67 @@ conf_get_int(rd_kafka_conf_t *conf, const char *key)
 	return strtoll(value, NULL, 10);
 }
 
+/*
+ * The consumer's librdkafka configuration: the shared path of kafka.c with
+ * the consumer's defaults, then the consumer's own "kafka" option, then
+ * what the landing protocol needs whatever those say (offsets are stored
+ * and committed by land_held only, in the consumer's own group).
+ */
+static rd_kafka_conf_t *
+consumer_conf(void)
+{
+	const char *const defaults[] = {
+		"client.id", psprintf("evcollector-%s", cfg->name),
+		"auto.offset.reset", cfg->auto_offset_reset,
+		"queued.max.messages.kbytes", psprintf("%d", cfg->queued_max_kbytes),
+		"queued.min.messages", "10000",
+		/* A fetch at the end of some partitions holds back the others on its broker. */
+		"fetch.wait.max.ms", "100",
+		NULL
+	};
+	rd_kafka_conf_t *conf;
+
+	conf = evc_kafka_conf_build(psprintf("consumer \"%s\"", cfg->name), defaults,
+								cfg->kafka_properties);
+	evc_kafka_conf_set(conf, "group.id", cfg->group_id);
+	evc_kafka_conf_set(conf, "enable.auto.commit", "false");
+	evc_kafka_conf_set(conf, "enable.auto.offset.store", "false");
+	evc_kafka_conf_set(conf, "enable.partition.eof", "false");
+	rd_kafka_conf_set_rebalance_cb(conf, consumer_rebalance_cb);
+	rd_kafka_conf_set_error_cb(conf, consumer_error_cb);
+	return conf;
+}
+
 static void
 consumer_connect(void)
 {
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_conf_t *conf = consumer_conf();
 	rd_kafka_topic_partition_list_t *subs;
 	char		errstr[512];
 	ListCell   *lc;
 	rd_kafka_resp_err_t err;
 
-	conf_set(conf, "bootstrap.servers", evc_brokers);
-	conf_set(conf, "group.id", cfg->group_id);
-	conf_set(conf, "client.id", psprintf("evcollector-%s", cfg->name));
-	conf_set(conf, "enable.auto.commit", "false");
-	conf_set(conf, "enable.auto.offset.store", "false");
-	conf_set(conf, "enable.partition.eof", "false");
-	conf_set(conf, "auto.offset.reset", cfg->auto_offset_reset);
-	conf_set(conf, "queued.max.messages.kbytes", psprintf("%d", cfg->queued_max_kbytes));
-	conf_set(conf, "queued.min.messages", "10000");
-	/* A fetch at the end of some partitions holds back the others on its broker. */
-	conf_set(conf, "fetch.wait.max.ms", "100");
-	if (!evc_kafka_conf_apply(conf, evc_kafka_properties, errstr, sizeof(errstr)) ||
-		!evc_kafka_conf_apply(conf, cfg->kafka_properties, errstr, sizeof(errstr)))
-	{
-		rd_kafka_conf_destroy(conf);
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid librdkafka properties for consumer \"%s\"", cfg->name),
-				 errdetail("%s", errstr)));
-	}
 	fetch_queue_msgs = Max(conf_get_int(conf, "queued.min.messages"), 1);
 	fetch_queue_bytes = Max(conf_get_int(conf, "queued.max.messages.kbytes"), 1) * INT64CONST(1024);
-	rd_kafka_conf_set_rebalance_cb(conf, consumer_rebalance_cb);
-	rd_kafka_conf_set_error_cb(conf, consumer_error_cb);
 
 	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
 	if (rk == NULL)
+	{
+		rd_kafka_conf_destroy(conf);
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not create the Kafka consumer for \"%s\"", cfg->name),
 				 errdetail("%s", errstr)));
+	}
+	/* Logs, errors and rebalances all come out of rd_kafka_consumer_poll. */
 	rd_kafka_poll_set_consumer(rk);
+	evc_kafka_serve_logs(rk);
 	rkqu = rd_kafka_queue_get_consumer(rk);
 
-	if (pipe2(wake_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
+	if (evc_pipe_nonblock(wake_pipe) != 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not create a pipe: %m")));
+				 errmsg("could not create a pipe for consumer \"%s\": %m", cfg->name)));
 	rd_kafka_queue_io_event_enable(rkqu, wake_pipe[1], "1", 1);
 
 	subs = rd_kafka_topic_partition_list_new(list_length(cfg->topics));
@@ -416,7 +419,6 @@ consumer_on_exit(int code, Datum arg)
 	TimestampTz deadline;
 	rd_kafka_error_t *error;
 	pthread_t	th;
-	struct timespec ts;
 
 	if (rk == NULL)
 		return;
@@ -434,20 +436,18 @@ consumer_on_exit(int code, Datum arg)
 	}
 	if (!rd_kafka_consumer_closed(rk))
 	{
-		elog(LOG, "evcollector consumer \"%s\" did not close within %d ms", cfg->name, CLOSE_LIMIT_MS);
+		ereport(LOG,
+				(errmsg("evcollector consumer \"%s\" did not close within %d ms", cfg->name, CLOSE_LIMIT_MS),
+				 errdetail("Its partitions move to another member once the group's session times out.")));
 		return;
 	}
 	rd_kafka_queue_destroy(rkqu);
-	if (pthread_create(&th, NULL, destroy_thread, rk) == 0)
-	{
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += DESTROY_LIMIT_MS * 1000000L;
-		ts.tv_sec += ts.tv_nsec / 1000000000L;
-		ts.tv_nsec %= 1000000000L;
-		if (pthread_timedjoin_np(th, NULL, &ts) != 0)
-			elog(LOG, "evcollector consumer \"%s\": rd_kafka_destroy did not finish within %d ms",
-				 cfg->name, DESTROY_LIMIT_MS);
-	}
+	/* The thread runs no PostgreSQL code, and takes no signal of ours. */
+	if (evc_thread_start(&th, destroy_thread, rk) == 0 &&
+		!evc_thread_join_timed(th, DESTROY_LIMIT_MS))
+		ereport(LOG,
+				(errmsg("evcollector consumer \"%s\" left its Kafka handle behind at exit", cfg->name),
+				 errdetail("rd_kafka_destroy did not finish within %d ms.", DESTROY_LIMIT_MS)));
 	rk = NULL;
 }
 
@@ -947,6 +947,25 @@ land_due_partitions(rd_kafka_topic_partition_list_t *commit, int64 consumed)
 }
 
 /*
+ * The worker goes on after a failed landing, so its error is logged as a
+ * WARNING, but whole: its code, detail, hint and context (the statement
+ * that failed, for one) as the failing code gave them.
+ */
+static void
+log_landing_error(ErrorData *edata, int64 ntake)
+{
+	const char *ours = "Nothing was committed; the messages are landed again.";
+
+	ereport(WARNING,
+			(errcode(edata->sqlerrcode),
+			 errmsg("consumer \"%s\" could not land " INT64_FORMAT " messages: %s",
+					cfg->name, ntake, edata->message),
+			 edata->detail ? errdetail("%s", edata->detail) : 0,
+			 edata->hint ? errhint("%s %s", edata->hint, ours) : errhint("%s", ours),
+			 edata->context ? errcontext("%s", edata->context) : 0));
+}
+
+/*
  * Land what held_plan_landing chose, then commit its offsets.  On failure
  * nothing is committed, everything stays held, and false is returned.
  */
@@ -981,12 +1000,7 @@ land_held(int64 ntake)
 		ok = false;
 		evc_worker_record_error(my_slot, edata->detail ?
 								psprintf("%s: %s", edata->message, edata->detail) : edata->message);
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("consumer \"%s\" could not land " INT64_FORMAT " messages: %s",
-						cfg->name, ntake, edata->message),
-				 edata->detail ? errdetail("%s", edata->detail) : 0,
-				 errhint("Nothing was committed; the messages are landed again.")));
+		log_landing_error(edata, ntake);
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
@@ -998,8 +1012,10 @@ land_held(int64 ntake)
 		ListCell   *lc;
 
 		if (err)
-			elog(LOG, "consumer \"%s\": offset commit to Kafka failed: %s (evc.consumer_offsets has them)",
-				 cfg->name, rd_kafka_err2str(err));
+			ereport(LOG,
+					(errmsg("consumer \"%s\" could not commit its offsets to Kafka", cfg->name),
+					 errdetail("%s; evc.consumer_offsets has them, and the next owner of the partitions starts from there.",
+							   rd_kafka_err2str(err))));
 		foreach(lc, held.parts)
 		{
 			HeldPartition *hp = lfirst(lc);
@@ -1039,10 +1055,11 @@ evc_consumer_main(Datum main_arg)
 	consumer_load_config(id);
 	consumer_open_storage();
 	consumer_connect();
-	elog(LOG, "evcollector consumer \"%s\" started: group \"%s\", %s sink",
-		 cfg->name, cfg->group_id,
-		 cfg->sink == EVC_SINK_ARCHIVE ? "archive" : cfg->sink == EVC_SINK_IMAGES ? "images" :
-		 cfg->sink == EVC_SINK_AGGREGATES ? "aggregates" : "table");
+	ereport(LOG,
+			(errmsg("evcollector consumer \"%s\" started: group \"%s\", %s sink",
+					cfg->name, cfg->group_id,
+					cfg->sink == EVC_SINK_ARCHIVE ? "archive" : cfg->sink == EVC_SINK_IMAGES ? "images" :
+					cfg->sink == EVC_SINK_AGGREGATES ? "aggregates" : "table")));
 
 	set = CreateWaitEventSet(TopMemoryContext, 3);
 	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
@@ -1053,11 +1070,14 @@ evc_consumer_main(Datum main_arg)
 	{
 		TimestampTz now = GetCurrentTimestamp();
 		int64		ntake;
+		long		timeout;
 
+		/* Between transactions, as a backend going idle (see stats.c). */
+		timeout = evc_stats_report_idle(more ? 0 : retry_at != 0 ? ms_until(retry_at, now) :
+										held_wait_ms(now));
 		if (!more)
 		{
 			WaitEvent	event;
-			long		timeout = retry_at != 0 ? ms_until(retry_at, now) : held_wait_ms(now);
 
 			(void) WaitEventSetWait(set, timeout, &event, 1, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);

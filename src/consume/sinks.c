@@ -306,20 +306,31 @@ gzip_buffer(StringInfo in, StringInfo out)
 {
 	z_stream	zs;
 	uLong		bound;
+	int			rc;
 
 	memset(&zs, 0, sizeof(zs));
-	if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-		elog(ERROR, "could not initialise gzip compression");
+	rc = deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
+	if (rc != Z_OK)
+		ereport(ERROR,
+				(errcode(rc == Z_MEM_ERROR ? ERRCODE_OUT_OF_MEMORY : ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("could not initialise gzip compression for an archive file"),
+				 errdetail("zlib's deflateInit2 returned %d: %s.", rc, zs.msg ? zs.msg : zError(rc))));
 	bound = deflateBound(&zs, in->len);
 	enlargeStringInfo(out, bound);
 	zs.next_in = (Bytef *) in->data;
 	zs.avail_in = in->len;
 	zs.next_out = (Bytef *) out->data;
 	zs.avail_out = bound;
-	if (deflate(&zs, Z_FINISH) != Z_STREAM_END)
+	rc = deflate(&zs, Z_FINISH);
+	if (rc != Z_STREAM_END)
 	{
+		const char *why = zs.msg ? zs.msg : zError(rc);
+
 		deflateEnd(&zs);
-		elog(ERROR, "could not gzip an archive file");
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("could not gzip an archive file"),
+				 errdetail("zlib's deflate of %d bytes returned %d: %s.", in->len, rc, why)));
 	}
 	out->len = zs.total_out;
 	deflateEnd(&zs);

@@ -28,6 +28,7 @@
 
 #include "core/launcher.h"
 #include "core/shmem.h"
+#include "core/stats.h"
 #include "core/worker.h"
 
 /* Seconds before the postmaster restarts a launcher that died. */
@@ -284,7 +285,6 @@ evc_launcher_main(Datum main_arg)
 	for (;;)
 	{
 		MemoryContext old = MemoryContextSwitchTo(tick_context);
-
 		long		sleep_ms;
 
 		read_wanted_workers();
@@ -292,6 +292,8 @@ evc_launcher_main(Datum main_arg)
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(tick_context);
 
+		/* Between transactions, as an idle backend: flush our statistics. */
+		sleep_ms = evc_stats_report_idle(sleep_ms);
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 sleep_ms,

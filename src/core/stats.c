@@ -2,12 +2,16 @@
  * stats.c
  *		Owns the counters and latency histograms that workers keep in their
  *		shared-memory slot, and evc_stats(), which evc.stats shows: one row
- *		per worker and one total row.
+ *		per worker and one total row.  Also how a worker hands PostgreSQL's
+ *		own statistics (pg_stat_user_tables and the like) on, as a backend
+ *		does when it goes idle.
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "pgstat.h"
 #include "utils/builtins.h"
 #include "utils/float.h"
 #include "utils/timestamp.h"
@@ -40,6 +44,46 @@ evc_stats_observe_ms(EvcCounters *c, double ms)
 			break;
 	pg_atomic_fetch_add_u64(&c->latency[i], 1);
 	pg_atomic_fetch_add_u64(&c->latency_sum_us, (uint64) (Max(ms, 0) * 1000));
+}
+
+/*
+ * Flush this process's pending table, WAL and I/O statistics; call it in a
+ * worker's loop, between transactions, before it waits.  A backend does
+ * this each time it goes idle.  A worker that never does keeps every insert
+ * and delete it makes to itself until it exits, so autovacuum never sees
+ * them (evc.outbox looked ever-growing; pg_net#254 is the same bug).
+ *
+ * pgstat_report_stat(false) flushes at most once a second and takes no lock
+ * it would have to wait for; when it declines it says how long to wait.  If
+ * that time passes with no transaction in between, the flush is forced, as
+ * postgres.c does with IDLE_STATS_UPDATE_TIMEOUT.  Returns timeout_ms (-1:
+ * none) shortened so that the caller wakes up for that forced flush.
+ */
+long
+evc_stats_report_idle(long timeout_ms)
+{
+	static TimestampTz force_at = 0;
+	TimestampTz now;
+	long		retry_ms;
+
+	Assert(!IsTransactionOrTransactionBlock());
+	now = GetCurrentTimestamp();
+	if (force_at != 0 && now >= force_at)
+	{
+		pgstat_report_stat(true);
+		force_at = 0;
+		return timeout_ms;
+	}
+	retry_ms = pgstat_report_stat(false);
+	if (retry_ms <= 0)
+	{
+		force_at = 0;
+		return timeout_ms;
+	}
+	if (force_at == 0)
+		force_at = TimestampTzPlusMilliseconds(now, retry_ms);
+	retry_ms = (long) ((force_at - now + 999) / 1000);
+	return timeout_ms < 0 ? retry_ms : Min(timeout_ms, retry_ms);
 }
 
 /*

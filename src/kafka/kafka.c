@@ -1,21 +1,33 @@
 /*
  * kafka.c
- *		Owns how evcollector configures librdkafka: the brokers, the
+ *		Owns how evcollector configures librdkafka: one path for the
+ *		producer, the consumers and the admin client, with the brokers, the
  *		pass-through properties of evcollector.kafka_properties, and logging.
  *
  * librdkafka calls its log callback from its own threads, where no
- * PostgreSQL function may run.  So log.queue holds the logs until the
- * handle's owner names a queue for them (rd_kafka_set_log_queue) and
- * serves it in the backend's own thread, where ereport is safe.
+ * PostgreSQL function may run.  So logs are queued (log.queue) and served
+ * in the process's own thread, where ereport is safe: the relay serves a
+ * log queue of its own, a consumer its consumer queue (through
+ * evc_kafka_serve_logs and rd_kafka_poll_set_consumer).  A handle whose
+ * logs are never served only drops them.
  */
 #include "postgres.h"
 
 #include "core/guc.h"
 #include "kafka/kafka.h"
 
+/* librdkafka's and evc_kafka_conf_apply's texts, as one sentence. */
+static char *
+as_sentence(const char *text)
+{
+	size_t		len = strlen(text);
+
+	return psprintf("%s%s", text, len > 0 && text[len - 1] == '.' ? "" : ".");
+}
+
 /* Set one property, turning librdkafka's refusal into an error. */
-void
-evc_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value)
+static void
+kafka_conf_set(rd_kafka_conf_t *conf, const char *who, const char *key, const char *value)
 {
 	char		errstr[512];
 
@@ -25,8 +37,18 @@ evc_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("librdkafka refused property \"%s\"", key),
-				 errdetail("%s", errstr)));
+				 errdetail("Configuring %s: %s", who, as_sentence(errstr))));
 	}
+}
+
+/*
+ * Set one property on a configuration made by evc_kafka_conf_build, for a
+ * setting the role needs whatever the user's properties say.
+ */
+void
+evc_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value)
+{
+	kafka_conf_set(conf, "a Kafka client", key, value);
 }
 
 static void
@@ -38,24 +60,32 @@ kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 }
 
 /*
- * A configuration with the brokers, the caller's defaults (NULL-terminated
- * key, value pairs) and then the user's properties applied.  The
- * properties were checked by the GUC check hook, so a failure here means
- * the value changed under us; it is still reported cleanly.
+ * The one configuration path of every librdkafka handle evcollector makes,
+ * the relay's producer, the consumers and the admin client: the brokers,
+ * logging, then the role's defaults (NULL-terminated key, value pairs),
+ * then the user's properties, so that they override those defaults:
+ * evcollector.kafka_properties (security.protocol, sasl.*, ssl.* and the
+ * like go there) and then the handle's own (a consumer's "kafka" option;
+ * NULL for none).  A role then sets, with evc_kafka_conf_set, whatever the
+ * user must not change, and its callbacks.  who names the handle in errors.
+ *
+ * The properties were checked when they were set (the GUC check hook,
+ * evc_consumer_create), so a failure here means they changed under us, or
+ * that they do not go with the role's defaults; it is still reported
+ * cleanly.
  */
 rd_kafka_conf_t *
-evc_kafka_conf_new(const char *const *defaults)
+evc_kafka_conf_build(const char *who, const char *const *defaults, const char *properties)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	char		errbuf[512];
 
-	evc_kafka_conf_set(conf, "bootstrap.servers", evc_brokers);
-	evc_kafka_conf_set(conf, "log.queue", "true");
+	kafka_conf_set(conf, who, "bootstrap.servers", evc_brokers);
+	kafka_conf_set(conf, who, "log.queue", "true");
 	rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
 
-	/* Our defaults first, so that the user's properties override them. */
 	for (; defaults && defaults[0]; defaults += 2)
-		evc_kafka_conf_set(conf, defaults[0], defaults[1]);
+		kafka_conf_set(conf, who, defaults[0], defaults[1]);
 
 	if (!evc_kafka_conf_apply(conf, evc_kafka_properties, errbuf, sizeof(errbuf)))
 	{
@@ -63,9 +93,31 @@ evc_kafka_conf_new(const char *const *defaults)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid evcollector.kafka_properties"),
-				 errdetail("%s", errbuf)));
+				 errdetail("Configuring %s: %s", who, as_sentence(errbuf))));
+	}
+	if (!evc_kafka_conf_apply(conf, properties, errbuf, sizeof(errbuf)))
+	{
+		rd_kafka_conf_destroy(conf);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid librdkafka properties for %s", who),
+				 errdetail("%s", as_sentence(errbuf))));
 	}
 	return conf;
+}
+
+/* The producer's configuration: see evc_kafka_conf_build. */
+rd_kafka_conf_t *
+evc_kafka_conf_new(const char *const *defaults)
+{
+	return evc_kafka_conf_build("the Kafka producer", defaults, NULL);
+}
+
+/* Route the handle's logs to its main queue; see the file comment. */
+void
+evc_kafka_serve_logs(rd_kafka_t *rk)
+{
+	rd_kafka_set_log_queue(rk, NULL);
 }
 
 /* <evcollector.topic_prefix><suffix> */

@@ -8,7 +8,11 @@
 
 #include <librdkafka/rdkafka.h>
 
+extern rd_kafka_conf_t *evc_kafka_conf_build(const char *who, const char *const *defaults,
+											 const char *properties);
 extern rd_kafka_conf_t *evc_kafka_conf_new(const char *const *defaults);
+/* Serve a handle's logs from its main queue, in the caller's thread. */
+extern void evc_kafka_serve_logs(rd_kafka_t *rk);
 extern void evc_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value);
 extern char *evc_topic_name(const char *suffix);
 extern bool evc_kafka_permanent_error(rd_kafka_resp_err_t err);

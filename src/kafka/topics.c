@@ -182,7 +182,8 @@ evc_create_topic(PG_FUNCTION_ARGS)
 
 	PG_TRY();
 	{
-		rd_kafka_conf_t *conf = evc_kafka_conf_new(NULL);
+		/* The admin client adds nothing of its own to the shared settings. */
+		rd_kafka_conf_t *conf = evc_kafka_conf_build("the Kafka admin client", NULL, NULL);
 
 		rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
 		if (rk == NULL)

@@ -269,6 +269,14 @@ archive_stage(TraceState *ts, EvcStorage **st, HeapTuple tup, TupleDesc desc)
 
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
+
+		/*
+		 * A storage error becomes part of the trace; a cancel, a shutdown or
+		 * running out of memory is not the object's fault and ends the call.
+		 */
+		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_OPERATOR_INTERVENTION ||
+			ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_INSUFFICIENT_RESOURCES)
+			PG_RE_THROW();
 		FlushErrorState();
 		error = edata->detail ? psprintf("%s: %s", edata->message, edata->detail) : edata->message;
 	}

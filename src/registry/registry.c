@@ -185,13 +185,13 @@ registry_load(const char *key, const char *client, const char *event_name, int32
 		HeapTuple	tup = SPI_tuptable->vals[0];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
-		MemoryContext old;
+		MemoryContext old = CurrentMemoryContext;
 
 		cxt = AllocSetContextCreate(evc_validate_cache_context(), "evcollector event type",
 									ALLOCSET_SMALL_SIZES);
 		PG_TRY();
 		{
-			old = MemoryContextSwitchTo(cxt);
+			MemoryContextSwitchTo(cxt);
 			et.id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 			et.version = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
 			et.topic = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
@@ -203,6 +203,8 @@ registry_load(const char *key, const char *client, const char *event_name, int32
 		}
 		PG_CATCH();
 		{
+			/* The error may have come while cxt was current. */
+			MemoryContextSwitchTo(old);
 			MemoryContextDelete(cxt);
 			PG_RE_THROW();
 		}

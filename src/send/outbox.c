@@ -78,12 +78,20 @@ outbox_check_layout(Relation rel)
 	TupleDesc	desc = RelationGetDescr(rel);
 
 	if (desc->natts != OUTBOX_NATTS)
-		elog(ERROR, "evc.outbox has %d columns, this library expects %d; update the extension",
-			 desc->natts, (int) OUTBOX_NATTS);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("evc.outbox does not have the layout this library expects"),
+				 errdetail("The table has %d columns; the evcollector library expects %d.",
+						   desc->natts, (int) OUTBOX_NATTS),
+				 errhint("Run ALTER EXTENSION evcollector UPDATE.")));
 	for (int i = 0; i < desc->natts; i++)
 		if (strcmp(NameStr(TupleDescAttr(desc, i)->attname), outbox_columns[i]) != 0)
-			elog(ERROR, "evc.outbox column %d is \"%s\", this library expects \"%s\"; update the extension",
-				 i + 1, NameStr(TupleDescAttr(desc, i)->attname), outbox_columns[i]);
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("evc.outbox does not have the layout this library expects"),
+					 errdetail("Column %d of the table is \"%s\"; the evcollector library expects \"%s\".",
+							   i + 1, NameStr(TupleDescAttr(desc, i)->attname), outbox_columns[i]),
+					 errhint("Run ALTER EXTENSION evcollector UPDATE.")));
 	layout.relid = RelationGetRelid(rel);
 	layout.seqid = getIdentitySequence(layout.relid, 1, false);
 	layout.natts = desc->natts;

@@ -76,53 +76,64 @@ check_context_keys(Jsonb *ctx)
 	}
 }
 
-/* Parse a caller's timestamp, naming the field when it is not one. */
-static TimestampTz
-parse_timestamp(const char *field, const char *s)
+/*
+ * Run a type's input function on a caller's context field.  Only a data
+ * exception (SQLSTATE class 22: bad syntax, out of range, unknown time
+ * zone) means the field is wrong, and becomes "invalid event context";
+ * anything else (out of memory, a cancel, an internal error) is re-thrown
+ * as it was.  PostgreSQL 15 has no soft input functions (they came in 16),
+ * so the error is caught and its code looked at.
+ */
+static Datum
+context_input(PGFunction input, const char *field, const char *s, int errcode_syntax,
+			  const char *type_name)
 {
-	TimestampTz ts = 0;
+	Datum		result = (Datum) 0;
 	MemoryContext cxt = CurrentMemoryContext;
 
 	PG_TRY();
 	{
-		ts = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(s),
-													 ObjectIdGetDatum(InvalidOid),
-													 Int32GetDatum(-1)));
+		/* typioparam and typmod, which uuid_in does not read */
+		result = DirectFunctionCall3(input, CStringGetDatum(s), ObjectIdGetDatum(InvalidOid),
+									 Int32GetDatum(-1));
 	}
 	PG_CATCH();
 	{
+		ErrorData  *edata;
+
 		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+		{
+			FreeErrorData(edata);
+			PG_RE_THROW();
+		}
 		FlushErrorState();
+		/* Past bad syntax (out of range, unknown time zone), say what it was. */
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_DATETIME_FORMAT),
+				(errcode(edata->sqlerrcode),
 				 errmsg("invalid event context"),
-				 errdetail("At /%s: \"%s\" is not a timestamp.", field, s)));
+				 edata->sqlerrcode == errcode_syntax ?
+				 errdetail("At /%s: \"%s\" is not a %s.", field, s, type_name) :
+				 errdetail("At /%s: \"%s\" is not a %s: %s.", field, s, type_name, edata->message)));
 	}
 	PG_END_TRY();
-	return ts;
+	return result;
+}
+
+/* Parse a caller's timestamp, naming the field when it is not one. */
+static TimestampTz
+parse_timestamp(const char *field, const char *s)
+{
+	return DatumGetTimestampTz(context_input(timestamptz_in, field, s,
+											 ERRCODE_INVALID_DATETIME_FORMAT, "timestamp"));
 }
 
 static pg_uuid_t *
 parse_uuid(const char *field, const char *s)
 {
-	pg_uuid_t  *u = NULL;
-	MemoryContext cxt = CurrentMemoryContext;
-
-	PG_TRY();
-	{
-		u = DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(s)));
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		FlushErrorState();
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-				 errmsg("invalid event context"),
-				 errdetail("At /%s: \"%s\" is not a uuid.", field, s)));
-	}
-	PG_END_TRY();
-	return u;
+	return DatumGetUUIDP(context_input(uuid_in, field, s,
+									   ERRCODE_INVALID_TEXT_REPRESENTATION, "uuid"));
 }
 
 static void

@@ -27,6 +27,10 @@ SELECT evc_send('regress', 'Unknown', '{"n": 1}');
 SELECT evc_send('regress', 'Sent', '{"n": 1}', '{"processed_at": "now"}');
 SELECT evc_send('regress', 'Sent', '{"n": 1}', '{"sent_at": "yesterday-ish"}');
 SELECT evc_send('regress', 'Sent', '{"n": 1}', '{"message_id": "not-a-uuid"}');
+-- Any data error of the field is the caller's; anything else would pass through as it is.
+SELECT evc_send('regress', 'Sent', '{"n": 1}', '{"sent_at": "294277-01-01 00:00:00+00"}');
+SELECT evc_send('regress', 'Sent', '{"n": 1}', '{"sent_at": "2026-01-01 10:00 Mars/Phobos"}');
+SELECT evc_send('regress', 'Sent', '{"n": 1}', '{"sent_at": 5}');
 SELECT evc_send('regress', 'Sent', '{"n": 1}', '"scalar"');
 SELECT evc_send('regress', 'Sent', jsonb_build_object('n', 1, 'pad', repeat('x', 1100000)));
 SELECT evc_send_image('cam', '\x00'::bytea);
