@@ -219,6 +219,8 @@ _evc_kr_launch() {
 	mkdir -p "$nd/logs"
 	(cd "$nd" && exec java @"$nd/java.args") </dev/null >>"$nd/logs/stdout.log" 2>&1 &
 	echo $! >"$nd/pid"
+	# No "Killed" job report from this shell when a test SIGKILLs it.
+	disown $!
 }
 
 # Waits until the PLAINTEXT listener of every node answers and the cluster
@@ -524,3 +526,33 @@ evc_kafka_real_tool() {
 evc_kafka_real_topics() { evc_kafka_real_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$EVC_KAFKA_REAL_BOOTSTRAP" "$@"; }
 evc_kafka_real_acls() { evc_kafka_real_tool org.apache.kafka.tools.AclCommand --bootstrap-server "$EVC_KAFKA_REAL_BOOTSTRAP" "$@"; }
 evc_kafka_real_configs() { evc_kafka_real_tool org.apache.kafka.tools.ConfigCommand --bootstrap-server "$EVC_KAFKA_REAL_BOOTSTRAP" "$@"; }
+
+# evc_kafka_real_compose ARGS...: `docker compose -f docker/docker-compose.yml
+# ARGS` without an engine (config needs none), e.g. `evc_kafka_real_compose
+# config -q`.  When the docker client has no compose plugin, one is built
+# once from the Go module proxy (github.com/docker/compose/v2, ~90 s on two
+# cores) into ${EVC_CACHE:-/var/cache/evcollector}/docker-compose-VERSION.
+evc_kafka_real_compose() {
+	local ver=${EVC_COMPOSE_VERSION:-v2.40.3} dir src
+	command -v docker >/dev/null || { _evc_kr_err "the docker client is not installed"; return 1; }
+	if docker compose version >/dev/null 2>&1; then
+		docker compose -f "$EVC_KAFKA_REAL_COMPOSE" "$@"
+		return
+	fi
+	dir=${EVC_CACHE:-/var/cache/evcollector}/docker-compose-$ver
+	if [ ! -x "$dir/cli-plugins/docker-compose" ]; then
+		command -v go >/dev/null || { _evc_kr_err "docker has no compose plugin and go is not installed to build one"; return 1; }
+		mkdir -p "$dir/cli-plugins" || return 1
+		(
+			flock 9
+			[ -x "$dir/cli-plugins/docker-compose" ] && exit 0
+			_evc_kr_log "building docker compose $ver from the Go module proxy into $dir"
+			src=$(go mod download -json "github.com/docker/compose/v2@$ver" 2>"$dir/build.log" | jq -r .Dir) &&
+				[ -d "$src" ] && (cd "$src" && go build -trimpath -ldflags "-s -w -X github.com/docker/compose/v2/internal.Version=$ver" \
+				-o "$dir/cli-plugins/docker-compose.new" ./cmd) >>"$dir/build.log" 2>&1 &&
+				mv "$dir/cli-plugins/docker-compose.new" "$dir/cli-plugins/docker-compose" ||
+				{ _evc_kr_err "could not build docker compose $ver; see $dir/build.log"; exit 1; }
+		) 9>"$dir/.lock" || return 1
+	fi
+	DOCKER_CONFIG=$dir docker compose -f "$EVC_KAFKA_REAL_COMPOSE" "$@"
+}
