@@ -296,6 +296,11 @@ evc_kafka_real_start() {
 	evc_kafka_real_librdkafka || return 1
 	ver=$(evc_kafka_real_version)
 	t0=$(_evc_kr_now)
+	# DIR is emptied: only if it is new, empty or an earlier cluster's.
+	if [ -d "$dir" ] && [ -n "$(ls -A "$dir")" ] && [ ! -f "$dir/info" ] && [ ! -d "$dir/node1" ]; then
+		_evc_kr_err "evc_kafka_real_start: $dir is not empty and holds no earlier Kafka cluster; give a directory of its own"
+		return 1
+	fi
 	rm -rf "$dir" && mkdir -p "$dir" && chmod 755 "$dir" || return 1
 	EVC_KAFKA_REAL_DIR=$(cd "$dir" && pwd)
 	EVC_KAFKA_REAL_NODES=$n
