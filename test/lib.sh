@@ -29,7 +29,7 @@ EVC_DEBS=(build-essential curl ca-certificates zlib1g-dev
 	postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl
 	librdkafka-dev libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler
-	kcat json-schema-test-suite node-ajv bc python3-prometheus-client)
+	kcat json-schema-test-suite node-ajv bc python3-prometheus-client python3-venv)
 
 evc_install_deps() {
 	local missing=() p
@@ -185,3 +185,6 @@ evc_stop_all() {
 		rm -rf "$EVC_RUN"
 	fi
 }
+
+# The real MinIO and the independent Python S3 clients (test/minio/README.md).
+. "$EVC_ROOT/test/minio/minio.sh"

@@ -180,7 +180,14 @@ s3_put(EvcStorage *st, const char *key, const char *data, size_t len,
 	headers = curl_slist_append(headers, h);
 	h = psprintf("Content-Type: %s", content_type);
 	headers = curl_slist_append(headers, h);
-	headers = curl_slist_append(headers, "Expect:");
+
+	/*
+	 * No "Expect:" line to turn off 100-continue: libcurl 7.88 signs every
+	 * header of the list, the empty one too, but does not send it, so a
+	 * server that checks signatures (MinIO, AWS) refuses the request with
+	 * SignatureDoesNotMatch.  A large body waits for "100 Continue" instead,
+	 * one round trip.
+	 */
 
 	for (int attempt = 1; attempt <= S3_ATTEMPTS; attempt++)
 	{
