@@ -27,8 +27,6 @@
  */
 #include "postgres.h"
 
-#include <fcntl.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <time.h>
 #include <unistd.h>
@@ -70,6 +68,7 @@
 #include "core/shmem.h"
 #include "core/stats.h"
 #include "core/worker.h"
+#include "util/port.h"
 
 /*
  * What the relay keeps of each row it produced, until the batch is
@@ -113,19 +112,19 @@ typedef struct RelayMsg
  */
 typedef struct RelayBatch
 {
-	bool		active;			/* produced and not yet settled */
-	uint32		generation;
+	pg_atomic_uint32 active;	/* produced and not yet settled */
+	pg_atomic_uint32 generation;
 	MemoryContext cxt;			/* reset when the batch is reused */
 	RelayMsg   *msgs;			/* in id order */
 	int			n;
 	int			cap;			/* the array's size, fixed while in flight */
-	int			reports_pending;	/* atomic: see relay_dr_cb */
+	pg_atomic_uint32 reports_pending;	/* an int32: see relay_dr_cb */
 } RelayBatch;
 
 static rd_kafka_t *producer = NULL;
 static char *producer_brokers = NULL;
 static char *producer_properties = NULL;
-static bool producer_fatal = false;
+static pg_atomic_uint32 producer_fatal;	/* set by relay_error_cb */
 
 static RelayBatch batches[2];
 static uint32 batch_generation = 0;
@@ -191,8 +190,6 @@ static bool full_read_next = false;
  * for the main loop to log.  A batch's active flag and generation are
  * read by the thread and written by the main loop, hence atomic access.
  */
-#define LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
-#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
 static pthread_mutex_t kafka_error_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool kafka_error_pending = false;
@@ -215,12 +212,26 @@ thread_now(void)
 		+ ts.tv_nsec / 1000;
 }
 
+/*
+ * On the producer thread: the batch a report is for, if it is still in
+ * flight.  The read barriers pair with the write barrier in relay_batch,
+ * which sets a batch up before it marks it active: a batch seen active is
+ * seen with its generation, and one whose generation matches is seen with
+ * its messages.
+ */
 static RelayBatch *
 batch_of_generation(uint32 gen)
 {
 	for (int i = 0; i < lengthof(batches); i++)
-		if (LOAD(&batches[i].active) && LOAD(&batches[i].generation) == gen)
-			return &batches[i];
+	{
+		if (!pg_atomic_read_u32(&batches[i].active))
+			continue;
+		pg_read_barrier();
+		if (pg_atomic_read_u32(&batches[i].generation) != gen)
+			continue;
+		pg_read_barrier();
+		return &batches[i];
+	}
 	return NULL;
 }
 
@@ -244,7 +255,8 @@ relay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 	m->partition = msg->partition;
 	m->offset = msg->offset;
 	m->reported = true;
-	if (__atomic_sub_fetch(&batch->reports_pending, 1, __ATOMIC_ACQ_REL) == 0)
+	/* A full barrier: the outcome above is seen by whoever sees the count. */
+	if (pg_atomic_sub_fetch_u32(&batch->reports_pending, 1) == 0)
 		evc_handoff_wake_main();
 }
 
@@ -260,8 +272,9 @@ relay_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	else
 		strlcpy(buf, reason, sizeof(buf));
 	pthread_mutex_lock(&kafka_error_lock);
+	/* A flag alone, nothing published with it: no barrier. */
 	if (fatal)
-		STORE(&producer_fatal, true);
+		pg_atomic_write_u32(&producer_fatal, 1);
 	if (kafka_error_pending && !fatal)
 		kafka_errors_unlogged++;
 	else
@@ -414,7 +427,7 @@ producer_destroy(void)
 	{
 		RelayBatch *batch = &batches[i];
 
-		if (!batch->active)
+		if (!pg_atomic_read_u32(&batch->active))
 			continue;
 		for (int j = 0; j < batch->n; j++)
 			if (!batch->msgs[j].reported)
@@ -422,7 +435,8 @@ producer_destroy(void)
 				batch->msgs[j].reported = true;
 				batch->msgs[j].err = RD_KAFKA_RESP_ERR__PURGE_QUEUE;
 			}
-		STORE(&batch->reports_pending, 0);
+		/* The thread is out of the serve function (above): no race. */
+		pg_atomic_write_u32(&batch->reports_pending, 0);
 	}
 }
 
@@ -501,7 +515,8 @@ producer_create(void)
 	mainq = rd_kafka_queue_get_main(producer);
 	rd_kafka_queue_io_event_enable(mainq, kafka_pipe[1], "1", 1);
 	rd_kafka_queue_destroy(mainq);
-	STORE(&producer_fatal, false);
+	/* Before serving starts, which orders it before any callback. */
+	pg_atomic_write_u32(&producer_fatal, 0);
 	evc_handoff_serving(true);
 
 	if (producer_brokers)
@@ -516,7 +531,7 @@ producer_create(void)
 static void
 producer_ensure(void)
 {
-	if (producer != NULL && !LOAD(&producer_fatal) &&
+	if (producer != NULL && !pg_atomic_read_u32(&producer_fatal) &&
 		strcmp(producer_brokers, evc_brokers) == 0 &&
 		strcmp(producer_properties, evc_kafka_properties) == 0)
 		return;
@@ -524,7 +539,7 @@ producer_ensure(void)
 		ereport(LOG,
 				(errmsg("evcollector relay: recreating the kafka producer"),
 				 errdetail("%s; messages it has not reported stay in evc.outbox and are sent again.",
-						   LOAD(&producer_fatal) ? "It hit a fatal error" :
+						   pg_atomic_read_u32(&producer_fatal) ? "It hit a fatal error" :
 						   "evcollector.brokers or evcollector.kafka_properties changed")));
 	producer_destroy();
 	producer_create();
@@ -605,7 +620,7 @@ same_or_new_cstring(Datum d, const char *prev)
  * This runs on the producer thread (see handoff.c): no PostgreSQL calls.
  */
 static rd_kafka_resp_err_t
-produce_msg(uint32 generation, RelayMsg *msg, int idx, volatile bool *cancel)
+produce_msg(uint32 generation, RelayMsg *msg, int idx, pg_atomic_uint32 *cancel)
 {
 	char		version[16];
 	rd_kafka_resp_err_t err;
@@ -631,7 +646,7 @@ produce_msg(uint32 generation, RelayMsg *msg, int idx, volatile bool *cancel)
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
 			return err;
 		rd_kafka_headers_destroy(hdrs);	/* not taken over on failure */
-		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || *cancel)
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || pg_atomic_read_u32(cancel))
 			return err;
 		/* librdkafka's queue has room once delivered messages are served. */
 		serve_reports(10);
@@ -640,12 +655,14 @@ produce_msg(uint32 generation, RelayMsg *msg, int idx, volatile bool *cancel)
 
 /* The producer thread's work: produce messages [from, to) of a batch. */
 static void
-produce_range(void *items, int from, int to, volatile bool *cancel)
+produce_range(void *items, int from, int to, pg_atomic_uint32 *cancel)
 {
 	RelayBatch *batch = (RelayBatch *) items;
+	/* Set before the batch was posted; posting took the handoff's lock. */
+	uint32		generation = pg_atomic_read_u32(&batch->generation);
 
-	for (int i = from; i < to && !*cancel; i++)
-		batch->msgs[i].produce_err = produce_msg(batch->generation, &batch->msgs[i], i, cancel);
+	for (int i = from; i < to && !pg_atomic_read_u32(cancel); i++)
+		batch->msgs[i].produce_err = produce_msg(generation, &batch->msgs[i], i, cancel);
 }
 
 /* Wait until the producer thread has produced all that was posted. */
@@ -749,7 +766,7 @@ count_produced(RelayBatch *batch)
 		}
 	}
 	/* Reports served meanwhile have already been taken off. */
-	__atomic_add_fetch(&batch->reports_pending, produced, __ATOMIC_ACQ_REL);
+	pg_atomic_fetch_add_u32(&batch->reports_pending, produced);
 	evc_stats_add(&relay_slot->counters.produced, produced);
 }
 
@@ -1008,7 +1025,7 @@ static void
 await_reports(RelayBatch *batch)
 {
 	pgstat_report_activity(STATE_RUNNING, "evcollector relay: waiting for delivery reports");
-	while (LOAD(&batch->reports_pending) > 0)
+	while ((int32) pg_atomic_read_u32(&batch->reports_pending) > 0)
 	{
 		/*
 		 * librdkafka reports every message within message.timeout.ms, so
@@ -1018,6 +1035,8 @@ await_reports(RelayBatch *batch)
 		relay_wait_kafka(200);
 		evc_worker_handle_interrupts();
 	}
+	/* The count before the outcomes: pairs with relay_dr_cb's barrier. */
+	pg_read_barrier();
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
@@ -1228,7 +1247,8 @@ finish_batch(RelayBatch *batch, long *next_due_ms)
 
 	await_reports(batch);
 	settle_batch(batch, &delivered, &failed, &dead);
-	STORE(&batch->active, false);
+	/* Late reports for it are dropped from here on (batch_of_generation). */
+	pg_atomic_write_u32(&batch->active, 0);
 	ConditionVariableBroadcast(&evc_shared->outbox_settled);
 
 	if (failed > 0)
@@ -1256,27 +1276,30 @@ finish_batch(RelayBatch *batch, long *next_due_ms)
 static int
 relay_batch(long *next_due_ms)
 {
-	RelayBatch *prev = batches[0].active ? &batches[0] : batches[1].active ? &batches[1] : NULL;
+	RelayBatch *prev = pg_atomic_read_u32(&batches[0].active) ? &batches[0] :
+		pg_atomic_read_u32(&batches[1].active) ? &batches[1] : NULL;
 	RelayBatch *cur = (prev == &batches[0]) ? &batches[1] : &batches[0];
 	int			n;
 
 	MemoryContextReset(cur->cxt);
-	STORE(&cur->generation, ++batch_generation);
+	pg_atomic_write_u32(&cur->generation, ++batch_generation);
 	cur->msgs = NULL;
 	cur->n = cur->cap = 0;
-	STORE(&cur->reports_pending, 0);
-	STORE(&cur->active, true);
+	pg_atomic_write_u32(&cur->reports_pending, 0);
+	/* The batch is set up before it is seen active: see batch_of_generation. */
+	pg_write_barrier();
+	pg_atomic_write_u32(&cur->active, 1);
 
 	if (!outbox_read(evc_batch_size, cur, prev, next_due_ms))
 	{
-		STORE(&cur->active, false);
+		pg_atomic_write_u32(&cur->active, 0);
 		return -1;
 	}
 	n = cur->n;
 	if (prev)
 		finish_batch(prev, next_due_ms);
 	if (n == 0)
-		STORE(&cur->active, false);
+		pg_atomic_write_u32(&cur->active, 0);
 	else if (n < evc_batch_size)
 		finish_batch(cur, next_due_ms);
 	return n;
@@ -1292,7 +1315,7 @@ abandon_batches(void)
 	/* librdkafka may still point into their memory: take that back first. */
 	producer_destroy();
 	for (int i = 0; i < lengthof(batches); i++)
-		STORE(&batches[i].active, false);
+		pg_atomic_write_u32(&batches[i].active, 0);
 	batch_generation++;
 	/* Their rows are below the floor, and nothing accounts for them now. */
 	read_floor = 0;
@@ -1356,9 +1379,7 @@ relay_publish_metrics(long *next_due_ms)
 static void
 make_pipe(int fds[2])
 {
-	if (pipe(fds) != 0 ||
-		fcntl(fds[0], F_SETFL, O_NONBLOCK) != 0 ||
-		fcntl(fds[1], F_SETFL, O_NONBLOCK) != 0)
+	if (evc_pipe_nonblock(fds) != 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not create pipe for librdkafka events: %m")));
@@ -1370,9 +1391,16 @@ relay_setup(void)
 	make_pipe(io_pipe);
 	make_pipe(kafka_pipe);
 
+	/* Before the producer thread starts, which then reads them. */
+	pg_atomic_init_u32(&producer_fatal, 0);
 	for (int i = 0; i < lengthof(batches); i++)
+	{
 		batches[i].cxt = AllocSetContextCreate(TopMemoryContext, "evcollector relay batch",
 											   ALLOCSET_DEFAULT_SIZES);
+		pg_atomic_init_u32(&batches[i].active, 0);
+		pg_atomic_init_u32(&batches[i].generation, 0);
+		pg_atomic_init_u32(&batches[i].reports_pending, 0);
+	}
 	evc_shared->relay_database = MyDatabaseId;
 	evc_handoff_start(produce_range, serve_reports_now, kafka_pipe[0], io_pipe[1]);
 	wait_set = CreateWaitEventSet(TopMemoryContext, 3);
@@ -1397,15 +1425,10 @@ evc_relay_main(Datum main_arg)
 	relay_slot = evc_worker_startup(EVC_WORKER_RELAY, "relay");
 
 	/*
-	 * librdkafka allocates and frees several small blocks for every message
-	 * (the message, its header list, each header).  With glibc's fastbins
-	 * those frees pile up and are consolidated again and again, which was
-	 * the relay's top cost; without them, and with freed memory kept rather
-	 * than returned to the kernel and faulted in again, it is cheap.
+	 * librdkafka allocates and frees several small blocks for every message;
+	 * glibc's fastbin consolidation of them was the relay's top cost.
 	 */
-	mallopt(M_MXFAST, 0);
-	mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
-	mallopt(M_MMAP_THRESHOLD, 64 * 1024 * 1024);
+	evc_malloc_tune_for_churn();
 
 	/*
 	 * The relay's own commits need not wait for the WAL flush: a settle
