@@ -38,7 +38,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
-#include "relay/handoff.h"
+#include "relay/handoff_int.h"
 #include "util/port.h"
 
 typedef struct Handoff

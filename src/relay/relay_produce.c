@@ -26,7 +26,7 @@
 #include "core/stats.h"
 #include "core/worker.h"
 #include "kafka/kafka.h"
-#include "relay/handoff.h"
+#include "relay/handoff_int.h"
 #include "relay/relay_int.h"
 #include "util/port.h"
 

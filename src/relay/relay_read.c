@@ -33,7 +33,7 @@
 
 #include "core/shmem.h"
 #include "kafka/proto.h"
-#include "relay/handoff.h"
+#include "relay/handoff_int.h"
 #include "relay/relay_int.h"
 #include "send/outbox.h"
 

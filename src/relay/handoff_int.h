@@ -1,11 +1,11 @@
 /*
- * handoff.h
+ * handoff_int.h
  *		One helper thread per process that works through items the main
  *		loop posts and serves a library's callbacks, so that the two run on
  *		two cores.
  */
-#ifndef EVC_HANDOFF_H
-#define EVC_HANDOFF_H
+#ifndef EVC_RELAY_HANDOFF_INT_H
+#define EVC_RELAY_HANDOFF_INT_H
 
 #include "port/atomics.h"
 
