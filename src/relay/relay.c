@@ -139,6 +139,41 @@ evc_relay_keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
 }
 
 /*
+ * In a catch block: copy the error into cxt and leave the transaction it
+ * broke off, so that the loop can go on.
+ */
+static ErrorData *
+catch_error(MemoryContext cxt)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortOutOfAnyTransaction();
+	SPI_finish();
+	return edata;
+}
+
+/*
+ * Log an error the loop caught, whole: its SQLSTATE, detail, hint and
+ * context as it was raised, under what the relay does about it.  Not at
+ * ERROR: the relay handled it and goes on.  hint stands in when the error
+ * brought none.
+ */
+static void
+log_caught_error(int elevel, const char *what, const ErrorData *edata, const char *hint)
+{
+	ereport(elevel,
+			(errcode(edata->sqlerrcode),
+			 errmsg("evcollector relay: %s: %s", what, edata->message),
+			 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
+			 edata->detail_log ? errdetail_log("%s", edata->detail_log) : 0,
+			 edata->hint ? errhint("%s", edata->hint) : hint ? errhint("%s", hint) : 0,
+			 edata->context ? errcontext("%s", edata->context) : 0));
+}
+
+/*
  * Every evcollector.metrics_interval, publish a Metrics message through the
  * outbox; the commit wakes the relay, which then sends it like any event.
  * The relay publishes because it is the one worker that always runs.
@@ -174,23 +209,38 @@ relay_publish_metrics(long *next_due_ms)
 		}
 		PG_CATCH();
 		{
-			ErrorData  *edata;
+			ErrorData  *edata = catch_error(cxt);
 
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			AbortOutOfAnyTransaction();
-			SPI_finish();
 			pgstat_report_activity(STATE_IDLE, NULL);
-			ereport(WARNING,
-					(errmsg("evcollector relay: could not publish metrics: %s", edata->message),
-					 errhint("The next attempt is in evcollector.metrics_interval.")));
+			log_caught_error(WARNING, "could not publish metrics", edata,
+							 "The next attempt is in evcollector.metrics_interval.");
 			FreeErrorData(edata);
 		}
 		PG_END_TRY();
 	}
 	until = Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), metrics_due_at), 1);
 	*next_due_ms = (*next_due_ms < 0) ? until : Min(*next_due_ms, until);
+}
+
+/*
+ * After a batch failed: forget the batches in flight (their rows stay in
+ * the outbox and are read again), record and log the error, and return how
+ * long to pause, doubling the next pause.
+ */
+static long
+relay_batch_failed(long *error_backoff_ms)
+{
+	ErrorData  *edata = catch_error(TopMemoryContext);
+	long		pause = *error_backoff_ms;
+	char		what[64];
+
+	evc_relay_abandon_batches();	/* late reports are ignored */
+	evc_worker_record_error(evc_relay_slot, edata->message);
+	snprintf(what, sizeof(what), "batch failed, retrying in %ld ms", pause);
+	log_caught_error(LOG, what, edata, NULL);
+	FreeErrorData(edata);
+	*error_backoff_ms = Min(pause * 2, RELAY_ERROR_BACKOFF_MAX_MS);
+	return pause;
 }
 
 static void
@@ -261,22 +311,8 @@ evc_relay_main(Datum main_arg)
 		}
 		PG_CATCH();
 		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(TopMemoryContext);
-			edata = CopyErrorData();
-			FlushErrorState();
-			AbortOutOfAnyTransaction();
-			SPI_finish();
-			evc_relay_abandon_batches();	/* late reports are ignored */
-			evc_worker_record_error(evc_relay_slot, edata->message);
-			ereport(LOG,
-					(errmsg("evcollector relay: batch failed, retrying in %ld ms: %s",
-							error_backoff_ms, edata->message)));
-			FreeErrorData(edata);
+			next_due_ms = relay_batch_failed(&error_backoff_ms);
 			n = 0;
-			next_due_ms = error_backoff_ms;
-			error_backoff_ms = Min(error_backoff_ms * 2, RELAY_ERROR_BACKOFF_MAX_MS);
 		}
 		PG_END_TRY();
 		MemoryContextReset(loop_cxt);

@@ -337,12 +337,14 @@ recheck_untracked(void)
 {
 	bool		isnull;
 	int64		prepared;
+	int			rc;
 
 	pg_atomic_write_u32(&evc_shared->outbox_untracked, 0);
 	pg_memory_barrier();
 	evc_relay_begin("evcollector relay: counting prepared transactions");
-	if (SPI_execute("SELECT count(*) FROM pg_catalog.pg_prepared_xacts", true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not count prepared transactions");
+	rc = SPI_execute("SELECT count(*) FROM pg_catalog.pg_prepared_xacts", true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not count prepared transactions: %s", SPI_result_code_string(rc));
 	prepared = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	evc_relay_end();
 	if (prepared > 0)

@@ -162,6 +162,7 @@ evc_relay_settle_batch(RelayBatch *batch, int *delivered, int *failed, int *dead
 	static SPIPlanPtr dead_plan = NULL;
 	List	   *retry_ids = NIL, *retry_errs = NIL, *dead_ids = NIL, *dead_errs = NIL;
 	Oid			two[2] = {INT8ARRAYOID, TEXTARRAYOID};
+	int			rc;
 
 	*delivered = 0;
 	for (int i = 0; i < batch->n; i++)
@@ -206,24 +207,29 @@ evc_relay_settle_batch(RelayBatch *batch, int *delivered, int *failed, int *dead
 		Datum		args[2] = {PointerGetDatum(int8_array(retry_ids)), PointerGetDatum(text_array(retry_errs))};
 
 		evc_relay_keep_plan(&retry_plan,
-				  "UPDATE evc.outbox o SET attempts = o.attempts + 1, last_error = u.err,"
-				  "       last_attempt_at = clock_timestamp(),"
-				  "       next_attempt_at = clock_timestamp() + least(60, 2 ^ least(o.attempts, 6)) * interval '1 second'"
-				  "  FROM unnest($1, $2) AS u(id, err) WHERE o.id = u.id", 2, two);
-		if (SPI_execute_plan(retry_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not record failed deliveries in evc.outbox");
+							"UPDATE evc.outbox o SET attempts = o.attempts + 1, last_error = u.err,"
+							"       last_attempt_at = clock_timestamp(),"
+							"       next_attempt_at = clock_timestamp() + least(60, 2 ^ least(o.attempts, 6)) * interval '1 second'"
+							"  FROM unnest($1, $2) AS u(id, err) WHERE o.id = u.id", 2, two);
+		/* SPI raises its own errors: another result cannot happen. */
+		rc = SPI_execute_plan(retry_plan, args, NULL, false, 0);
+		if (rc != SPI_OK_UPDATE)
+			elog(ERROR, "could not record failed deliveries in evc.outbox: %s",
+				 SPI_result_code_string(rc));
 	}
 	if (dead_ids)
 	{
 		Datum		args[2] = {PointerGetDatum(int8_array(dead_ids)), PointerGetDatum(text_array(dead_errs))};
 
 		evc_relay_keep_plan(&dead_plan,
-				  "WITH d AS (DELETE FROM evc.outbox o USING unnest($1, $2) AS u(id, err)"
-				  "           WHERE o.id = u.id RETURNING o.*, u.err)"
-				  "INSERT INTO evc.dead_letters (message_id, topic, key, payload, error, source, attempts)"
-				  "SELECT message_id, topic, key, payload, err, 'relay', attempts + 1 FROM d", 2, two);
-		if (SPI_execute_plan(dead_plan, args, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not move undeliverable rows to evc.dead_letters");
+							"WITH d AS (DELETE FROM evc.outbox o USING unnest($1, $2) AS u(id, err)"
+							"           WHERE o.id = u.id RETURNING o.*, u.err)"
+							"INSERT INTO evc.dead_letters (message_id, topic, key, payload, error, source, attempts)"
+							"SELECT message_id, topic, key, payload, err, 'relay', attempts + 1 FROM d", 2, two);
+		rc = SPI_execute_plan(dead_plan, args, NULL, false, 0);
+		if (rc != SPI_OK_INSERT)
+			elog(ERROR, "could not move undeliverable rows to evc.dead_letters: %s",
+				 SPI_result_code_string(rc));
 	}
 	evc_relay_end();
 }
