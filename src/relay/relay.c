@@ -265,6 +265,8 @@ void
 evc_relay_main(Datum main_arg)
 {
 	MemoryContext loop_cxt;
+	long		stats_due_ms;
+	long		timeout_ms;
 
 	/* Static: they are changed inside PG_TRY and read after a longjmp. */
 	static long error_backoff_ms = RELAY_ERROR_BACKOFF_MIN_MS;
@@ -323,8 +325,20 @@ evc_relay_main(Datum main_arg)
 			evc_wake_worker(EVC_WORKER_LAUNCHER, NULL);
 			proc_exit(0);
 		}
+
+		/*
+		 * Between transactions, as a backend is when idle: flush this
+		 * process's statistics, or the relay's deletes never reach
+		 * pg_stat_user_tables and autovacuum (pg_net#254).  It flushes at
+		 * most once a second; when it held some back, it says how soon to
+		 * call again, and the wait below is no longer than that.
+		 */
+		stats_due_ms = pgstat_report_stat(false);
 		if (n >= evc_batch_size || evc_relay_work_signalled)
 			continue;			/* more is waiting */
-		relay_wait(next_due_ms >= 0 ? Min(next_due_ms, RELAY_IDLE_MS) : RELAY_IDLE_MS);
+		timeout_ms = next_due_ms >= 0 ? Min(next_due_ms, RELAY_IDLE_MS) : RELAY_IDLE_MS;
+		if (stats_due_ms > 0)
+			timeout_ms = Min(timeout_ms, stats_due_ms);
+		relay_wait(timeout_ms);
 	}
 }
