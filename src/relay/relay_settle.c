@@ -152,6 +152,25 @@ note_deliveries(RelayBatch *batch)
 }
 
 /*
+ * Run one of the settle's statements over failed rows: $1 their ids, $2 why
+ * each failed.  The plan is prepared the first time and kept.
+ */
+static void
+run_over_failed(SPIPlanPtr *plan, const char *sql, List *ids, List *errs,
+				int expected, const char *what)
+{
+	Oid			types[2] = {INT8ARRAYOID, TEXTARRAYOID};
+	Datum		args[2] = {PointerGetDatum(int8_array(ids)), PointerGetDatum(text_array(errs))};
+	int			rc;
+
+	evc_relay_keep_plan(plan, sql, 2, types);
+	/* SPI raises its own errors: another result cannot happen. */
+	rc = SPI_execute_plan(*plan, args, NULL, false, 0);
+	if (rc != expected)
+		elog(ERROR, "could not %s: %s", what, SPI_result_code_string(rc));
+}
+
+/*
  * Settle the batch in one transaction: delete what was delivered, schedule
  * a retry for what failed, dead-letter what can never succeed.
  */
@@ -161,8 +180,6 @@ evc_relay_settle_batch(RelayBatch *batch, int *delivered, int *failed, int *dead
 	static SPIPlanPtr retry_plan = NULL;
 	static SPIPlanPtr dead_plan = NULL;
 	List	   *retry_ids = NIL, *retry_errs = NIL, *dead_ids = NIL, *dead_errs = NIL;
-	Oid			two[2] = {INT8ARRAYOID, TEXTARRAYOID};
-	int			rc;
 
 	*delivered = 0;
 	for (int i = 0; i < batch->n; i++)
@@ -203,33 +220,18 @@ evc_relay_settle_batch(RelayBatch *batch, int *delivered, int *failed, int *dead
 	if (*delivered > 0)
 		delete_delivered(batch);
 	if (retry_ids)
-	{
-		Datum		args[2] = {PointerGetDatum(int8_array(retry_ids)), PointerGetDatum(text_array(retry_errs))};
-
-		evc_relay_keep_plan(&retry_plan,
-							"UPDATE evc.outbox o SET attempts = o.attempts + 1, last_error = u.err,"
-							"       last_attempt_at = clock_timestamp(),"
-							"       next_attempt_at = clock_timestamp() + least(60, 2 ^ least(o.attempts, 6)) * interval '1 second'"
-							"  FROM unnest($1, $2) AS u(id, err) WHERE o.id = u.id", 2, two);
-		/* SPI raises its own errors: another result cannot happen. */
-		rc = SPI_execute_plan(retry_plan, args, NULL, false, 0);
-		if (rc != SPI_OK_UPDATE)
-			elog(ERROR, "could not record failed deliveries in evc.outbox: %s",
-				 SPI_result_code_string(rc));
-	}
+		run_over_failed(&retry_plan,
+						"UPDATE evc.outbox o SET attempts = o.attempts + 1, last_error = u.err,"
+						"       last_attempt_at = clock_timestamp(),"
+						"       next_attempt_at = clock_timestamp() + least(60, 2 ^ least(o.attempts, 6)) * interval '1 second'"
+						"  FROM unnest($1, $2) AS u(id, err) WHERE o.id = u.id",
+						retry_ids, retry_errs, SPI_OK_UPDATE, "record failed deliveries in evc.outbox");
 	if (dead_ids)
-	{
-		Datum		args[2] = {PointerGetDatum(int8_array(dead_ids)), PointerGetDatum(text_array(dead_errs))};
-
-		evc_relay_keep_plan(&dead_plan,
-							"WITH d AS (DELETE FROM evc.outbox o USING unnest($1, $2) AS u(id, err)"
-							"           WHERE o.id = u.id RETURNING o.*, u.err)"
-							"INSERT INTO evc.dead_letters (message_id, topic, key, payload, error, source, attempts)"
-							"SELECT message_id, topic, key, payload, err, 'relay', attempts + 1 FROM d", 2, two);
-		rc = SPI_execute_plan(dead_plan, args, NULL, false, 0);
-		if (rc != SPI_OK_INSERT)
-			elog(ERROR, "could not move undeliverable rows to evc.dead_letters: %s",
-				 SPI_result_code_string(rc));
-	}
+		run_over_failed(&dead_plan,
+						"WITH d AS (DELETE FROM evc.outbox o USING unnest($1, $2) AS u(id, err)"
+						"           WHERE o.id = u.id RETURNING o.*, u.err)"
+						"INSERT INTO evc.dead_letters (message_id, topic, key, payload, error, source, attempts)"
+						"SELECT message_id, topic, key, payload, err, 'relay', attempts + 1 FROM d",
+						dead_ids, dead_errs, SPI_OK_INSERT, "move undeliverable rows to evc.dead_letters");
 	evc_relay_end();
 }
