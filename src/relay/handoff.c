@@ -34,13 +34,12 @@
  */
 #include "postgres.h"
 
-#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <unistd.h>
 
-#include "relay/handoff.h"
+#include "relay/handoff_int.h"
+#include "util/port.h"
 
 typedef struct Handoff
 {
@@ -59,7 +58,7 @@ typedef struct Handoff
 	bool		in_serve;		/* serving, unlocked */
 	bool		sleeping;		/* in poll(2): posting must write */
 	bool		main_waiting;	/* wake the main loop when all is done */
-	volatile bool cancel;
+	pg_atomic_uint32 cancel;	/* set under the lock, read by work unlocked */
 } Handoff;
 
 static Handoff h = {
@@ -108,7 +107,7 @@ do_posted(void)
 
 	pthread_mutex_lock(&h.lock);
 	h.working = false;
-	if (!h.cancel)
+	if (!pg_atomic_read_u32(&h.cancel))
 		h.done = to;
 	pthread_cond_broadcast(&h.idle_cv);
 	if (h.done >= h.posted && h.main_waiting)
@@ -173,16 +172,12 @@ handoff_main(void *arg)
 void
 evc_handoff_start(EvcHandoffWork work, EvcHandoffServe serve, int serve_fd, int wake_fd)
 {
-	sigset_t	all,
-				old;
 	pthread_t	thread;
 	int			rc;
 
 	if (started)
 		return;
-	if (pipe(h.post_pipe) != 0 ||
-		fcntl(h.post_pipe[0], F_SETFL, O_NONBLOCK) != 0 ||
-		fcntl(h.post_pipe[1], F_SETFL, O_NONBLOCK) != 0)
+	if (evc_pipe_nonblock(h.post_pipe) != 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not create pipe for the relay's producer thread: %m")));
@@ -190,11 +185,10 @@ evc_handoff_start(EvcHandoffWork work, EvcHandoffServe serve, int serve_fd, int 
 	h.serve = serve;
 	h.serve_fd = serve_fd;
 	h.wake_fd = wake_fd;
-	/* The thread inherits this mask: no PostgreSQL handler runs on it. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	rc = pthread_create(&thread, NULL, handoff_main, NULL);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	/* Before the thread exists: nothing else reads it yet. */
+	pg_atomic_init_u32(&h.cancel, 0);
+	/* With every signal blocked: no PostgreSQL handler runs on it. */
+	rc = evc_thread_start(&thread, handoff_main, NULL);
 	if (rc != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
@@ -256,11 +250,11 @@ void
 evc_handoff_cancel(void)
 {
 	pthread_mutex_lock(&h.lock);
-	h.cancel = true;
+	pg_atomic_write_u32(&h.cancel, 1);
 	while (h.working)
 		pthread_cond_wait(&h.idle_cv, &h.lock);
 	h.done = h.posted;
-	h.cancel = false;
+	pg_atomic_write_u32(&h.cancel, 0);
 	h.main_waiting = false;
 	pthread_mutex_unlock(&h.lock);
 }

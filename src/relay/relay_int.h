@@ -1,0 +1,109 @@
+/*
+ * relay_int.h
+ *		What the relay's files share: a batch and its messages, and the calls
+ *		each part makes into the others.  Private to src/relay/.
+ *
+ * The relay is split by concern (see README.md): relay.c runs the worker's
+ * loop, relay_read.c reads the outbox, relay_produce.c hands rows to the
+ * producer thread and keeps the batches, relay_settle.c settles them.
+ */
+#ifndef EVC_RELAY_INT_H
+#define EVC_RELAY_INT_H
+
+#include <librdkafka/rdkafka.h>
+
+#include "executor/spi.h"
+#include "port/atomics.h"
+#include "storage/itemptr.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "core/shmem.h"
+
+/*
+ * What the relay keeps of each row it produced, until the batch is
+ * settled: enough to delete the row and to record the delivery, and the
+ * message itself.  librdkafka produces it without a copy and points into
+ * it until its delivery report, so it lives in the batch's memory.
+ */
+typedef struct RelayMsg
+{
+	int64		id;
+	ItemPointerData tid;		/* where the row is, to delete it */
+	const char *topic;			/* shared by consecutive rows of a topic */
+	rd_kafka_topic_t *rkt;		/* the producer's handle for it, or NULL */
+	TimestampTz created_at;
+	int32		payload_len;
+	char		message_id[UUID_LEN * 2 + 5];	/* text form, with its NUL */
+	/* The message: key (NULL: none), value, and the header values. */
+	char	   *key;
+	int32		key_len;
+	char	   *value;
+	int32		value_len;
+	const char *content_type;
+	int32		schema_version;
+	/* Written by the producer thread: how producing it went. */
+	rd_kafka_resp_err_t produce_err;
+	/* The outcome, written by the delivery-report callback. */
+	bool		reported;
+	rd_kafka_resp_err_t err;
+	TimestampTz acked_at;
+	int32		partition;		/* where Kafka put it, for evc_trace */
+	int64		offset;
+} RelayMsg;
+
+/*
+ * A batch: the rows of one read, from production until they are settled.
+ * While a backlog drains, two batches are in flight: the next one is read
+ * and produced while Kafka acknowledges the previous one, which is then
+ * settled.  Each message's opaque carries its batch's generation and its
+ * index, so a late report for an abandoned batch is recognised and
+ * ignored instead of writing into memory that was reused.
+ *
+ * active and generation are written by the main loop and read by the
+ * producer thread's delivery-report callback, hence atomic; the main loop
+ * marks a batch active only after the rest of it is set (see
+ * relay_produce.c).  reports_pending is counted down by that callback and
+ * up by the main loop once the batch is produced, so read as an int32 it
+ * may dip below zero in between.
+ */
+typedef struct RelayBatch
+{
+	pg_atomic_uint32 active;	/* produced and not yet settled */
+	pg_atomic_uint32 generation;
+	MemoryContext cxt;			/* reset when the batch is reused */
+	RelayMsg   *msgs;			/* in id order */
+	int			n;
+	int			cap;			/* the array's size, fixed while in flight */
+	pg_atomic_uint32 reports_pending;
+} RelayBatch;
+
+/* relay.c: the worker's slot (for its counters), and the loop's wake-up. */
+extern EvcWorkerSlot *evc_relay_slot;
+extern bool evc_relay_work_signalled;
+
+/* relay.c: each step's transaction and SPI bracket, and its kept plans. */
+extern void evc_relay_begin(const char *activity);
+extern void evc_relay_end(void);
+extern SPIPlanPtr evc_relay_keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes);
+extern void evc_relay_wait_kafka(long timeout_ms);
+
+/* relay_read.c */
+extern bool evc_relay_read(int limit, RelayBatch *batch, RelayBatch *inflight, long *next_due_ms);
+extern void evc_relay_note_backoff(int64 id, TimestampTz due);
+extern void evc_relay_read_from_lowest(void);
+
+/* relay_produce.c */
+extern void evc_relay_produce_init(int wake_fd);
+extern int	evc_relay_batch(long *next_due_ms);
+extern void evc_relay_abandon_batches(void);
+extern void evc_relay_service(void);
+extern void evc_relay_producer_ensure(void);
+extern rd_kafka_topic_t *evc_relay_topic_handle(const char *name);
+extern void evc_relay_await_handoff(void);
+extern void evc_relay_count_produced(RelayBatch *batch);
+
+/* relay_settle.c */
+extern void evc_relay_settle_batch(RelayBatch *batch, int *delivered, int *failed, int *dead);
+
+#endif							/* EVC_RELAY_INT_H */

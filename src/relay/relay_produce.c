@@ -1,0 +1,590 @@
+/*
+ * relay_produce.c
+ *		Producing: the librdkafka producer and its topic handles, what the
+ *		producer thread does for the relay (produce the posted rows, serve
+ *		delivery reports and errors), and the batches, from their read until
+ *		they are settled.
+ *
+ * What is marked "on the producer thread" runs on handoff.c's thread and
+ * calls no PostgreSQL function; the rest runs on the main loop.  While a
+ * backlog drains, one full batch stays in flight while the next one is
+ * read and produced, so Kafka acknowledges one batch while the relay reads
+ * the next.
+ */
+#include "postgres.h"
+
+#include <pthread.h>
+#include <time.h>
+
+#include "pgstat.h"
+#include "storage/condition_variable.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+
+#include "core/guc.h"
+#include "core/shmem.h"
+#include "core/stats.h"
+#include "core/worker.h"
+#include "kafka/kafka.h"
+#include "relay/handoff_int.h"
+#include "relay/relay_int.h"
+#include "util/port.h"
+
+static rd_kafka_t *producer = NULL;
+static char *producer_brokers = NULL;
+static char *producer_properties = NULL;
+static pg_atomic_uint32 producer_fatal;	/* set by relay_error_cb */
+
+static RelayBatch batches[2];
+static uint32 batch_generation = 0;
+
+/*
+ * Topic handles by name, so producing a message does not look its topic up
+ * in librdkafka by name (a lock and a hash lookup per message).  They
+ * belong to the producer and go with it.
+ */
+#define TOPIC_KEY_LEN 520		/* librdkafka refuses names over 512 bytes */
+typedef struct TopicHandle
+{
+	char		name[TOPIC_KEY_LEN];
+	rd_kafka_topic_t *rkt;
+} TopicHandle;
+static HTAB *topic_handles = NULL;
+
+static int	kafka_pipe[2] = {-1, -1};	/* librdkafka's main queue has callbacks */
+static int	main_wake_fd = -1;			/* the main loop's pipe: its logs go there */
+static rd_kafka_queue_t *log_queue = NULL;	/* the producer's logs, served on the main loop */
+
+#define OPAQUE(gen, idx) ((void *) (((uintptr_t) (gen) << 32) | (uintptr_t) (idx)))
+
+/*
+ * What the producer thread shares with the main loop (see handoff.c).  It
+ * produces the posted messages and serves librdkafka's main queue: the
+ * delivery reports, which it writes into the batch (RelayMsg's outcome
+ * fields, then one atomic count per batch), and errors, which it keeps
+ * for the main loop to log.  A batch's active flag and generation are
+ * read by the thread and written by the main loop, hence atomic access.
+ */
+
+static pthread_mutex_t kafka_error_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool kafka_error_pending = false;
+static bool kafka_error_fatal = false;
+static rd_kafka_resp_err_t kafka_error_code;
+static char kafka_error_text[512];
+static int	kafka_errors_unlogged = 0;
+
+/* On the producer thread: when the reports being served arrived, near enough. */
+static TimestampTz reports_served_at = 0;
+
+/* The time as a TimestampTz, without GetCurrentTimestamp (a PG function). */
+static TimestampTz
+thread_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ((TimestampTz) ts.tv_sec - (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY) * USECS_PER_SEC
+		+ ts.tv_nsec / 1000;
+}
+
+/*
+ * On the producer thread: the batch a report is for, if it is still in
+ * flight.  The read barriers pair with the write barrier in evc_relay_batch,
+ * which sets a batch up before it marks it active: a batch seen active is
+ * seen with its generation, and one whose generation matches is seen with
+ * its messages.
+ */
+static RelayBatch *
+batch_of_generation(uint32 gen)
+{
+	for (int i = 0; i < lengthof(batches); i++)
+	{
+		if (!pg_atomic_read_u32(&batches[i].active))
+			continue;
+		pg_read_barrier();
+		if (pg_atomic_read_u32(&batches[i].generation) != gen)
+			continue;
+		pg_read_barrier();
+		return &batches[i];
+	}
+	return NULL;
+}
+
+/*
+ * On the producer thread: one message's delivery report.  The last report
+ * of a batch wakes the main loop, which may be waiting for it.
+ */
+static void
+relay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+{
+	uintptr_t	tag = (uintptr_t) msg->_private;
+	RelayBatch *batch = batch_of_generation((uint32) (tag >> 32));
+	int			idx = (int) (tag & 0xFFFFFFFF);
+	RelayMsg   *m;
+
+	if (batch == NULL || idx >= batch->cap)
+		return;
+	m = &batch->msgs[idx];
+	m->err = msg->err;
+	m->acked_at = reports_served_at;
+	m->partition = msg->partition;
+	m->offset = msg->offset;
+	m->reported = true;
+	/* A full barrier: the outcome above is seen by whoever sees the count. */
+	if (pg_atomic_sub_fetch_u32(&batch->reports_pending, 1) == 0)
+		evc_handoff_wake_main();
+}
+
+/* On the producer thread: keep the error for the main loop to log. */
+static void
+relay_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	char		buf[512];
+	bool		fatal = (err == RD_KAFKA_RESP_ERR__FATAL);
+
+	if (fatal)
+		rd_kafka_fatal_error(rk, buf, sizeof(buf));
+	else
+		strlcpy(buf, reason, sizeof(buf));
+	pthread_mutex_lock(&kafka_error_lock);
+	/* A flag alone, nothing published with it: no barrier. */
+	if (fatal)
+		pg_atomic_write_u32(&producer_fatal, 1);
+	if (kafka_error_pending && !fatal)
+		kafka_errors_unlogged++;
+	else
+	{
+		kafka_error_pending = true;
+		kafka_error_fatal = fatal;
+		kafka_error_code = err;
+		memcpy(kafka_error_text, buf, sizeof(buf));
+	}
+	pthread_mutex_unlock(&kafka_error_lock);
+	evc_handoff_wake_main();
+}
+
+/* On the producer thread: serve librdkafka's main queue. */
+static void
+serve_reports(int timeout_ms)
+{
+	reports_served_at = thread_now();
+	rd_kafka_poll(producer, timeout_ms);
+}
+
+static void
+serve_reports_now(void)
+{
+	serve_reports(0);
+}
+
+/* On the main loop: log what the producer thread kept, serve the logs. */
+void
+evc_relay_service(void)
+{
+	bool		pending,
+				fatal = false;
+	rd_kafka_resp_err_t code = RD_KAFKA_RESP_ERR_NO_ERROR;
+	char		text[512];
+	int			unlogged = 0;
+
+	if (log_queue)
+		rd_kafka_queue_poll_callback(log_queue, 0);
+	pthread_mutex_lock(&kafka_error_lock);
+	pending = kafka_error_pending;
+	if (pending)
+	{
+		fatal = kafka_error_fatal;
+		code = kafka_error_code;
+		memcpy(text, kafka_error_text, sizeof(text));
+		unlogged = kafka_errors_unlogged;
+		kafka_error_pending = false;
+		kafka_errors_unlogged = 0;
+	}
+	pthread_mutex_unlock(&kafka_error_lock);
+	if (!pending)
+		return;
+	if (fatal)
+		ereport(WARNING,
+				(errmsg("kafka producer hit a fatal error; it will be recreated"),
+				 errdetail("%s", text)));
+	else
+		ereport(LOG,
+				(errmsg("kafka producer: %s", text),
+				 errdetail("librdkafka error %s.", rd_kafka_err2name(code)),
+				 unlogged > 0 ? errhint("%d more errors since the last one logged are not shown.", unlogged) : 0));
+}
+
+/*
+ * Destroy the producer.  Its messages point into the batches' memory (they
+ * are produced without a copy), so nothing of it may outlive this.  Every
+ * message it has not reported counts as failed: its row stays in the
+ * outbox and is sent again.
+ */
+static void
+producer_destroy(void)
+{
+	if (producer == NULL)
+		return;
+	/* The thread lets go of the handle; its reports are served here now. */
+	evc_handoff_serving(false);
+	rd_kafka_purge(producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+	serve_reports_now();
+	evc_relay_service();
+	if (log_queue)
+	{
+		rd_kafka_queue_destroy(log_queue);
+		log_queue = NULL;
+	}
+	if (topic_handles)
+	{
+		HASH_SEQ_STATUS seq;
+		TopicHandle *th;
+
+		hash_seq_init(&seq, topic_handles);
+		while ((th = hash_seq_search(&seq)) != NULL)
+			rd_kafka_topic_destroy(th->rkt);
+		hash_destroy(topic_handles);
+		topic_handles = NULL;
+	}
+	rd_kafka_destroy(producer);
+	producer = NULL;
+
+	for (int i = 0; i < lengthof(batches); i++)
+	{
+		RelayBatch *batch = &batches[i];
+
+		if (!pg_atomic_read_u32(&batch->active))
+			continue;
+		for (int j = 0; j < batch->n; j++)
+			if (!batch->msgs[j].reported)
+			{
+				batch->msgs[j].reported = true;
+				batch->msgs[j].err = RD_KAFKA_RESP_ERR__PURGE_QUEUE;
+			}
+		/* The thread is out of the serve function (above): no race. */
+		pg_atomic_write_u32(&batch->reports_pending, 0);
+	}
+}
+
+/*
+ * The producer's handle for a topic.  NULL when librdkafka will not make
+ * one (a name it refuses): the message then fails as an invalid argument,
+ * a permanent error, and its row goes to evc.dead_letters with the reason.
+ */
+rd_kafka_topic_t *
+evc_relay_topic_handle(const char *name)
+{
+	TopicHandle *th;
+	bool		found;
+
+	if (strlen(name) >= TOPIC_KEY_LEN)
+		return NULL;
+	if (topic_handles == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = TOPIC_KEY_LEN;
+		ctl.entrysize = sizeof(TopicHandle);
+		ctl.hcxt = TopMemoryContext;
+		topic_handles = hash_create("evcollector relay topics", 64, &ctl,
+									HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	th = hash_search(topic_handles, name, HASH_ENTER, &found);
+	if (!found)
+	{
+		th->rkt = rd_kafka_topic_new(producer, name, NULL);
+		if (th->rkt == NULL)
+		{
+			hash_search(topic_handles, name, HASH_REMOVE, NULL);
+			return NULL;
+		}
+	}
+	return th->rkt;
+}
+
+static void
+producer_create(void)
+{
+	static const char *const defaults[] = {
+		"linger.ms", "2",
+		"compression.type", "lz4",
+		NULL
+	};
+	rd_kafka_conf_t *conf;
+	rd_kafka_queue_t *mainq;
+	char		errstr[512];
+
+	conf = evc_kafka_conf_new(defaults);
+	/* These make the guarantees; the user's properties cannot undo them. */
+	evc_kafka_conf_set(conf, "enable.idempotence", "true");
+	evc_kafka_conf_set(conf, "partitioner", "murmur2_random");
+	rd_kafka_conf_set_dr_msg_cb(conf, relay_dr_cb);
+	rd_kafka_conf_set_error_cb(conf, relay_error_cb);
+
+	producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+	if (producer == NULL)
+	{
+		rd_kafka_conf_destroy(conf);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not create kafka producer"),
+				 errdetail("%s", errstr)));
+	}
+	/*
+	 * Logs go to their own queue, served by the main loop, where ereport
+	 * may run; the main queue (delivery reports, errors) is served by the
+	 * producer thread, woken through kafka_pipe.
+	 */
+	log_queue = rd_kafka_queue_new(producer);
+	rd_kafka_set_log_queue(producer, log_queue);
+	rd_kafka_queue_io_event_enable(log_queue, main_wake_fd, "1", 1);
+	mainq = rd_kafka_queue_get_main(producer);
+	rd_kafka_queue_io_event_enable(mainq, kafka_pipe[1], "1", 1);
+	rd_kafka_queue_destroy(mainq);
+	/* Before serving starts, which orders it before any callback. */
+	pg_atomic_write_u32(&producer_fatal, 0);
+	evc_handoff_serving(true);
+
+	if (producer_brokers)
+		pfree(producer_brokers);
+	if (producer_properties)
+		pfree(producer_properties);
+	producer_brokers = MemoryContextStrdup(TopMemoryContext, evc_brokers);
+	producer_properties = MemoryContextStrdup(TopMemoryContext, evc_kafka_properties);
+}
+
+/* Recreate the producer after a fatal error or changed settings. */
+void
+evc_relay_producer_ensure(void)
+{
+	if (producer != NULL && !pg_atomic_read_u32(&producer_fatal) &&
+		strcmp(producer_brokers, evc_brokers) == 0 &&
+		strcmp(producer_properties, evc_kafka_properties) == 0)
+		return;
+	if (producer != NULL)
+		ereport(LOG,
+				(errmsg("evcollector relay: recreating the kafka producer"),
+				 errdetail("%s; messages it has not reported stay in evc.outbox and are sent again.",
+						   pg_atomic_read_u32(&producer_fatal) ? "It hit a fatal error" :
+						   "evcollector.brokers or evcollector.kafka_properties changed")));
+	producer_destroy();
+	producer_create();
+}
+
+/*
+ * Hand one message to librdkafka, retrying while its queue is full.  The
+ * value is not copied (see RelayMsg); the key and headers are.
+ *
+ * This runs on the producer thread (see handoff.c): no PostgreSQL calls.
+ */
+static rd_kafka_resp_err_t
+produce_msg(uint32 generation, RelayMsg *msg, int idx, pg_atomic_uint32 *cancel)
+{
+	char		version[16];
+	rd_kafka_resp_err_t err;
+
+	/* A topic name librdkafka refused can never be produced to. */
+	if (msg->rkt == NULL)
+		return RD_KAFKA_RESP_ERR__INVALID_ARG;
+	snprintf(version, sizeof(version), "%d", msg->schema_version);
+	for (;;)
+	{
+		rd_kafka_headers_t *hdrs = rd_kafka_headers_new(3);
+
+		rd_kafka_header_add(hdrs, "message_id", -1, msg->message_id, -1);
+		rd_kafka_header_add(hdrs, "schema_version", -1, version, -1);
+		rd_kafka_header_add(hdrs, "content-type", -1, msg->content_type, -1);
+		err = rd_kafka_producev(producer,
+								RD_KAFKA_V_RKT(msg->rkt),
+								RD_KAFKA_V_KEY(msg->key, msg->key_len),
+								RD_KAFKA_V_VALUE(msg->value, msg->value_len),
+								RD_KAFKA_V_HEADERS(hdrs),
+								RD_KAFKA_V_OPAQUE(OPAQUE(generation, idx)),
+								RD_KAFKA_V_END);
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			return err;
+		rd_kafka_headers_destroy(hdrs);	/* not taken over on failure */
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || pg_atomic_read_u32(cancel))
+			return err;
+		/* librdkafka's queue has room once delivered messages are served. */
+		serve_reports(10);
+	}
+}
+
+/* The producer thread's work: produce messages [from, to) of a batch. */
+static void
+produce_range(void *items, int from, int to, pg_atomic_uint32 *cancel)
+{
+	RelayBatch *batch = (RelayBatch *) items;
+	/* Set before the batch was posted; posting took the handoff's lock. */
+	uint32		generation = pg_atomic_read_u32(&batch->generation);
+
+	for (int i = from; i < to && !pg_atomic_read_u32(cancel); i++)
+		batch->msgs[i].produce_err = produce_msg(generation, &batch->msgs[i], i, cancel);
+}
+
+/* Wait until the producer thread has produced all that was posted. */
+void
+evc_relay_await_handoff(void)
+{
+	while (!evc_handoff_done())
+	{
+		evc_relay_wait_kafka(100);
+		evc_worker_handle_interrupts();
+	}
+}
+
+/*
+ * Once the thread has produced the whole batch: count the reports to wait
+ * for; a message librdkafka refused is reported already, with its error.
+ */
+void
+evc_relay_count_produced(RelayBatch *batch)
+{
+	int			produced = 0;
+
+	for (int i = 0; i < batch->n; i++)
+	{
+		RelayMsg   *msg = &batch->msgs[i];
+
+		if (msg->produce_err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			produced++;
+		else
+		{
+			msg->reported = true;
+			msg->err = msg->produce_err;
+		}
+	}
+	/* Reports served meanwhile have already been taken off. */
+	pg_atomic_fetch_add_u32(&batch->reports_pending, produced);
+	evc_stats_add(&evc_relay_slot->counters.produced, produced);
+}
+
+/* Wait, with no transaction open, until every message of the batch is reported. */
+static void
+await_reports(RelayBatch *batch)
+{
+	pgstat_report_activity(STATE_RUNNING, "evcollector relay: waiting for delivery reports");
+	while ((int32) pg_atomic_read_u32(&batch->reports_pending) > 0)
+	{
+		/*
+		 * librdkafka reports every message within message.timeout.ms, so
+		 * this ends; SIGTERM ends it sooner and leaves the rows in the
+		 * outbox, to be sent again.
+		 */
+		evc_relay_wait_kafka(200);
+		evc_worker_handle_interrupts();
+	}
+	/* The count before the outcomes: pairs with relay_dr_cb's barrier. */
+	pg_read_barrier();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/* Wait for a batch's reports, settle it, and let it go. */
+static void
+finish_batch(RelayBatch *batch, long *next_due_ms)
+{
+	int			delivered,
+				failed,
+				dead;
+
+	await_reports(batch);
+	evc_relay_settle_batch(batch, &delivered, &failed, &dead);
+	/* Late reports for it are dropped from here on (batch_of_generation). */
+	pg_atomic_write_u32(&batch->active, 0);
+	ConditionVariableBroadcast(&evc_shared->outbox_settled);
+
+	if (failed > 0)
+	{
+		/* The retried rows are due again soon; come back for them. */
+		*next_due_ms = (*next_due_ms < 0) ? 1000 : Min(*next_due_ms, 1000);
+		ereport(LOG,
+				(errmsg("evcollector relay: %d of %d events not delivered yet; they stay in evc.outbox and are retried",
+						failed, batch->n)));
+	}
+	if (dead > 0)
+		ereport(WARNING,
+				(errmsg("evcollector relay: %d events cannot be delivered and were moved to evc.dead_letters", dead)));
+}
+
+/*
+ * Read and produce one batch, then settle the previous one if it is still
+ * in flight.  A full batch (a backlog) stays in flight while the next one
+ * is read and produced, so Kafka acknowledges one batch while the relay
+ * reads the next, and its reports are usually all in when it is settled.
+ * A short batch (the relay has caught up) is settled at once, so the
+ * relay does not sleep with events unacknowledged.
+ * Returns the number of rows read, or -1 when the extension is gone.
+ */
+int
+evc_relay_batch(long *next_due_ms)
+{
+	RelayBatch *prev = pg_atomic_read_u32(&batches[0].active) ? &batches[0] :
+		pg_atomic_read_u32(&batches[1].active) ? &batches[1] : NULL;
+	RelayBatch *cur = (prev == &batches[0]) ? &batches[1] : &batches[0];
+	int			n;
+
+	MemoryContextReset(cur->cxt);
+	pg_atomic_write_u32(&cur->generation, ++batch_generation);
+	cur->msgs = NULL;
+	cur->n = cur->cap = 0;
+	pg_atomic_write_u32(&cur->reports_pending, 0);
+	/* The batch is set up before it is seen active: see batch_of_generation. */
+	pg_write_barrier();
+	pg_atomic_write_u32(&cur->active, 1);
+
+	if (!evc_relay_read(evc_batch_size, cur, prev, next_due_ms))
+	{
+		pg_atomic_write_u32(&cur->active, 0);
+		return -1;
+	}
+	n = cur->n;
+	if (prev)
+		finish_batch(prev, next_due_ms);
+	if (n == 0)
+		pg_atomic_write_u32(&cur->active, 0);
+	else if (n < evc_batch_size)
+		finish_batch(cur, next_due_ms);
+	return n;
+}
+
+/*
+ * After an error: forget both batches; their rows stay in the outbox.  The
+ * producer is made again for the next batch.
+ */
+void
+evc_relay_abandon_batches(void)
+{
+	/* librdkafka may still point into their memory: take that back first. */
+	producer_destroy();
+	for (int i = 0; i < lengthof(batches); i++)
+		pg_atomic_write_u32(&batches[i].active, 0);
+	batch_generation++;
+	evc_relay_read_from_lowest();
+}
+
+/*
+ * Once, at start: the batches' memory, and the producer thread.  wake_fd is
+ * the main loop's pipe: the thread writes to it when a batch's last report
+ * is in, and librdkafka when it has logs.
+ */
+void
+evc_relay_produce_init(int wake_fd)
+{
+	if (evc_pipe_nonblock(kafka_pipe) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create pipe for librdkafka events: %m")));
+	main_wake_fd = wake_fd;
+	/* Before the producer thread starts, which then reads them. */
+	pg_atomic_init_u32(&producer_fatal, 0);
+	for (int i = 0; i < lengthof(batches); i++)
+	{
+		batches[i].cxt = AllocSetContextCreate(TopMemoryContext, "evcollector relay batch",
+											   ALLOCSET_DEFAULT_SIZES);
+		pg_atomic_init_u32(&batches[i].active, 0);
+		pg_atomic_init_u32(&batches[i].generation, 0);
+		pg_atomic_init_u32(&batches[i].reports_pending, 0);
+	}
+	evc_handoff_start(produce_range, serve_reports_now, kafka_pipe[0], main_wake_fd);
+}
