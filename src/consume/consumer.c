@@ -66,6 +66,7 @@
 #include "storage/storage.h"
 #include "util/port.h"
 #include "util/spi_plans.h"
+#include "util/worker_xact.h"
 
 PGDLLEXPORT void evc_consumer_main(Datum main_arg);
 
@@ -171,10 +172,7 @@ consumer_load_config(int32 id)
 	char	   *topics;
 	char	   *sink;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	evc_worker_xact_begin("evcollector consumer: reading its configuration");
 	if (SPI_execute_with_args(
 							  "SELECT name, sink, array_to_string(topics, E'\\n'), "
 							  "coalesce(options->>'group_id', 'evcollector.' || name), "
@@ -220,9 +218,7 @@ consumer_load_config(int32 id)
 	cfg->queued_max_kbytes = option_int(SPI_getvalue(tup, desc, 10), 0, 8192, "queued_max_kbytes");
 	cfg->kafka_properties = getvalue_or_null(tup, desc, 11);
 
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	evc_worker_xact_end();
 }
 
 static int

@@ -30,6 +30,7 @@
 #include "core/shmem.h"
 #include "core/stats.h"
 #include "core/worker.h"
+#include "util/worker_xact.h"
 
 /* Seconds before the postmaster restarts a launcher that died. */
 #define LAUNCHER_RESTART_SECS 5
@@ -120,11 +121,7 @@ read_wanted_workers(void)
 	foreach(lc, supervised)
 		((Supervised *) lfirst(lc))->wanted = false;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "evcollector launcher: reading wanted workers");
+	evc_worker_xact_begin("evcollector launcher: reading wanted workers");
 
 	extension_seen = OidIsValid(get_extension_oid("evcollector", true));
 	if (extension_seen &&
@@ -154,10 +151,7 @@ read_wanted_workers(void)
 		}
 	}
 
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
+	evc_worker_xact_end();
 }
 
 static bool

@@ -13,13 +13,6 @@
 
 #include "core/stats.h"
 
-/*
- * Transitional: relay.c calls the trace functions and reaches their
- * prototypes through this header.  Drop this include once the relay
- * includes observe/trace.h itself.
- */
-#include "observe/trace.h"
-
 #define EVC_MAX_WORKERS 64
 #define EVC_WORKER_NAME_LEN 64
 #define EVC_ERROR_LEN 256

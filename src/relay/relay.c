@@ -100,45 +100,6 @@ evc_relay_wait_kafka(long timeout_ms)
 }
 
 /*
- * The bracket of each step that touches the database, the same every time:
- * one transaction, its snapshot and SPI, and what pg_stat_activity shows.
- */
-void
-evc_relay_begin(const char *activity)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, activity);
-}
-
-void
-evc_relay_end(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
-}
-
-/* A plan prepared once, in its first transaction, and kept for the process. */
-SPIPlanPtr
-evc_relay_keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*slot == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for relay query: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		*slot = plan;
-	}
-	return *slot;
-}
-
-/*
  * In a catch block: copy the error into cxt and leave the transaction it
  * broke off, so that the loop can go on.
  */
@@ -202,10 +163,10 @@ relay_publish_metrics(long *next_due_ms)
 		metrics_due_at = next;
 		PG_TRY();
 		{
-			evc_relay_begin("evcollector relay: publishing metrics");
+			evc_worker_xact_begin("evcollector relay: publishing metrics");
 			if (OidIsValid(get_extension_oid("evcollector", true)))
 				evc_metrics_publish();
-			evc_relay_end();
+			evc_worker_xact_end();
 		}
 		PG_CATCH();
 		{

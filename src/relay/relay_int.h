@@ -19,6 +19,8 @@
 #include "utils/uuid.h"
 
 #include "core/shmem.h"
+#include "util/spi_plans.h"
+#include "util/worker_xact.h"
 
 /*
  * What the relay keeps of each row it produced, until the batch is
@@ -83,9 +85,6 @@ extern EvcWorkerSlot *evc_relay_slot;
 extern bool evc_relay_work_signalled;
 
 /* relay.c: each step's transaction and SPI bracket, and its kept plans. */
-extern void evc_relay_begin(const char *activity);
-extern void evc_relay_end(void);
-extern SPIPlanPtr evc_relay_keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes);
 extern void evc_relay_wait_kafka(long timeout_ms);
 
 /* relay_read.c */

@@ -341,12 +341,12 @@ recheck_untracked(void)
 
 	pg_atomic_write_u32(&evc_shared->outbox_untracked, 0);
 	pg_memory_barrier();
-	evc_relay_begin("evcollector relay: counting prepared transactions");
+	evc_worker_xact_begin("evcollector relay: counting prepared transactions");
 	rc = SPI_execute("SELECT count(*) FROM pg_catalog.pg_prepared_xacts", true, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not count prepared transactions: %s", SPI_result_code_string(rc));
 	prepared = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	evc_relay_end();
+	evc_worker_xact_end();
 	if (prepared > 0)
 		pg_atomic_write_u32(&evc_shared->outbox_untracked, 1);
 }
@@ -372,15 +372,15 @@ evc_relay_read(int limit, RelayBatch *batch, RelayBatch *inflight, long *next_du
 	start = read_start(now);
 	if (start == 0 && pg_atomic_read_u32(&evc_shared->outbox_untracked) != 0)
 		recheck_untracked();
-	evc_relay_begin("evcollector relay: reading outbox");
+	evc_worker_xact_begin("evcollector relay: reading outbox");
 	if (!OidIsValid(get_extension_oid("evcollector", true)))
 	{
-		evc_relay_end();
+		evc_worker_xact_end();
 		return false;
 	}
 	evc_relay_producer_ensure();
 	highest = read_and_produce(limit, start, batch, inflight);
-	evc_relay_end();
+	evc_worker_xact_end();
 
 	/*
 	 * A full batch ends at its last row; a short one read to the end of the

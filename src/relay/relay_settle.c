@@ -29,8 +29,11 @@
 #include "core/stats.h"
 #include "kafka/kafka.h"
 #include "relay/relay_int.h"
+#include "observe/trace.h"
 #include "send/outbox.h"
+#include "util/arrays.h"
 
+/* A bigint[] of a List of palloc'd int64 ids. */
 static ArrayType *
 int8_array(List *ids)
 {
@@ -41,20 +44,7 @@ int8_array(List *ids)
 
 	foreach(lc, ids)
 		d[i++] = Int64GetDatum(*(int64 *) lfirst(lc));
-	return construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
-}
-
-static ArrayType *
-text_array(List *strs)
-{
-	int			n = list_length(strs);
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-	int			i = 0;
-	ListCell   *lc;
-
-	foreach(lc, strs)
-		d[i++] = CStringGetTextDatum((char *) lfirst(lc));
-	return construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT);
+	return evc_array_from_datums(INT8OID, d, NULL, n);
 }
 
 /*
@@ -160,10 +150,10 @@ run_over_failed(SPIPlanPtr *plan, const char *sql, List *ids, List *errs,
 				int expected, const char *what)
 {
 	Oid			types[2] = {INT8ARRAYOID, TEXTARRAYOID};
-	Datum		args[2] = {PointerGetDatum(int8_array(ids)), PointerGetDatum(text_array(errs))};
+	Datum		args[2] = {PointerGetDatum(int8_array(ids)), PointerGetDatum(evc_text_array_from_list(errs))};
 	int			rc;
 
-	evc_relay_keep_plan(plan, sql, 2, types);
+	evc_spi_kept_plan(plan, sql, 2, types);
 	/* SPI raises its own errors: another result cannot happen. */
 	rc = SPI_execute_plan(*plan, args, NULL, false, 0);
 	if (rc != expected)
@@ -216,7 +206,7 @@ evc_relay_settle_batch(RelayBatch *batch, int *delivered, int *failed, int *dead
 	evc_stats_add(&evc_relay_slot->counters.dead_lettered, *dead);
 	evc_stats_add(&evc_relay_slot->counters.batches, 1);
 
-	evc_relay_begin("evcollector relay: settling batch");
+	evc_worker_xact_begin("evcollector relay: settling batch");
 	if (*delivered > 0)
 		delete_delivered(batch);
 	if (retry_ids)
@@ -233,5 +223,5 @@ evc_relay_settle_batch(RelayBatch *batch, int *delivered, int *failed, int *dead
 						"INSERT INTO evc.dead_letters (message_id, topic, key, payload, error, source, attempts)"
 						"SELECT message_id, topic, key, payload, err, 'relay', attempts + 1 FROM d",
 						dead_ids, dead_errs, SPI_OK_INSERT, "move undeliverable rows to evc.dead_letters");
-	evc_relay_end();
+	evc_worker_xact_end();
 }
