@@ -145,6 +145,9 @@ extern void evc_worker_record_error(EvcWorkerSlot *slot, const char *message);
 extern void evc_wake_worker(EvcWorkerKind kind, const char *name);
 extern void evc_wake_at_commit(EvcWorkerKind kind);
 extern bool evc_wake_pending(EvcWorkerKind kind);
+
+/* Events this transaction sent, added to evc.stats when it commits. */
+extern void evc_stats_count_sent(int n);
 extern void evc_outbox_note_id(int64 id);
 
 #endif

@@ -55,7 +55,6 @@ extern EvcStatRow *evc_stats_collect(int *nrows);
 extern void evc_stats_add(pg_atomic_uint64 *counter, uint64 n);
 extern void evc_stats_observe_ms(EvcCounters *c, double ms);
 extern double evc_stats_quantile(const uint64 *buckets, double q);
-extern void evc_stats_count_sent(int n);
 extern void evc_stats_count_aggregation(int64 events, int64 failed, int64 published, double ms);
 extern void evc_stats_aggregation_error(const char *message);
 extern long evc_stats_report_idle(long timeout_ms);

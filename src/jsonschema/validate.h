@@ -63,14 +63,11 @@ extern bool evc_schema_subset(EvcCompiledSchema *a, EvcCompiledSchema *b,
 extern MemoryContext evc_validate_cache_context(void);
 
 /*
- * SQLSTATEs of the registry and the validator: class "EV" is evcollector's,
- * subclass "S" the schema registry.
+ * The validator's SQLSTATEs: class "EV" is evcollector's, subclass "S" the
+ * schema registry, whose own codes (EVS04 on) are in registry/registry.h.
  */
 #define EVC_ERRCODE_INVALID_SCHEMA		MAKE_SQLSTATE('E','V','S','0','1')
 #define EVC_ERRCODE_VALIDATION_FAILED	MAKE_SQLSTATE('E','V','S','0','2')
 #define EVC_ERRCODE_REF_CYCLE			MAKE_SQLSTATE('E','V','S','0','3')
-#define EVC_ERRCODE_INCOMPATIBLE_SCHEMA	MAKE_SQLSTATE('E','V','S','0','4')
-#define EVC_ERRCODE_UNKNOWN_EVENT_TYPE	MAKE_SQLSTATE('E','V','S','0','5')
-#define EVC_ERRCODE_INVALID_NAME		MAKE_SQLSTATE('E','V','S','0','6')
 
 #endif

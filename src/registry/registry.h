@@ -66,4 +66,13 @@ extern int32 evc_registry_register(const char *client, const char *event_name,
 extern bool evc_schema_compatible(EvcCompiledSchema *old_schema, EvcCompiledSchema *new_schema,
 								  EvcCompatibility mode, char **why);
 
+/*
+ * The registry's own SQLSTATEs, after the validator's EVS01-EVS03
+ * (jsonschema/validate.h): class "EV" is evcollector's, subclass "S" the
+ * schema registry.
+ */
+#define EVC_ERRCODE_INCOMPATIBLE_SCHEMA	MAKE_SQLSTATE('E','V','S','0','4')
+#define EVC_ERRCODE_UNKNOWN_EVENT_TYPE	MAKE_SQLSTATE('E','V','S','0','5')
+#define EVC_ERRCODE_INVALID_NAME		MAKE_SQLSTATE('E','V','S','0','6')
+
 #endif
