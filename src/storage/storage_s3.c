@@ -10,17 +10,30 @@
  * Every request carries x-amz-content-sha256 with the payload's hash, so
  * the signature covers the body.
  *
- * A 5xx answer, a timeout or a refused connection is retried here a few
- * times with a short backoff, waiting on the latch; if the store is still
- * away the put fails with ERRCODE_CONNECTION_FAILURE and the consumer
- * retries the whole batch later with a longer backoff.  A 4xx answer (bad
- * credentials, no such bucket) fails at once with the server's error code
- * in the detail.  The secret key never appears in a message.
+ * Puts go through libcurl's multi interface: a batch of objects
+ * (put_many; a single put is a batch of one) is put with at most
+ * evcollector.s3_max_concurrency requests in flight, each on an easy
+ * handle of a small pool.  The multi handle owns the connections and keeps
+ * them alive from one batch to the next.  The worker waits in
+ * curl_multi_poll for its sockets or libcurl's timers, never more than
+ * S3_WAIT_MAX_MS at a time, and checks for interrupts after every wait, so
+ * SIGTERM stops it promptly even when the server does not answer; with
+ * nothing in flight (only retries waiting) it waits on its latch.
+ *
+ * A 5xx answer, a timeout or a refused connection is retried, for that
+ * object only, a few times with a short backoff while the others go on; if
+ * the store is still away the batch fails with ERRCODE_CONNECTION_FAILURE
+ * and the consumer retries it later with a longer backoff.  A 4xx answer
+ * (bad credentials, no such bucket, a key too long) fails the whole batch
+ * at once with the server's error code in the detail: the transfers still
+ * in flight are dropped, and the landing commits nothing.  The secret key
+ * never appears in a message.
  *
  * libcurl is initialised here, in the worker that opens the store, never in
  * _PG_init: curl_global_init may start threads, and the postmaster must stay
- * single-threaded.  Callbacks run inside curl_easy_perform and only copy
- * bytes or read flags; they never call into PostgreSQL.
+ * single-threaded.  Callbacks run inside curl_multi_perform and
+ * curl_easy_perform, in the worker's own thread, and only copy bytes into
+ * the transfer's buffer or read flags; they never call into PostgreSQL.
  */
 #include "postgres.h"
 
