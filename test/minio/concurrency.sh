@@ -10,10 +10,10 @@
 #  - 200 images of 100 kB land with s3_max_concurrency = 8, on more than
 #    one connection at once and never more than 8, and boto3 reads every
 #    object back to its sha256;
-#  - a 4xx in the middle of a concurrent batch (one archive file's key is
-#    over MinIO's 1024 bytes, the others of the same batch are stored)
-#    fails the whole batch: nothing is indexed or committed, and once the
-#    prefix is fixed everything lands, each offset once;
+#  - a 4xx in the middle of a concurrent batch (a proxy, refuse_proxy.py,
+#    forwards its first PUTs and refuses the rest with 403) fails the whole
+#    batch: nothing is indexed or committed, and once the proxy forwards
+#    again everything lands, once;
 #  - SIGTERM stops a worker whose puts hang on a frozen (SIGSTOPped) MinIO
 #    within a second, and nothing is lost;
 #  - MinIO SIGKILLed and restarted during a concurrent batch loses nothing.
@@ -72,14 +72,16 @@ expected_json() {
 		>"$EVC_RUN/tmp/conc-expected.json"
 }
 pycheck() { "$EVC_PY" "$EVC_ROOT/test/minio/pycheck.py" check "$1" "$2" "$EVC_RUN/tmp/conc-expected.json" 2>&1; }
-# s3_count PREFIX: how many objects MinIO lists under PREFIX (ASCII, no spaces).
+# s3_count PREFIX: how many objects boto3 lists under PREFIX (up to 1000).
 s3_count() {
-	curl -sS --max-time 10 --aws-sigv4 "aws:amz:$EVC_MINIO_REGION:s3" --user "$EVC_MINIO_KEY:$EVC_MINIO_SECRET" \
-		-H "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" \
-		"$EVC_MINIO_ENDPOINT/$EVC_MINIO_BUCKET?list-type=2&max-keys=1000&prefix=$1" | grep -o '<Key>' | wc -l
+	"$EVC_PY" -c "import boto3, os, sys
+e = os.environ
+c = boto3.client('s3', endpoint_url=e['EVC_MINIO_ENDPOINT'], aws_access_key_id=e['EVC_MINIO_KEY'],
+	aws_secret_access_key=e['EVC_MINIO_SECRET'], region_name=e['EVC_MINIO_REGION'])
+print(c.list_objects_v2(Bucket=e['EVC_MINIO_BUCKET'], Prefix=sys.argv[1]).get('KeyCount', 0))" "$1" 2>&1
 }
 
-echo "1..16"
+echo "1..15"
 
 q "ALTER SYSTEM SET evcollector.storage_url = 's3://$EVC_MINIO_BUCKET/conc'"
 q "ALTER SYSTEM SET evcollector.s3_endpoint = '$EVC_MINIO_ENDPOINT'"
@@ -113,39 +115,43 @@ expected_json conc/
 out=$(pycheck boto3 conc/)
 tap $? "boto3 lists the 200 objects by name and reads each back to its sha256" "$out"
 
-# A 4xx in the middle of a concurrent batch.  Under an 800-character
-# prefix, the files of cc_arch_a have keys of about 860 bytes and those of
-# the 150-character topic about 1120, over MinIO's 1024: MinIO stores the
-# first and answers 400 KeyTooLongError for the second, in one batch.
-long_prefix=$(printf 'p%.0s' $(seq 1 199))
-long_prefix="$long_prefix/$long_prefix/$long_prefix/$long_prefix"
-long_topic="cc_long_$(printf 'x%.0s' $(seq 1 142))"
-q "ALTER SYSTEM SET evcollector.storage_url = 's3://$EVC_MINIO_BUCKET/$long_prefix'"
+# A 4xx in the middle of a concurrent batch: a proxy in front of MinIO
+# (refuse_proxy.py) forwards the first 2 PUTs and answers every later one
+# 403 AccessDenied while its flag file exists.
+proxy_port=$(evc_free_port)
+touch "$EVC_RUN/tmp/refuse"
+python3 "$EVC_ROOT/test/minio/refuse_proxy.py" "$proxy_port" "$EVC_MINIO_ENDPOINT" "$EVC_RUN/tmp/refuse" 2 \
+	>"$EVC_RUN/tmp/proxy.log" 2>&1 &
+proxy_pid=$!
+evc_wait_for 10 curl -sf -o /dev/null "http://127.0.0.1:$proxy_port/minio/health/ready"
+tap $? "the refusing proxy forwards to MinIO"
+q "ALTER SYSTEM SET evcollector.s3_endpoint = 'http://127.0.0.1:$proxy_port'"
+q "ALTER SYSTEM SET evcollector.storage_url = 's3://$EVC_MINIO_BUCKET/conc4'"
 reload
-ctl create_topic cc_arch_a 4
-ctl create_topic "$long_topic" 4
-produce -t cc_arch_a -n 800 -g cca
-produce -t "$long_topic" -n 800 -g ccb
-q "SELECT evc_consumer_create('cc_arch', ARRAY['cc_arch_a', '$long_topic'], 'archive', '{\"batch_size\": 100, \"flush_interval\": \"200ms\"}')" >/dev/null
-wait_sql 60 "SELECT last_error ~ '400 KeyTooLongError' FROM evc.consumers WHERE name = 'cc_arch'"
-tap $? "a key over 1024 bytes fails the concurrent batch with MinIO's 400 KeyTooLongError" \
-	"$(q "SELECT last_error FROM evc.consumers WHERE name = 'cc_arch'")"
-stored=$(s3_count "$long_prefix/cc_arch_a/")
-tap "$([ "$stored" -ge 1 ] && echo 0 || echo 1)" \
-	"the other objects of that batch were put meanwhile ($stored of cc_arch_a in MinIO)"
-tap "$(is "$(q "SELECT (SELECT count(*) FROM evc.archive_files WHERE consumer = 'cc_arch')
-	+ (SELECT count(*) FROM evc.consumer_offsets WHERE group_id = 'evcollector.cc_arch' AND next_offset >= 0)")" 0)" \
+ctl create_topic cc_img4 4
+produce -t cc_img4 -n 100 -g cc4 -i 100000
+q "SELECT evc_consumer_create('cc_img4', ARRAY['cc_img4'], 'images', '{\"flush_interval\": \"200ms\"}')" >/dev/null
+wait_sql 60 "SELECT last_error ~ 'HTTP 403 AccessDenied' FROM evc.consumers WHERE name = 'cc_img4'"
+tap $? "a 403 in the middle of a concurrent batch fails it, with the S3 error in evc.consumers" \
+	"$(q "SELECT last_error FROM evc.consumers WHERE name = 'cc_img4'")"
+forwarded=$(grep -c forwarded "$EVC_RUN/tmp/proxy.log")
+refused=$(grep -c refused "$EVC_RUN/tmp/proxy.log")
+stored=$(s3_count conc4/)
+tap "$([ "$forwarded" = 2 ] && [ "$stored" = 2 ] && [ "$refused" -ge 1 ] && echo 0 || echo 1)" \
+	"the batch's first 2 objects were stored, later ones refused ($forwarded forwarded, $stored stored, $refused refused)"
+tap "$(is "$(q "SELECT (SELECT count(*) FROM evc.images WHERE topic = 'cc_img4')
+	+ (SELECT count(*) FROM evc.consumer_offsets WHERE group_id = 'evcollector.cc_img4' AND next_offset >= 0)")" 0)" \
 	"nothing of the failed batch is indexed, and no offset is committed"
-q "ALTER SYSTEM SET evcollector.storage_url = 's3://$EVC_MINIO_BUCKET/conc-fixed'"
-reload
-wait_sql 90 "SELECT coalesce(sum(events), 0) = 1600 FROM evc.archive_files WHERE consumer = 'cc_arch'"
-tap $? "once the prefix is fixed, the held events land: 1600 in the index" \
-	"$(q "SELECT name, landed, last_error FROM evc.consumers WHERE name = 'cc_arch'")"
-tap "$(is "$(q "SELECT count(*) FROM (SELECT topic, partition, generate_series(first_offset, last_offset) FROM evc.archive_files
-	WHERE consumer = 'cc_arch' GROUP BY 1, 2, 3 HAVING count(*) > 1) d")" 0)" "no offset is in two archive files"
-expected_json conc-fixed/
-out=$(pycheck minio conc-fixed/)
-tap $? "MinIO's Python client reads every archive file back to its sha256" "$out"
+rm -f "$EVC_RUN/tmp/refuse"
+wait_sql 90 "SELECT count(*) = 100 FROM evc.images WHERE topic = 'cc_img4'"
+tap $? "once the proxy forwards again, the held images land: 100 in the index" \
+	"$(q "SELECT name, landed, last_error FROM evc.consumers WHERE name = 'cc_img4'")"
+expected_json conc4/
+out=$(pycheck minio conc4/)
+tap $? "MinIO's Python client lists exactly those 100 objects and reads each back to its sha256" "$out"
+q "SELECT evc_consumer_drop('cc_img4')" >/dev/null
+kill "$proxy_pid"
+q "ALTER SYSTEM SET evcollector.s3_endpoint = '$EVC_MINIO_ENDPOINT'"
 
 # SIGTERM while the puts hang: MinIO frozen, the worker waits on libcurl.
 q "ALTER SYSTEM SET evcollector.storage_url = 's3://$EVC_MINIO_BUCKET/conc'"
@@ -185,7 +191,7 @@ expected_json conc/
 out=$(pycheck boto3 conc/)
 tap $? "boto3 reads all 500 objects back to their sha256 after the restart" "$out"
 
-q "SELECT evc_consumer_drop('cc_img'), evc_consumer_drop('cc_arch')" >/dev/null
+q "SELECT evc_consumer_drop('cc_img')" >/dev/null
 for s in storage_url s3_endpoint s3_region s3_access_key s3_secret_key s3_max_concurrency; do
 	q "ALTER SYSTEM RESET evcollector.$s"
 done
