@@ -7,10 +7,13 @@
  *
  * Everything here runs inside the consumer's batch transaction, with SPI
  * connected, after the partition's row in evc.consumer_offsets was locked.
- * Objects are written before the index rows that point at them, so a row
- * never points at an object that is not durable; an object whose row did
- * not commit is overwritten when the batch is landed again, because keys
- * depend only on the messages:
+ * Objects are handed to storage with evc_storage_put_at_sync, and the
+ * consumer syncs the store before the transaction that holds their index
+ * rows commits, so a committed row never points at an object that is not
+ * durable.  The store gets every object of the landing, from every due
+ * partition, at once, and S3 puts them concurrently.  An object whose row
+ * did not commit is overwritten when the batch is landed again, because
+ * keys depend only on the messages:
  *
  *	archive	<topic>/<YYYY>/<MM>/<DD>/<HH>/<topic>+<partition>+<first offset>.jsonl
  *			The hour is the Kafka timestamp (UTC) of the file's first event,
@@ -357,6 +360,7 @@ archive_write_file(EvcConsumerConfig *cfg, EvcStorage *st, EvcPartitionBatch *pb
 	struct pg_tm *tm = pg_gmtime(&t);
 	char	   *key;
 	char		sha[65];
+	EvcStorageObject obj;
 	Oid			types[10] = {TEXTOID, TEXTOID, INT4OID, INT8OID, INT8OID, INT4OID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
 	Datum		v[10];
 	int64		first = events[0].msg->offset;
@@ -375,8 +379,12 @@ archive_write_file(EvcConsumerConfig *cfg, EvcStorage *st, EvcPartitionBatch *pb
 				   pb->topic, tm->tm_year + 1900, tm->tm_mon + 1, tm->tm_mday, tm->tm_hour,
 				   pb->topic, pb->partition, (long long) first, cfg->gzip ? ".gz" : "");
 	evc_sha256_hex(body->data, body->len, sha);
-	evc_storage_put(st, key, body->data, body->len,
-					cfg->gzip ? "application/gzip" : "application/x-ndjson", sha);
+	obj.key = key;
+	obj.data = body->data;
+	obj.len = body->len;
+	obj.content_type = cfg->gzip ? "application/gzip" : "application/x-ndjson";
+	obj.sha256_hex = sha;
+	evc_storage_put_at_sync(st, &obj);
 
 	evc_spi_kept_plan(&plan_archive_file,
 					  "INSERT INTO evc.archive_files (object_key, topic, partition, first_offset, last_offset, "
@@ -455,11 +463,16 @@ land_image(EvcConsumerConfig *cfg, EvcStorage *st, EvcPartitionBatch *pb,
 					  1, seen_types);
 	v[0] = CStringGetTextDatum(full);
 	evc_spi_execute_plan(plan_image_seen, v, NULL, SPI_OK_SELECT);
-	/* Content already stored and indexed by a committed row: no second put. */
+	/*
+	 * Content already indexed, by a committed row or by one of this landing
+	 * (whose object is queued): no second put.
+	 */
 	if (SPI_processed == 0)
 	{
-		evc_storage_put(st, key, (const char *) ev->blob.data, ev->blob.len,
-						ev->blob_content_type, sha);
+		EvcStorageObject obj = {key, (const char *) ev->blob.data, ev->blob.len,
+		ev->blob_content_type, sha};
+
+		evc_storage_put_at_sync(st, &obj);
 		res->bytes += ev->blob.len;
 	}
 

@@ -27,6 +27,7 @@ char	   *evc_s3_endpoint = NULL;
 char	   *evc_s3_region = NULL;
 char	   *evc_s3_access_key = NULL;
 char	   *evc_s3_secret_key = NULL;
+int			evc_s3_max_concurrency = 8;
 int			evc_batch_size = 1000;
 int			evc_flush_interval_ms = 5000;
 int			evc_max_file_size_kb = 64 * 1024;
@@ -388,6 +389,13 @@ evc_define_gucs(bool preloading)
 							   &evc_s3_secret_key, "",
 							   PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
 							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("evcollector.s3_max_concurrency",
+							"Most S3 requests one consumer has in flight at once.",
+							"A landing's objects are put concurrently, on up to this many connections.",
+							&evc_s3_max_concurrency, 8, 1, 64,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("evcollector.batch_size",
 							"Events per batch: per outbox read, and per archive file.",

@@ -7,6 +7,17 @@
 #define EVC_STORAGE_H
 
 typedef struct EvcStorage EvcStorage;
+typedef struct EvcStorageQueue EvcStorageQueue;
+
+/* One object to put: its relative key, body, content type and body hash. */
+typedef struct EvcStorageObject
+{
+	const char *key;
+	const char *data;
+	size_t		len;
+	const char *content_type;
+	const char *sha256_hex;
+} EvcStorageObject;
 
 /*
  * An object is durable once put and then sync have returned; a backend
@@ -29,6 +40,13 @@ typedef struct EvcStorageOps
 	/* Read a whole object by its full key (as the index rows record it). */
 	char	   *(*get) (EvcStorage *st, const char *full_key, size_t *len);
 	void		(*sync) (EvcStorage *st);	/* may be NULL */
+
+	/*
+	 * Put several objects, concurrently where the backend can; returns when
+	 * every one was put as put would, or raises ERROR for the whole batch.
+	 * NULL means put them one by one.
+	 */
+	void		(*put_many) (EvcStorage *st, const EvcStorageObject *objs, int nobjs);
 } EvcStorageOps;
 
 struct EvcStorage
@@ -36,6 +54,7 @@ struct EvcStorage
 	const EvcStorageOps *ops;
 	char	   *url;			/* evcollector.storage_url it was opened with */
 	char	   *prefix;			/* key prefix, no leading or trailing slash */
+	EvcStorageQueue *queue;		/* objects put at sync; see storage.c */
 };
 
 extern EvcStorage *evc_storage_open(const char *url);
@@ -43,6 +62,9 @@ extern void evc_storage_close(EvcStorage *st);
 extern void evc_storage_put(EvcStorage *st, const char *key, const char *data,
 							size_t len, const char *content_type,
 							const char *sha256_hex);
+extern void evc_storage_put_many(EvcStorage *st, const EvcStorageObject *objs,
+								 int nobjs);
+extern void evc_storage_put_at_sync(EvcStorage *st, const EvcStorageObject *obj);
 extern void evc_storage_sync(EvcStorage *st);
 extern char *evc_storage_full_key(EvcStorage *st, const char *key);
 extern char *evc_storage_get(EvcStorage *st, const char *full_key, size_t *len);

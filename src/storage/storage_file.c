@@ -234,7 +234,8 @@ file_get(EvcStorage *st, const char *full_key, size_t *len)
 	return data;
 }
 
-static const EvcStorageOps file_ops = {file_put, file_close, file_get, file_sync};
+/* No put_many: objects are put one by one, each as it comes. */
+static const EvcStorageOps file_ops = {file_put, file_close, file_get, file_sync, NULL};
 
 EvcStorage *
 evc_storage_file_open(const char *url)

@@ -10,17 +10,30 @@
  * Every request carries x-amz-content-sha256 with the payload's hash, so
  * the signature covers the body.
  *
- * A 5xx answer, a timeout or a refused connection is retried here a few
- * times with a short backoff, waiting on the latch; if the store is still
- * away the put fails with ERRCODE_CONNECTION_FAILURE and the consumer
- * retries the whole batch later with a longer backoff.  A 4xx answer (bad
- * credentials, no such bucket) fails at once with the server's error code
- * in the detail.  The secret key never appears in a message.
+ * Puts go through libcurl's multi interface: a batch of objects
+ * (put_many; a single put is a batch of one) is put with at most
+ * evcollector.s3_max_concurrency requests in flight, each on an easy
+ * handle of a small pool.  The multi handle owns the connections and keeps
+ * them alive from one batch to the next.  The worker waits in
+ * curl_multi_poll for its sockets or libcurl's timers, never more than
+ * S3_WAIT_MAX_MS at a time, and checks for interrupts after every wait, so
+ * SIGTERM stops it promptly even when the server does not answer; with
+ * nothing in flight (only retries waiting) it waits on its latch.
+ *
+ * A 5xx answer, a timeout or a refused connection is retried, for that
+ * object only, a few times with a short backoff while the others go on; if
+ * the store is still away the batch fails with ERRCODE_CONNECTION_FAILURE
+ * and the consumer retries it later with a longer backoff.  A 4xx answer
+ * (bad credentials, no such bucket, a key too long) fails the whole batch
+ * at once with the server's error code in the detail: the transfers still
+ * in flight are dropped, and the landing commits nothing.  The secret key
+ * never appears in a message.
  *
  * libcurl is initialised here, in the worker that opens the store, never in
  * _PG_init: curl_global_init may start threads, and the postmaster must stay
- * single-threaded.  Callbacks run inside curl_easy_perform and only copy
- * bytes or read flags; they never call into PostgreSQL.
+ * single-threaded.  Callbacks run inside curl_multi_perform and
+ * curl_easy_perform, in the worker's own thread, and only copy bytes into
+ * the transfer's buffer or read flags; they never call into PostgreSQL.
  */
 #include "postgres.h"
 
@@ -28,8 +41,11 @@
 
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/pmsignal.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 #include "core/guc.h"
@@ -38,18 +54,8 @@
 #define S3_ATTEMPTS 4
 #define S3_FIRST_BACKOFF_MS 250
 #define S3_BODY_KEEP 1024
-
-typedef struct S3Storage
-{
-	EvcStorage	base;
-	CURL	   *curl;			/* reused, so connections are kept alive */
-	char	   *bucket;
-	char	   *base_url;		/* up to the bucket, no trailing slash */
-	char	   *sigv4;			/* "aws:amz:<region>:s3" */
-	char	   *userpwd;		/* access:secret; never logged */
-} S3Storage;
-
-static bool curl_initialised = false;
+#define S3_MAX_CONCURRENCY 64	/* the top of evcollector.s3_max_concurrency */
+#define S3_WAIT_MAX_MS 100		/* the longest wait between interrupt checks */
 
 /* Response body, kept for error messages only. */
 typedef struct S3Body
@@ -57,6 +63,30 @@ typedef struct S3Body
 	size_t		len;
 	char		data[S3_BODY_KEEP + 1];
 } S3Body;
+
+/* One request slot of the pool: an easy handle and what its PUT uses. */
+typedef struct S3Transfer
+{
+	CURL	   *easy;
+	struct curl_slist *headers; /* libcurl's, freed with curl_slist_free_all */
+	int			obj;			/* the object of the batch, or -1: idle */
+	S3Body		body;
+} S3Transfer;
+
+typedef struct S3Storage
+{
+	EvcStorage	base;
+	CURL	   *curl;			/* for GET; reused, so connections are kept alive */
+	CURLM	   *multi;			/* for PUT: holds the connections the pool shares */
+	S3Transfer	pool[S3_MAX_CONCURRENCY];
+	int			npool;			/* slots with an easy handle */
+	char	   *bucket;
+	char	   *base_url;		/* up to the bucket, no trailing slash */
+	char	   *sigv4;			/* "aws:amz:<region>:s3" */
+	char	   *userpwd;		/* access:secret; never logged */
+} S3Storage;
+
+static bool curl_initialised = false;
 
 static size_t
 s3_keep_body(char *ptr, size_t size, size_t nmemb, void *userdata)
@@ -128,14 +158,11 @@ s3_errcode_for_status(long status)
 	}
 }
 
-/* One attempt.  Returns the HTTP status, or 0 with *cerr set. */
-static long
-s3_put_once(S3Storage *s3, const char *url, const char *data, size_t len,
-			struct curl_slist *headers, S3Body *body, CURLcode *cerr)
+/* Set up one PUT of data to url on c; the body is kept in body. */
+static void
+s3_setup_put(S3Storage *s3, CURL *c, const char *url, const char *data, size_t len,
+			 struct curl_slist *headers, S3Body *body)
 {
-	CURL	   *c = s3->curl;
-	long		status = 0;
-
 	curl_easy_reset(c);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
@@ -153,33 +180,73 @@ s3_put_once(S3Storage *s3, const char *url, const char *data, size_t len,
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
 	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, s3_progress);
-
 	body->len = 0;
 	body->data[0] = '\0';
-	*cerr = curl_easy_perform(c);
-	if (*cerr == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	return status;
 }
 
-static void
-s3_put(EvcStorage *st, const char *key, const char *data, size_t len,
-	   const char *content_type, const char *sha256_hex)
+/*
+ * Where the objects of one batch stand.  Each object is in one of four
+ * states: not started (index >= next), in flight (a transfer holds it),
+ * waiting for a retry (retry_at set), or done.  The first failure that
+ * retrying will not mend ends the batch and is kept for the error.
+ */
+typedef struct S3Batch
 {
-	S3Storage  *s3 = (S3Storage *) st;
-	char	   *full = evc_storage_full_key(st, key);
-	char	   *url = psprintf("%s/%s", s3->base_url, s3_encode_key(full));
-	struct curl_slist *headers = NULL;
-	S3Body		body;
-	CURLcode	cerr = CURLE_OK;
-	long		status = 0;
-	int			backoff = S3_FIRST_BACKOFF_MS;
-	char	   *h;
+	const EvcStorageObject *objs;
+	int			nobjs;
+	int			concurrency;
+	int			next;			/* first object not started yet */
+	int			done;
+	int			in_flight;
+	int			waiting;		/* objects with retry_at set */
+	int		   *attempts;
+	TimestampTz *retry_at;		/* 0 when not waiting */
+	/* the failure: */
+	int			failed;			/* the object, or -1 */
+	long		status;			/* its HTTP status, or 0 */
+	CURLcode	cerr;
+	char		body[S3_BODY_KEEP + 1];
+} S3Batch;
 
-	h = psprintf("x-amz-content-sha256: %s", sha256_hex);
-	headers = curl_slist_append(headers, h);
-	h = psprintf("Content-Type: %s", content_type);
-	headers = curl_slist_append(headers, h);
+/* A transfer slot, with its easy handle, lazily made and then kept. */
+static S3Transfer *
+s3_transfer_slot(S3Storage *s3)
+{
+	for (int i = 0; i < s3->npool; i++)
+	{
+		if (s3->pool[i].obj < 0)
+			return &s3->pool[i];
+	}
+	if (s3->npool < S3_MAX_CONCURRENCY)
+	{
+		S3Transfer *t = &s3->pool[s3->npool];
+
+		t->easy = curl_easy_init();
+		if (t->easy == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("could not create a libcurl handle")));
+		t->obj = -1;
+		s3->npool++;
+		return t;
+	}
+	elog(ERROR, "no free S3 transfer slot");
+	return NULL;				/* keep compiler quiet */
+}
+
+/* Start the PUT of object i on a free slot. */
+static void
+s3_transfer_start(S3Storage *s3, S3Batch *b, int i)
+{
+	const EvcStorageObject *o = &b->objs[i];
+	S3Transfer *t = s3_transfer_slot(s3);
+	char	   *full = evc_storage_full_key(&s3->base, o->key);
+	char	   *url = psprintf("%s/%s", s3->base_url, s3_encode_key(full));
+	char	   *sha = psprintf("x-amz-content-sha256: %s", o->sha256_hex);
+	char	   *ctype = psprintf("Content-Type: %s", o->content_type);
+	struct curl_slist *h1;
+	struct curl_slist *h2;
+	CURLMcode	mc;
 
 	/*
 	 * No "Expect:" line to turn off 100-continue: libcurl 7.88 signs every
@@ -188,49 +255,256 @@ s3_put(EvcStorage *st, const char *key, const char *data, size_t len,
 	 * SignatureDoesNotMatch.  A large body waits for "100 Continue" instead,
 	 * one round trip.
 	 */
-
-	for (int attempt = 1; attempt <= S3_ATTEMPTS; attempt++)
+	h1 = curl_slist_append(NULL, sha);
+	h2 = h1 ? curl_slist_append(h1, ctype) : NULL;
+	if (h2 == NULL)
 	{
-		status = s3_put_once(s3, url, data, len, headers, &body, &cerr);
-		if (cerr == CURLE_ABORTED_BY_CALLBACK)
-		{
-			CHECK_FOR_INTERRUPTS();
-			break;
-		}
-		if (cerr == CURLE_OK && status >= 200 && status < 300)
-		{
-			curl_slist_free_all(headers);
-			return;
-		}
-		if (cerr == CURLE_OK && status < 500)
-			break;				/* a 4xx: retrying will not help */
-		if (attempt == S3_ATTEMPTS)
-			break;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 backoff, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		backoff *= 2;
+		curl_slist_free_all(h1);
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory for the headers of an S3 request")));
 	}
-	curl_slist_free_all(headers);
+	s3_setup_put(s3, t->easy, url, o->data, o->len, h2, &t->body);
+	curl_easy_setopt(t->easy, CURLOPT_PRIVATE, t);
+	t->headers = h2;
+	t->obj = i;
+	mc = curl_multi_add_handle(s3->multi, t->easy);
+	if (mc != CURLM_OK)
+	{
+		curl_slist_free_all(t->headers);
+		t->headers = NULL;
+		t->obj = -1;
+		elog(ERROR, "curl_multi_add_handle failed: %s", curl_multi_strerror(mc));
+	}
+	b->attempts[i]++;
+	b->in_flight++;
+	pfree(ctype);
+	pfree(sha);
+	pfree(url);
+	pfree(full);
+}
 
-	if (cerr != CURLE_OK)
+/* Take t's easy handle out of the multi handle and free its slot. */
+static void
+s3_transfer_release(S3Storage *s3, S3Transfer *t)
+{
+	curl_multi_remove_handle(s3->multi, t->easy);
+	curl_slist_free_all(t->headers);
+	t->headers = NULL;
+	t->obj = -1;
+}
+
+/* Start what may start: retries that are due first, then new objects. */
+static void
+s3_batch_start_ready(S3Storage *s3, S3Batch *b)
+{
+	TimestampTz now = b->waiting > 0 ? GetCurrentTimestamp() : 0;
+
+	for (int i = 0; i < b->next && b->waiting > 0 && b->in_flight < b->concurrency; i++)
+	{
+		if (b->retry_at[i] != 0 && b->retry_at[i] <= now)
+		{
+			b->retry_at[i] = 0;
+			b->waiting--;
+			s3_transfer_start(s3, b, i);
+		}
+	}
+	while (b->next < b->nobjs && b->in_flight < b->concurrency)
+		s3_transfer_start(s3, b, b->next++);
+}
+
+/*
+ * A transfer ended: the object is done, waits for a retry (a 5xx, a
+ * timeout, a refused connection, with the same backoff as before: 250 ms
+ * doubling), or fails the batch (a 4xx, the last attempt, an interrupt).
+ */
+static void
+s3_transfer_ended(S3Storage *s3, S3Batch *b, S3Transfer *t, CURLcode cerr)
+{
+	int			i = t->obj;
+	long		status = 0;
+
+	if (cerr == CURLE_OK)
+		curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+	b->in_flight--;
+	if (cerr == CURLE_OK && status >= 200 && status < 300)
+		b->done++;
+	else if (cerr != CURLE_ABORTED_BY_CALLBACK && (cerr != CURLE_OK || status >= 500) &&
+			 b->attempts[i] < S3_ATTEMPTS)
+	{
+		b->retry_at[i] = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													 S3_FIRST_BACKOFF_MS << (b->attempts[i] - 1));
+		b->waiting++;
+	}
+	else if (b->failed < 0)
+	{
+		b->failed = i;
+		b->status = status;
+		b->cerr = cerr;
+		memcpy(b->body, t->body.data, t->body.len + 1);
+	}
+	s3_transfer_release(s3, t);
+}
+
+/* Drive the transfers once and collect those that ended. */
+static void
+s3_batch_perform(S3Storage *s3, S3Batch *b)
+{
+	int			running;
+	int			left;
+	CURLMsg    *msg;
+	CURLMcode	mc = curl_multi_perform(s3->multi, &running);
+
+	if (mc != CURLM_OK)
+		elog(ERROR, "curl_multi_perform failed: %s", curl_multi_strerror(mc));
+	while ((msg = curl_multi_info_read(s3->multi, &left)) != NULL)
+	{
+		S3Transfer *t = NULL;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &t);
+		s3_transfer_ended(s3, b, t, msg->data.result);
+	}
+}
+
+/*
+ * Wait for socket activity, libcurl's next timer or the next retry, but
+ * never longer than S3_WAIT_MAX_MS, so that an interrupt is seen soon
+ * whatever the server does.  With nothing in flight, only retries wait:
+ * that is a wait on the latch, which SIGTERM sets.
+ */
+static void
+s3_batch_wait(S3Storage *s3, S3Batch *b)
+{
+	long		timeout = S3_WAIT_MAX_MS;
+	long		curl_timeout = -1;
+
+	if (b->waiting > 0 && b->in_flight < b->concurrency)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+
+		for (int i = 0; i < b->next; i++)
+		{
+			if (b->retry_at[i] != 0)
+				timeout = Min(timeout, (long) Max(0, (b->retry_at[i] - now + 999) / 1000));
+		}
+	}
+	if (b->in_flight == 0)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 timeout, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		return;
+	}
+	curl_multi_timeout(s3->multi, &curl_timeout);
+	if (curl_timeout >= 0)
+		timeout = Min(timeout, curl_timeout);
+	pgstat_report_wait_start(PG_WAIT_EXTENSION);
+	(void) curl_multi_poll(s3->multi, NULL, 0, (int) timeout, NULL);
+	pgstat_report_wait_end();
+	if (!PostmasterIsAlive())
+		proc_exit(1);
+}
+
+/* The batch failed: say which object, and why. */
+static void
+s3_batch_report(S3Storage *s3, S3Batch *b)
+{
+	char	   *full = evc_storage_full_key(&s3->base, b->objs[b->failed].key);
+
+	if (b->cerr != CURLE_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not store object \"%s\" in bucket \"%s\"", full, s3->bucket),
-				 errdetail("libcurl: %s.", curl_easy_strerror(cerr)),
+				 errdetail("libcurl: %s.", curl_easy_strerror(b->cerr)),
 				 errhint("Check that the S3 server at evcollector.s3_endpoint is up; the consumer retries.")));
-	if (status >= 500)
+	if (b->status >= 500)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not store object \"%s\" in bucket \"%s\"", full, s3->bucket),
 				 errdetail("The S3 server answered HTTP %ld %s after %d attempts.",
-						   status, s3_error_code(body.data), S3_ATTEMPTS)));
+						   b->status, s3_error_code(b->body), S3_ATTEMPTS)));
 	ereport(ERROR,
-			(errcode(s3_errcode_for_status(status)),
+			(errcode(s3_errcode_for_status(b->status)),
 			 errmsg("S3 server refused object \"%s\" in bucket \"%s\"", full, s3->bucket),
-			 errdetail("HTTP %ld %s.", status, s3_error_code(body.data)),
+			 errdetail("HTTP %ld %s.", b->status, s3_error_code(b->body)),
 			 errhint("Check evcollector.s3_access_key, evcollector.s3_secret_key, evcollector.s3_region and that the bucket exists.")));
+}
+
+/*
+ * Put a batch of objects with at most evcollector.s3_max_concurrency
+ * requests in flight, through libcurl's multi interface, on the easy
+ * handles of the pool; the multi handle keeps their connections alive
+ * from one batch to the next.  Returns when every object is stored.  The
+ * first failure that retrying will not mend ends the batch: the transfers
+ * still in flight are dropped, and the caller commits nothing.
+ */
+static void
+s3_put_many(EvcStorage *st, const EvcStorageObject *objs, int nobjs)
+{
+	S3Storage  *s3 = (S3Storage *) st;
+	S3Batch    *b = palloc0(sizeof(S3Batch));
+
+	b->objs = objs;
+	b->nobjs = nobjs;
+	b->concurrency = Max(1, Min(Min(evc_s3_max_concurrency, S3_MAX_CONCURRENCY), nobjs));
+	b->attempts = palloc0(sizeof(int) * nobjs);
+	b->retry_at = palloc0(sizeof(TimestampTz) * nobjs);
+	b->failed = -1;
+	curl_multi_setopt(s3->multi, CURLMOPT_MAXCONNECTS, (long) Max(evc_s3_max_concurrency, 1));
+
+	PG_TRY();
+	{
+		s3_batch_start_ready(s3, b);
+		for (;;)
+		{
+			s3_batch_perform(s3, b);
+			if (b->failed >= 0 || b->done == nobjs)
+				break;
+			CHECK_FOR_INTERRUPTS();
+			if (b->in_flight < b->concurrency &&
+				(b->next < nobjs || b->waiting > 0))
+			{
+				int			before = b->in_flight;
+
+				s3_batch_start_ready(s3, b);
+				if (b->in_flight > before)
+					continue;
+			}
+			s3_batch_wait(s3, b);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	PG_FINALLY();
+	{
+		for (int i = 0; i < s3->npool; i++)
+		{
+			if (s3->pool[i].obj >= 0)
+				s3_transfer_release(s3, &s3->pool[i]);
+		}
+	}
+	PG_END_TRY();
+
+	if (b->failed >= 0)
+	{
+		if (b->cerr == CURLE_ABORTED_BY_CALLBACK)
+			CHECK_FOR_INTERRUPTS();
+		s3_batch_report(s3, b);
+	}
+	pfree(b->retry_at);
+	pfree(b->attempts);
+	pfree(b);
+}
+
+/* One object, put as a batch of one: the retries are the same. */
+static void
+s3_put(EvcStorage *st, const char *key, const char *data, size_t len,
+	   const char *content_type, const char *sha256_hex)
+{
+	EvcStorageObject obj = {key, data, len, content_type, sha256_hex};
+
+	s3_put_many(st, &obj, 1);
 }
 
 static void
@@ -238,6 +512,16 @@ s3_close(EvcStorage *st)
 {
 	S3Storage  *s3 = (S3Storage *) st;
 
+	for (int i = 0; i < s3->npool; i++)
+	{
+		if (s3->pool[i].obj >= 0)
+			s3_transfer_release(s3, &s3->pool[i]);
+		curl_easy_cleanup(s3->pool[i].easy);
+	}
+	s3->npool = 0;
+	if (s3->multi)
+		curl_multi_cleanup(s3->multi);
+	s3->multi = NULL;
 	if (s3->curl)
 		curl_easy_cleanup(s3->curl);
 	s3->curl = NULL;
@@ -341,7 +625,7 @@ s3_get(EvcStorage *st, const char *full_key, size_t *len)
 	return NULL;
 }
 
-static const EvcStorageOps s3_ops = {s3_put, s3_close, s3_get, NULL};
+static const EvcStorageOps s3_ops = {s3_put, s3_close, s3_get, NULL, s3_put_many};
 
 EvcStorage *
 evc_storage_s3_open(const char *url)
@@ -386,7 +670,8 @@ evc_storage_s3_open(const char *url)
 	s3->userpwd = psprintf("%s:%s", evc_s3_access_key ? evc_s3_access_key : "",
 						   evc_s3_secret_key ? evc_s3_secret_key : "");
 	s3->curl = curl_easy_init();
-	if (s3->curl == NULL)
+	s3->multi = curl_multi_init();
+	if (s3->curl == NULL || s3->multi == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("could not create a libcurl handle")));
