@@ -4,7 +4,7 @@
  *		and what every backend shares: the key layout under the URL's prefix
  *		and content hashing.
  *
- * Keys handed to evc_storage_put are relative ("topic/2024/05/01/13/...");
+ * Keys handed to evc_storage_put_at_sync are relative ("topic/2024/05/01/13/...");
  * the backend puts them under the prefix of the URL.  The full key, prefix
  * included, is what the index tables record, so a reader can fetch the
  * object without knowing the setting that was in force.
@@ -120,13 +120,6 @@ evc_storage_close(EvcStorage *st)
 	if (st->queue != NULL)
 		MemoryContextDelete(st->queue->cxt);
 	st->ops->close(st);
-}
-
-void
-evc_storage_put(EvcStorage *st, const char *key, const char *data, size_t len,
-				const char *content_type, const char *sha256_hex)
-{
-	st->ops->put(st, key, data, len, content_type, sha256_hex);
 }
 
 /*

@@ -59,9 +59,6 @@ struct EvcStorage
 
 extern EvcStorage *evc_storage_open(const char *url);
 extern void evc_storage_close(EvcStorage *st);
-extern void evc_storage_put(EvcStorage *st, const char *key, const char *data,
-							size_t len, const char *content_type,
-							const char *sha256_hex);
 extern void evc_storage_put_many(EvcStorage *st, const EvcStorageObject *objs,
 								 int nobjs);
 extern void evc_storage_put_at_sync(EvcStorage *st, const EvcStorageObject *obj);

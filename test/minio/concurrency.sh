@@ -38,6 +38,8 @@ if [ -z "${EVC_MINIO_PID:-}" ] || ! kill -0 "$EVC_MINIO_PID" 2>/dev/null; then
 	disown "$EVC_MINIO_PID" 2>/dev/null
 fi
 [ -n "${EVC_PY:-}" ] || evc_pyclients_install
+# The SIGKILL check restarts MinIO in this shell, so this shell stops it.
+trap 'evc_minio_stop 2>/dev/null' EXIT
 
 n=0
 fails=0
