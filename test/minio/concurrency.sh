@@ -19,7 +19,9 @@
 #  - MinIO SIGKILLed and restarted during a concurrent batch loses nothing.
 
 set -u
+standalone=""
 if [ -z "${EVC_RUN:-}" ]; then
+	standalone=1
 	. "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/lib.sh"
 	evc_require_root "$0" "$@"
 	evc_install_deps
@@ -38,8 +40,9 @@ if [ -z "${EVC_MINIO_PID:-}" ] || ! kill -0 "$EVC_MINIO_PID" 2>/dev/null; then
 	disown "$EVC_MINIO_PID" 2>/dev/null
 fi
 [ -n "${EVC_PY:-}" ] || evc_pyclients_install
-# The SIGKILL check restarts MinIO in this shell, so this shell stops it.
-trap 'evc_minio_stop 2>/dev/null' EXIT
+# The SIGKILL check restarts MinIO in this shell, so this shell stops it
+# (and, run on its own, everything else it started).
+trap 'evc_minio_stop 2>/dev/null; [ -n "$standalone" ] && evc_stop_all' EXIT
 
 n=0
 fails=0
