@@ -427,6 +427,27 @@ producer_destroy(void)
 }
 
 /*
+ * The registry's topic <prefix>_evc_schemas is compacted: it is created so
+ * before this producer sends it anything, or the brokers would create it
+ * with their defaults when the first record arrives.
+ */
+static void
+relay_ensure_schemas_topic(const char *name)
+{
+	char	   *why;
+
+	if (strcmp(name, evc_topic_name("_evc_schemas")) != 0)
+		return;
+	if (evc_kafka_ensure_compacted_topic(producer, name, 5000, &why) == EVC_TOPIC_FAILED)
+		ereport(WARNING,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("evcollector relay: could not create the compacted topic \"%s\"", name),
+				 errdetail("%s.", why),
+				 errhint("Create it with evc_create_topic('%s', 1, -1, '{\"cleanup.policy\": \"compact\"}'); "
+						 "if the brokers create it when the first schema record arrives, it is not compacted.", name)));
+}
+
+/*
  * The producer's handle for a topic.  NULL when librdkafka will not make
  * one (a name it refuses): the message then fails as an invalid argument,
  * a permanent error, and its row goes to evc.dead_letters with the reason.
@@ -452,6 +473,7 @@ topic_handle(const char *name)
 	th = hash_search(topic_handles, name, HASH_ENTER, &found);
 	if (!found)
 	{
+		relay_ensure_schemas_topic(name);
 		th->rkt = rd_kafka_topic_new(producer, name, NULL);
 		if (th->rkt == NULL)
 		{
