@@ -297,6 +297,7 @@ relay_service(void)
 				fatal = false;
 	rd_kafka_resp_err_t code = RD_KAFKA_RESP_ERR_NO_ERROR;
 	char		text[512];
+	char		shown[600];
 	int			unlogged = 0;
 
 	if (log_queue)
@@ -324,6 +325,9 @@ relay_service(void)
 				(errmsg("kafka producer: %s", text),
 				 errdetail("librdkafka error %s.", rd_kafka_err2name(code)),
 				 unlogged > 0 ? errhint("%d more errors since the last one logged are not shown.", unlogged) : 0));
+	/* A wrong password or unreachable brokers show in evc.workers too. */
+	snprintf(shown, sizeof(shown), "kafka producer: %s (librdkafka error %s)", text, rd_kafka_err2name(code));
+	evc_worker_record_error(relay_slot, shown);
 }
 
 static void
