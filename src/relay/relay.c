@@ -538,13 +538,21 @@ producer_create(void)
 	producer_properties = MemoryContextStrdup(TopMemoryContext, evc_kafka_properties);
 }
 
+/* Has the producer hit a fatal error, or has a reload changed its settings? */
+static bool
+producer_outdated(void)
+{
+	return producer != NULL &&
+		(LOAD(&producer_fatal) ||
+		 strcmp(producer_brokers, evc_brokers) != 0 ||
+		 strcmp(producer_properties, evc_kafka_properties) != 0);
+}
+
 /* Recreate the producer after a fatal error or changed settings. */
 static void
 producer_ensure(void)
 {
-	if (producer != NULL && !LOAD(&producer_fatal) &&
-		strcmp(producer_brokers, evc_brokers) == 0 &&
-		strcmp(producer_properties, evc_kafka_properties) == 0)
+	if (producer != NULL && !producer_outdated())
 		return;
 	if (producer != NULL)
 		ereport(LOG,
@@ -1043,6 +1051,15 @@ await_reports(RelayBatch *batch)
 		 */
 		relay_wait_kafka(200);
 		evc_worker_handle_interrupts();
+
+		/*
+		 * New settings (a password put right, other brokers) take effect
+		 * now, not after message.timeout.ms: destroying the producer counts
+		 * every message it has not reported as failed, to be sent again by
+		 * the next one (see producer_destroy).
+		 */
+		if (producer_outdated())
+			producer_ensure();
 	}
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
