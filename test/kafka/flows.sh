@@ -113,7 +113,7 @@ pg2_stop() {
 }
 cleanup() {
 	q "SELECT evc_consumer_drop(name) FROM evc.consumer_defs WHERE name LIKE 'kf_%'" >/dev/null 2>&1
-	for s in brokers topic_prefix; do
+	for s in brokers topic_prefix kafka_properties; do
 		q "ALTER SYSTEM RESET evcollector.$s" >/dev/null 2>&1
 	done
 	q "SELECT pg_reload_conf()" >/dev/null 2>&1
@@ -123,7 +123,7 @@ cleanup() {
 # Set before evc_kafka_real_start, which puts its stop in front of it.
 trap cleanup EXIT
 
-echo "1..40"
+echo "1..42"
 
 # ---------------------------------------------------------------------
 # One node
@@ -164,6 +164,27 @@ is "$(topic_configs "${PREFIX}_evc_schemas" | grep '^cleanup.policy=')" "cleanup
 	"${PREFIX}_evc_schemas is created compacted" "$(evc_kafka_real_topics --describe --topic "${PREFIX}_evc_schemas" 2>&1 | head -3)"
 keys=$(timeout 30 kcat -b "$EVC_KAFKA_REAL_BOOTSTRAP" -C -t "${PREFIX}_evc_schemas" -o beginning -e -q -f '%k\n' 2>/dev/null | sort | tr '\n' ' ')
 is "$keys" "acme.Big acme.Order " "${PREFIX}_evc_schemas holds one record per registration, keyed client.event"
+# Compaction keeps the latest version per key: small segments, so that the
+# cleaner (log.cleaner.backoff.ms=1000) sees them; each registration waits
+# for the segment before it to be old enough to roll.
+evc_kafka_real_configs --alter --entity-type topics --entity-name "${PREFIX}_evc_schemas" \
+	--add-config segment.ms=300,min.cleanable.dirty.ratio=0.01 >/dev/null 2>&1
+for v in '"a": {"type": "string"}' '"a": {"type": "string"}, "b": {"type": "integer"}'; do
+	sleep 0.5
+	q "SELECT evc_register_schema('acme', 'Order', '{\"type\": \"object\", \"properties\": {$v}}')" >/dev/null
+	q "SELECT evc_flush('30 s')" >/dev/null
+done
+sleep 0.5
+q "SELECT evc_register_schema('acme', 'Tick', '{\"type\": \"object\"}')" >/dev/null
+q "SELECT evc_flush('30 s')" >/dev/null
+deadline=$((SECONDS + 40))
+until [ "$(timeout 30 kcat -b "$EVC_KAFKA_REAL_BOOTSTRAP" -C -t "${PREFIX}_evc_schemas" -o beginning -e -q -f '%k\n' 2>/dev/null | grep -c '^acme.Order$')" = 1 ] ||
+	[ $SECONDS -ge $deadline ]; do
+	sleep 1
+done
+is "$(timeout 30 kcat -b "$EVC_KAFKA_REAL_BOOTSTRAP" -C -t "${PREFIX}_evc_schemas" -o beginning -e -q -f '%k %h\n' 2>/dev/null |
+	sed -n 's/^acme.Order .*schema_version=\([0-9]*\).*/\1/p' | tr '\n' ' ')" "3 " \
+	"compaction keeps only the latest registration of acme.Order (version 3 of 3)"
 
 # 10,000 events end to end, each once.
 q "SELECT evc_send('acme', 'Order', jsonb_build_object('n', g), key => 'order-' || (g % 97)) FROM generate_series(1, 5000) g" >"$T/sent10k.ids"
@@ -172,6 +193,15 @@ is "$(q "SELECT evc_flush('60 s')")" 0 "10,000 events sent in two transactions a
 kcat_ids "${PREFIX}acme.Order" >"$T/read10k.ids"
 is "$(wc -l <"$T/read10k.ids") $(compare_ids "$T/sent10k.ids" "$T/read10k.ids")" "10000 missing 0 duplicated 0 extra 0" \
 	"kcat reads the 10,000 events back, each once, by their message_id header"
+
+# acks=all: the idempotent producer needs it, and a user's acks=1 must not
+# stop the relay (librdkafka refuses a producer with both).
+q "ALTER SYSTEM SET evcollector.kafka_properties = 'acks=1'" && q "SELECT pg_reload_conf()" >/dev/null
+q "SELECT evc_send('acme', 'Order', '{\"acks\": 1}')" >"$T/acks.ids"
+is "$(q "SELECT evc_flush('20 s')")|$(kcat_ids "${PREFIX}acme.Order" | grep -c -f "$T/acks.ids")" "0|1" \
+	"with evcollector.kafka_properties = 'acks=1' the relay still delivers (acks=all is kept)" \
+	"$(q "SELECT last_error FROM evc.workers WHERE kind = 'relay'")"
+q "ALTER SYSTEM RESET evcollector.kafka_properties" && q "SELECT pg_reload_conf()" >/dev/null
 
 # An event over the topic's max.message.bytes: a dead letter with the reason.
 q "SELECT evc_create_topic('${PREFIX}acme.Big', 1, 1, '{\"max.message.bytes\": \"100000\"}')" >/dev/null
