@@ -503,6 +503,8 @@ producer_create(void)
 	conf = evc_kafka_conf_new(defaults);
 	/* These make the guarantees; the user's properties cannot undo them. */
 	evc_kafka_conf_set(conf, "enable.idempotence", "true");
+	/* Idempotence needs it: librdkafka refuses a producer with acks=1. */
+	evc_kafka_conf_set(conf, "acks", "all");
 	evc_kafka_conf_set(conf, "partitioner", "murmur2_random");
 	rd_kafka_conf_set_dr_msg_cb(conf, relay_dr_cb);
 	rd_kafka_conf_set_error_cb(conf, relay_error_cb);
