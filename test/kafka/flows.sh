@@ -26,6 +26,7 @@
 #    group coordinator: every event lands once.
 
 set -u
+SECONDS=0
 n=0
 fails=0
 T=$EVC_RUN/tmp/kflows
@@ -164,6 +165,7 @@ is "$(topic_configs "${PREFIX}_evc_schemas" | grep '^cleanup.policy=')" "cleanup
 	"${PREFIX}_evc_schemas is created compacted" "$(evc_kafka_real_topics --describe --topic "${PREFIX}_evc_schemas" 2>&1 | head -3)"
 keys=$(timeout 30 kcat -b "$EVC_KAFKA_REAL_BOOTSTRAP" -C -t "${PREFIX}_evc_schemas" -o beginning -e -q -f '%k\n' 2>/dev/null | sort | tr '\n' ' ')
 is "$keys" "acme.Big acme.Order " "${PREFIX}_evc_schemas holds one record per registration, keyed client.event"
+echo "# ${SECONDS}s: topics and the schemas topic checked"
 # Compaction keeps the latest version per key: small segments, so that the
 # cleaner (log.cleaner.backoff.ms=1000) sees them; each registration waits
 # for the segment before it to be old enough to roll.
@@ -186,6 +188,7 @@ is "$(timeout 30 kcat -b "$EVC_KAFKA_REAL_BOOTSTRAP" -C -t "${PREFIX}_evc_schema
 	sed -n 's/^acme.Order .*schema_version=\([0-9]*\).*/\1/p' | tr '\n' ' ')" "3 " \
 	"compaction keeps only the latest registration of acme.Order (version 3 of 3)"
 
+echo "# ${SECONDS}s: compaction checked"
 # 10,000 events end to end, each once.
 q "SELECT evc_send('acme', 'Order', jsonb_build_object('n', g), key => 'order-' || (g % 97)) FROM generate_series(1, 5000) g" >"$T/sent10k.ids"
 q "SELECT evc_send('acme', 'Order', jsonb_build_object('n', g), key => 'order-' || (g % 97)) FROM generate_series(5001, 10000) g" >>"$T/sent10k.ids"
@@ -232,6 +235,7 @@ fi
 # ---------------------------------------------------------------------
 # SASL_SSL with SCRAM-SHA-512: server 2
 # ---------------------------------------------------------------------
+echo "# ${SECONDS}s: one node, PLAINTEXT, done"
 pg2_start
 tap $? "server 2 (librdkafka from EVC_KAFKA_REAL_LD_PATH, SASL_SSL) started" "$(tail -5 "$PG2/start.log")"
 wait_sql 30 "SELECT pid IS NOT NULL FROM evc.workers WHERE kind = 'relay'" q2
@@ -299,6 +303,7 @@ tap $? "a topic the principal may not create: 42501, with the broker's reason" "
 # ---------------------------------------------------------------------
 # Three nodes
 # ---------------------------------------------------------------------
+echo "# ${SECONDS}s: SASL_SSL and ACLs done"
 evc_kafka_real_stop >/dev/null 2>&1
 if ! evc_kafka_real_start 3 "$EVC_RUN/kafka-real" >"$T/start3.log" 2>&1; then
 	tap 1 "Apache Kafka (3 nodes) started" "$(tail -20 "$T/start3.log")"
@@ -347,6 +352,7 @@ is "${res#missing * }" "duplicated 0 extra 0" "and none is written twice (the id
 is "$(q "SELECT count(*) FROM evc.dead_letters WHERE topic = '${PREFIX}acme.Order'")" 0 "no event went to dead letters"
 evc_kafka_real_wait_isr "${PREFIX}acme.Order" 60 >/dev/null 2>&1
 
+echo "# ${SECONDS}s: the broker SIGKILL done"
 # One consumer group across the two servers, with the real coordinator.
 produce() { "$EVC_ROOT/.build/bin/evc-produce" -b "$EVC_KAFKA_REAL_BOOTSTRAP" -t kf-rebal -g kfr "$@" >/dev/null 2>>"$T/produce.log" || echo "evc-produce $* failed" >>"$T/produce.err"; }
 landed() { $1 "SELECT count(*) FROM evc.events WHERE topic = 'kf-rebal'"; }
@@ -389,5 +395,6 @@ is "$(wc -l <"$T/rebal.landed")|$(sort -u "$T/rebal.landed" | wc -l)|$(cat "$T/p
 	"across the two servers every one of the 9000 events landed once (rows, distinct offsets, failed produces)" \
 	"$(sort "$T/rebal.landed" | uniq -d | head -5; head -5 "$T/produce.log")"
 q2 "SELECT evc_consumer_drop('kf_rebal')" >/dev/null
+echo "# ${SECONDS}s: the rebalance done"
 
 [ $fails -eq 0 ]
