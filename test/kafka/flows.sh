@@ -11,9 +11,12 @@
 # One node:
 #  - evc_create_topic: partitions, replication and config read back with
 #    Kafka's own tools; its errors (exists, invalid config, not authorized);
-#  - <prefix>_evc_schemas is created compacted;
+#  - <prefix>_evc_schemas is created compacted, and compaction keeps the
+#    latest registration per key;
 #  - 10,000 events sent and flushed arrive, each once, read back with kcat;
-#  - an event over the topic's max.message.bytes is a dead letter;
+#  - acks=1 in evcollector.kafka_properties does not stop the relay;
+#  - an event over the topic's max.message.bytes is a dead letter (and a
+#    small one beside it is too: a TODO);
 #  - SASL_SSL with SCRAM-SHA-512 (server 2): the right password delivers,
 #    a wrong one shows in evc.workers, and no password appears in any view,
 #    error or log line of ours;
