@@ -474,10 +474,12 @@ topic_handle(const char *name)
 		topic_handles = hash_create("evcollector relay topics", 64, &ctl,
 									HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	}
+	/* Before the entry is made: an error there must leave no entry behind. */
+	if (hash_search(topic_handles, name, HASH_FIND, NULL) == NULL)
+		relay_ensure_schemas_topic(name);
 	th = hash_search(topic_handles, name, HASH_ENTER, &found);
 	if (!found)
 	{
-		relay_ensure_schemas_topic(name);
 		th->rkt = rd_kafka_topic_new(producer, name, NULL);
 		if (th->rkt == NULL)
 		{
