@@ -29,7 +29,8 @@ EVC_DEBS=(build-essential curl ca-certificates zlib1g-dev
 	postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl
 	librdkafka-dev libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler
-	kcat json-schema-test-suite node-ajv bc python3-prometheus-client python3-venv)
+	kcat json-schema-test-suite node-ajv bc python3-prometheus-client python3-venv
+	maven openjdk-17-jre-headless openssl jq python3-pip)
 
 evc_install_deps() {
 	local missing=() p
@@ -181,6 +182,8 @@ evc_stop_all() {
 		kill -9 "$pid" 2>/dev/null
 	done
 	EVC_PIDS=()
+	# The real Kafka's pid files are in $EVC_RUN (test/kafka/README.md).
+	evc_kafka_real_stop
 	if [ -n "$EVC_RUN" ] && [ -z "${EVC_KEEP_RUN:-}" ]; then
 		rm -rf "$EVC_RUN"
 	fi
@@ -188,3 +191,6 @@ evc_stop_all() {
 
 # The real MinIO and the independent Python S3 clients (test/minio/README.md).
 . "$EVC_ROOT/test/minio/minio.sh"
+
+# The real Apache Kafka (test/kafka/README.md).
+. "$EVC_ROOT/test/kafka/kafka.sh"

@@ -17,4 +17,15 @@ extern void evc_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const cha
 extern char *evc_topic_name(const char *suffix);
 extern bool evc_kafka_permanent_error(rd_kafka_resp_err_t err);
 
+/* What evc_kafka_ensure_compacted_topic found. */
+typedef enum EvcTopicEnsured
+{
+	EVC_TOPIC_READY,			/* created compacted now, or it existed */
+	EVC_TOPIC_NO_ADMIN,			/* the brokers name no controller (no Admin API) */
+	EVC_TOPIC_FAILED			/* refused or no answer; *why says which */
+} EvcTopicEnsured;
+
+extern EvcTopicEnsured evc_kafka_ensure_compacted_topic(rd_kafka_t *rk, const char *name,
+														int timeout_ms, char **why);
+
 #endif

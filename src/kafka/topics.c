@@ -2,7 +2,8 @@
  * topics.c
  *		Owns evc_create_topic(): topic creation through librdkafka's Admin
  *		API, as a setup step, so that consumers never start on a topic that
- *		does not exist yet.
+ *		does not exist yet; and evc_kafka_ensure_compacted_topic(), which
+ *		the relay uses for the registry's compacted topic.
  *
  * The call runs in a backend: it waits on librdkafka's result queue in
  * short slices and checks for interrupts between them, so a cancel works
@@ -225,4 +226,113 @@ evc_create_topic(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 	PG_RETURN_VOID();
+}
+
+/* The error of a CreateTopics result for its one topic, with its text. */
+static rd_kafka_resp_err_t
+create_result_error(rd_kafka_event_t *ev, const char **text)
+{
+	const rd_kafka_topic_result_t **topics;
+	size_t		n;
+	rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
+
+	*text = rd_kafka_event_error_string(ev);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return err;
+	topics = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+	if (n == 0)
+		return RD_KAFKA_RESP_ERR_NO_ERROR;
+	*text = rd_kafka_topic_result_error_string(topics[0]);
+	return rd_kafka_topic_result_error(topics[0]);
+}
+
+/*
+ * Do the brokers name a controller among themselves?  Those that do not
+ * offer the Admin API (librdkafka's mock cluster names broker 0, which is
+ * none of its brokers) would leave CreateTopics waiting for one.  Sets
+ * *why when the brokers did not answer.
+ */
+static bool
+controller_known(rd_kafka_t *rk, int timeout_ms, char **why)
+{
+	const struct rd_kafka_metadata *md;
+	rd_kafka_resp_err_t err;
+	int32_t		id;
+	bool		found = false;
+
+	/* The topics this handle knows already, or none: nothing is created. */
+	err = rd_kafka_metadata(rk, 0, NULL, &md, timeout_ms);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		*why = psprintf("%s: %s", rd_kafka_err2name(err), rd_kafka_err2str(err));
+		return false;
+	}
+	id = rd_kafka_controllerid(rk, 0);
+	for (int i = 0; i < md->broker_cnt; i++)
+		found |= (md->brokers[i].id == id);
+	rd_kafka_metadata_destroy(md);
+	return found;
+}
+
+/*
+ * Make sure topic name exists before anything is produced to it, creating
+ * it compacted (one partition, the brokers' replication factor) through
+ * rk's Admin API.  An existing topic is left as it is.  Without this the
+ * brokers would create it with their defaults (cleanup.policy=delete) when
+ * the first record arrives.  For a worker: waits at most about timeout_ms,
+ * checking for interrupts; on EVC_TOPIC_FAILED *why says why.
+ */
+EvcTopicEnsured
+evc_kafka_ensure_compacted_topic(rd_kafka_t *rk, const char *name, int timeout_ms, char **why)
+{
+	char		errstr[512];
+	rd_kafka_NewTopic_t *volatile nt = NULL;
+	rd_kafka_AdminOptions_t *volatile opts = NULL;
+	rd_kafka_queue_t *volatile queue = NULL;
+	rd_kafka_event_t *volatile ev = NULL;
+	volatile EvcTopicEnsured result = EVC_TOPIC_FAILED;
+
+	*why = NULL;
+	if (!controller_known(rk, timeout_ms, why))
+		return *why ? EVC_TOPIC_FAILED : EVC_TOPIC_NO_ADMIN;
+	PG_TRY();
+	{
+		TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+		const char *text = NULL;
+		rd_kafka_resp_err_t err;
+
+		nt = rd_kafka_NewTopic_new(name, 1, -1, errstr, sizeof(errstr));
+		if (nt == NULL ||
+			rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact") != RD_KAFKA_RESP_ERR_NO_ERROR)
+			*why = pstrdup(nt ? "librdkafka refused cleanup.policy=compact" : errstr);
+		else
+		{
+			opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+			rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, errstr, sizeof(errstr));
+			queue = rd_kafka_queue_new(rk);
+			rd_kafka_CreateTopics(rk, (rd_kafka_NewTopic_t **) &nt, 1, opts, queue);
+			while ((ev = rd_kafka_queue_poll(queue, 100)) == NULL && GetCurrentTimestamp() < deadline)
+				CHECK_FOR_INTERRUPTS();
+			if (ev == NULL)
+				*why = psprintf("The brokers did not answer within %d ms", timeout_ms);
+			else if ((err = create_result_error(ev, &text)) == RD_KAFKA_RESP_ERR_NO_ERROR ||
+					 err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+				result = EVC_TOPIC_READY;
+			else
+				*why = psprintf("%s: %s", rd_kafka_err2name(err), text ? text : rd_kafka_err2str(err));
+		}
+	}
+	PG_FINALLY();
+	{
+		if (ev)
+			rd_kafka_event_destroy(ev);
+		if (queue)
+			rd_kafka_queue_destroy(queue);
+		if (opts)
+			rd_kafka_AdminOptions_destroy(opts);
+		if (nt)
+			rd_kafka_NewTopic_destroy(nt);
+	}
+	PG_END_TRY();
+	return result;
 }
