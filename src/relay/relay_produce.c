@@ -185,6 +185,7 @@ evc_relay_service(void)
 				fatal = false;
 	rd_kafka_resp_err_t code = RD_KAFKA_RESP_ERR_NO_ERROR;
 	char		text[512];
+	char		shown[600];
 	int			unlogged = 0;
 
 	if (log_queue)
@@ -212,6 +213,9 @@ evc_relay_service(void)
 				(errmsg("kafka producer: %s", text),
 				 errdetail("librdkafka error %s.", rd_kafka_err2name(code)),
 				 unlogged > 0 ? errhint("%d more errors since the last one logged are not shown.", unlogged) : 0));
+	/* A wrong password or unreachable brokers show in evc.workers too. */
+	snprintf(shown, sizeof(shown), "kafka producer: %s (librdkafka error %s)", text, rd_kafka_err2name(code));
+	evc_worker_record_error(evc_relay_slot, shown);
 }
 
 /*
@@ -267,6 +271,27 @@ producer_destroy(void)
 }
 
 /*
+ * The registry's topic <prefix>_evc_schemas is compacted: it is created so
+ * before this producer sends it anything, or the brokers would create it
+ * with their defaults when the first record arrives.
+ */
+static void
+ensure_schemas_topic(const char *name)
+{
+	char	   *why;
+
+	if (strcmp(name, evc_topic_name("_evc_schemas")) != 0)
+		return;
+	if (evc_kafka_ensure_compacted_topic(producer, name, 5000, &why) == EVC_TOPIC_FAILED)
+		ereport(WARNING,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("evcollector relay: could not create the compacted topic \"%s\"", name),
+				 errdetail("%s.", why),
+				 errhint("Create it with evc_create_topic('%s', 1, -1, '{\"cleanup.policy\": \"compact\"}'); "
+						 "if the brokers create it when the first schema record arrives, it is not compacted.", name)));
+}
+
+/*
  * The producer's handle for a topic.  NULL when librdkafka will not make
  * one (a name it refuses): the message then fails as an invalid argument,
  * a permanent error, and its row goes to evc.dead_letters with the reason.
@@ -289,6 +314,9 @@ evc_relay_topic_handle(const char *name)
 		topic_handles = hash_create("evcollector relay topics", 64, &ctl,
 									HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	}
+	/* Before the entry is made: an error there must leave no entry behind. */
+	if (hash_search(topic_handles, name, HASH_FIND, NULL) == NULL)
+		ensure_schemas_topic(name);
 	th = hash_search(topic_handles, name, HASH_ENTER, &found);
 	if (!found)
 	{
@@ -317,6 +345,8 @@ producer_create(void)
 	conf = evc_kafka_conf_new(defaults);
 	/* These make the guarantees; the user's properties cannot undo them. */
 	evc_kafka_conf_set(conf, "enable.idempotence", "true");
+	/* Idempotence needs it: librdkafka refuses a producer with acks=1. */
+	evc_kafka_conf_set(conf, "acks", "all");
 	evc_kafka_conf_set(conf, "partitioner", "murmur2_random");
 	rd_kafka_conf_set_dr_msg_cb(conf, relay_dr_cb);
 	rd_kafka_conf_set_error_cb(conf, relay_error_cb);
@@ -353,13 +383,21 @@ producer_create(void)
 	producer_properties = MemoryContextStrdup(TopMemoryContext, evc_kafka_properties);
 }
 
+/* Has the producer hit a fatal error, or has a reload changed its settings? */
+static bool
+producer_outdated(void)
+{
+	return producer != NULL &&
+		(pg_atomic_read_u32(&producer_fatal) ||
+		 strcmp(producer_brokers, evc_brokers) != 0 ||
+		 strcmp(producer_properties, evc_kafka_properties) != 0);
+}
+
 /* Recreate the producer after a fatal error or changed settings. */
 void
 evc_relay_producer_ensure(void)
 {
-	if (producer != NULL && !pg_atomic_read_u32(&producer_fatal) &&
-		strcmp(producer_brokers, evc_brokers) == 0 &&
-		strcmp(producer_properties, evc_kafka_properties) == 0)
+	if (producer != NULL && !producer_outdated())
 		return;
 	if (producer != NULL)
 		ereport(LOG,
@@ -474,6 +512,15 @@ await_reports(RelayBatch *batch)
 		 */
 		evc_relay_wait_kafka(200);
 		evc_worker_handle_interrupts();
+
+		/*
+		 * New settings (a password put right, other brokers) take effect
+		 * now, not after message.timeout.ms: destroying the producer counts
+		 * every message it has not reported as failed, to be sent again by
+		 * the next one (see producer_destroy).
+		 */
+		if (producer_outdated())
+			evc_relay_producer_ensure();
 	}
 	/* The count before the outcomes: pairs with relay_dr_cb's barrier. */
 	pg_read_barrier();
