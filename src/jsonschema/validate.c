@@ -592,9 +592,6 @@ eval_members(EvalCtx *cx, EvcNode *n, const JV *v, const int8 *match)
 		bool		matched = false;
 		int			c = 1;
 
-		if ((it.i & 1023) == 1023)
-			CHECK_FOR_INTERRUPTS();
-
 		if (match)
 		{
 			p = match[it.i - 1];
@@ -611,6 +608,9 @@ eval_members(EvalCtx *cx, EvcNode *n, const JV *v, const int8 *match)
 		}
 		else
 		{
+			/* only large objects go this way (see MATCH_LOCAL) */
+			if ((it.i & 1023) == 1023)
+				CHECK_FOR_INTERRUPTS();
 			/* instance keys and n->props are both in jsonb order: merge */
 			while (p < n->n_props &&
 				   (c = jv_key_cmp(n->props[p].name, n->props[p].len, k.u.str, k.len)) < 0)
@@ -889,26 +889,33 @@ eval_combinators(EvalCtx *cx, EvcNode *n, const JV *v)
 
 /* ---------- the node ---------- */
 
+/* The "type" bit of each JvType; a number may also be an "integer". */
+static const uint8 type_bit[] = {
+	[JV_NULL] = EVC_T_NULL,
+	[JV_BOOL] = EVC_T_BOOLEAN,
+	[JV_NUMBER] = EVC_T_NUMBER,
+	[JV_STRING] = EVC_T_STRING,
+	[JV_ARRAY] = EVC_T_ARRAY,
+	[JV_OBJECT] = EVC_T_OBJECT,
+};
+
+/* The keyword group that applies to each JvType. */
+static const uint8 type_kw[] = {
+	[JV_NULL] = 0,
+	[JV_BOOL] = 0,
+	[JV_NUMBER] = EVC_KW_NUMBER,
+	[JV_STRING] = EVC_KW_STRING,
+	[JV_ARRAY] = EVC_KW_ARRAY,
+	[JV_OBJECT] = EVC_KW_OBJECT,
+};
+
+/* A table, not a switch: the instance's types vary, and a jump mispredicts. */
 static inline bool
 type_matches(uint8 types, const JV *v, const EvcNum *x)
 {
-	switch (v->type)
-	{
-		case JV_NULL:
-			return types & EVC_T_NULL;
-		case JV_BOOL:
-			return types & EVC_T_BOOLEAN;
-		case JV_OBJECT:
-			return types & EVC_T_OBJECT;
-		case JV_ARRAY:
-			return types & EVC_T_ARRAY;
-		case JV_STRING:
-			return types & EVC_T_STRING;
-		case JV_NUMBER:
-			return (types & EVC_T_NUMBER) ||
-				((types & EVC_T_INTEGER) && num_is_integer(v, x));
-	}
-	return false;
+	if (types & type_bit[v->type])
+		return true;
+	return v->type == JV_NUMBER && (types & EVC_T_INTEGER) && num_is_integer(v, x);
 }
 
 static char *
@@ -1024,26 +1031,29 @@ eval_node(EvalCtx *cx, EvcNode *n, const JV *v)
 			FAIL();
 		}
 	}
-	switch (v->type)
+	if (n->kw & type_kw[v->type])
 	{
-		case JV_NUMBER:
-			if ((n->kw & EVC_KW_NUMBER) && !eval_number(cx, n, v, x))
-				FAIL();
-			break;
-		case JV_STRING:
-			if ((n->kw & EVC_KW_STRING) && !eval_string(cx, n, v))
-				FAIL();
-			break;
-		case JV_ARRAY:
-			if ((n->kw & EVC_KW_ARRAY) && !eval_array(cx, n, v))
-				FAIL();
-			break;
-		case JV_OBJECT:
-			if ((n->kw & EVC_KW_OBJECT) && !eval_object(cx, n, v))
-				FAIL();
-			break;
-		default:
-			break;
+		switch (v->type)
+		{
+			case JV_NUMBER:
+				if (!eval_number(cx, n, v, x))
+					FAIL();
+				break;
+			case JV_STRING:
+				if (!eval_string(cx, n, v))
+					FAIL();
+				break;
+			case JV_ARRAY:
+				if (!eval_array(cx, n, v))
+					FAIL();
+				break;
+			case JV_OBJECT:
+				if (!eval_object(cx, n, v))
+					FAIL();
+				break;
+			default:
+				break;
+		}
 	}
 	if ((n->kw & EVC_KW_COMB) && !eval_combinators(cx, n, v))
 		FAIL();
