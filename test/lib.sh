@@ -29,7 +29,7 @@ EVC_DEBS=(build-essential curl ca-certificates zlib1g-dev
 	postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl
 	librdkafka-dev libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler
-	kcat json-schema-test-suite node-ajv bc python3-prometheus-client python3-venv
+	kcat json-schema-test-suite bc python3-prometheus-client python3-venv
 	maven openjdk-17-jre-headless openssl jq python3-pip)
 
 evc_install_deps() {
