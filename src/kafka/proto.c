@@ -266,9 +266,10 @@ find_field_slot(const uint8 *p, const uint8 *end, uint64 number,
 
 /*
  * The slow way, for an event that is not canonical (an outbox row written by
- * hand or by an older version, which appended a second context): decode it,
- * merging what protobuf merges, set processed_at, encode it again.  An event
- * that does not decode, or would not fit, is copied as it is.
+ * hand, or an event stamped by an older relay, which appended a second
+ * context): decode it, merging what protobuf merges, set processed_at,
+ * encode it again.  An event that does not decode, or would not fit, is
+ * copied as it is.
  */
 static size_t
 set_processed_at_by_repacking(const uint8 *event, size_t len, const char *processed_at,
