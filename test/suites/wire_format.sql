@@ -153,6 +153,8 @@ SELECT r FROM pg_temp.wire_check(format('kafka --bootstrap %s --topics %L %s',
 	-- The test Kafka (the only one with a control port) needs the old API versions.
 	CASE WHEN current_setting('evc_test.kafka_control', true) <> '' THEN '--api-version 0.10.2' END)) AS r;
 
+SELECT diag('kafka-python read ' || (SELECT string_agg(format('%s %s', n, t), ', ' ORDER BY t)
+	FROM (SELECT r->>'type' AS t, count(*) AS n FROM checked GROUP BY 1) x));
 SELECT is((SELECT count(*) FROM checked c JOIN sent s ON s.id::text = c.r->>'message_id' WHERE r->>'type' = 'Event'),
 	7::bigint, 'kafka-python read the 7 events sent (6 events and an image)');
 SELECT is((SELECT count(*) FROM checked c JOIN sent s ON s.id::text = c.r->>'message_id'
