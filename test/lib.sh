@@ -29,7 +29,7 @@ EVC_DEBS=(build-essential curl ca-certificates zlib1g-dev
 	postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl
 	librdkafka-dev libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler
-	kcat json-schema-test-suite bc python3-prometheus-client python3-venv
+	kcat json-schema-test-suite bc python3-prometheus-client python3-venv protobuf-compiler
 	maven openjdk-17-jre-headless openssl jq python3-pip)
 
 evc_install_deps() {
@@ -88,6 +88,8 @@ evc_run_dir() {
 	mkdir -p "$EVC_RUN/bin" "$EVC_RUN/tmp" "$EVC_RUN/storage"
 	cp "$EVC_ROOT"/test/helpers/* "$EVC_ROOT"/.build/bin/evc-* "$EVC_RUN/bin/" 2>/dev/null || true
 	cp "$EVC_ROOT/test/kafkactl" "$EVC_RUN/bin/"
+	# The wire-format checker and the .proto it decodes with (test/wire).
+	mkdir -p "$EVC_RUN/wire" && cp "$EVC_ROOT"/test/wire/* "$EVC_ROOT/proto/evcollector.proto" "$EVC_RUN/wire/"
 	chmod 755 "$EVC_RUN" "$EVC_RUN/bin"/*
 	chown -R postgres:postgres "$EVC_RUN"
 	trap evc_stop_all EXIT

@@ -2,7 +2,7 @@
  * proto.c
  *		Owns the translation between PostgreSQL values and the wire format
  *		in proto/evcollector.proto: encoding events and schema records, the
- *		processed_at patch the relay applies, and decoding for inspection.
+ *		processed_at stamp the relay applies, and decoding for inspection.
  *
  * protobuf-c allocates with malloc by default; every call here passes a
  * ProtobufCAllocator backed by palloc, so that memory belongs to the
@@ -122,6 +122,8 @@ evc_encode_aggregate(const EvcAggregateFields *f)
 	return out;
 }
 
+/* ---------- context.processed_at, stamped by the relay ---------- */
+
 static size_t
 put_varint(uint8 *p, uint64 v)
 {
@@ -137,35 +139,258 @@ put_varint(uint8 *p, uint64 v)
 	return n;
 }
 
-/*
- * The relay stamps context.processed_at on an encoded Event without decoding
- * it.  Protobuf merges repeated occurrences of an embedded message field and
- * lets the last scalar win, so appending
- *     field 4 (context) { field 3 (processed_at): "<ts>" }
- * to the encoded bytes sets processed_at and keeps everything else.  This is
- * written by hand because protobuf-c has no API for it, and it saves a
- * decode and an encode per event in the relay's hot path.
- * Returns the number of bytes written into buf.
- */
-size_t
-evc_processed_at_patch(const char *processed_at, uint8 *buf, size_t buflen)
+static size_t
+varint_size(uint64 v)
 {
-	size_t		slen = strlen(processed_at);
-	uint8		inner[16];
-	size_t		ilen;
+	size_t		n = 1;
+
+	while (v >= 0x80)
+	{
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+/* A varint at *p, not past end; false when it is cut short or too long. */
+static bool
+get_varint(const uint8 **p, const uint8 *end, uint64 *v)
+{
+	uint64		r = 0;
+
+	for (int shift = 0; shift < 64 && *p < end; shift += 7)
+	{
+		uint8		b = *(*p)++;
+
+		r |= (uint64) (b & 0x7F) << shift;
+		if ((b & 0x80) == 0)
+		{
+			*v = r;
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * One field of an encoded message: its number and wire type, where its tag
+ * starts, where its value starts (after the length, for a length-delimited
+ * field) and where it ends.
+ */
+typedef struct WireField
+{
+	uint64		number;
+	int			wire_type;
+	const uint8 *start;
+	const uint8 *value;
+	const uint8 *end;
+} WireField;
+
+/* The field at *p, which it moves past; false when the bytes are not one. */
+static bool
+next_field(const uint8 **p, const uint8 *end, WireField *f)
+{
+	uint64		tag;
+	uint64		n;
+
+	f->start = *p;
+	if (!get_varint(p, end, &tag) || (tag >> 3) == 0)
+		return false;
+	f->number = tag >> 3;
+	f->wire_type = tag & 7;
+	switch (f->wire_type)
+	{
+		case 0:					/* varint */
+			f->value = *p;
+			if (!get_varint(p, end, &n))
+				return false;
+			break;
+		case 1:					/* 64-bit */
+		case 5:					/* 32-bit */
+			n = f->wire_type == 1 ? 8 : 4;
+			if (n > (uint64) (end - *p))
+				return false;
+			f->value = *p;
+			*p += n;
+			break;
+		case 2:					/* length-delimited */
+			if (!get_varint(p, end, &n) || n > (uint64) (end - *p))
+				return false;
+			f->value = *p;
+			*p += n;
+			break;
+		default:				/* groups: no message of ours has one */
+			return false;
+	}
+	f->end = *p;
+	return true;
+}
+
+/*
+ * In the encoded message [p, end), where the length-delimited field number
+ * is, or would go if it were absent: [*at, *after) is the field (empty when
+ * absent) and *value its contents.  False unless every field appears once,
+ * in number order, as protoc and protobuf-c encode a message: only then is
+ * a splice at that place the canonical encoding.
+ */
+static bool
+find_field_slot(const uint8 *p, const uint8 *end, uint64 number,
+				const uint8 **at, const uint8 **after, const uint8 **value)
+{
+	uint64		last = 0;
+	WireField	f;
+
+	*at = *after = *value = NULL;
+	while (p < end)
+	{
+		if (!next_field(&p, end, &f) || f.number <= last)
+			return false;
+		last = f.number;
+		if (*at != NULL)
+			continue;
+		if (f.number == number)
+		{
+			if (f.wire_type != 2)
+				return false;
+			*at = f.start;
+			*after = f.end;
+			*value = f.value;
+		}
+		else if (f.number > number)
+			*at = *after = *value = f.start;
+	}
+	if (*at == NULL)
+		*at = *after = *value = end;
+	return true;
+}
+
+/*
+ * The slow way, for an event that is not canonical (an outbox row written by
+ * hand, or an event stamped by an older relay, which appended a second
+ * context): decode it, merging what protobuf merges, set processed_at,
+ * encode it again.  An event that does not decode, or would not fit, is
+ * copied as it is.
+ */
+static size_t
+set_processed_at_by_repacking(const uint8 *event, size_t len, const char *processed_at,
+							  uint8 *out, size_t outlen)
+{
+	Evcollector__Event *ev;
+	Evcollector__EventContext fresh = EVCOLLECTOR__EVENT_CONTEXT__INIT;
+	Evcollector__EventContext *ctx;
+	char	   *was;
 	size_t		n = 0;
 
-	if (buflen < slen + 24)
-		return 0;
-	inner[0] = (3 << 3) | 2;
-	ilen = 1 + put_varint(inner + 1, slen);
+	ev = evcollector__event__unpack(&evc_pb_allocator, len, event);
+	if (ev != NULL)
+	{
+		/* Put back what unpack made before free_unpacked frees it. */
+		ctx = ev->context ? ev->context : &fresh;
+		was = ctx->processed_at;
+		ctx->processed_at = (char *) processed_at;
+		ev->context = ctx;
+		if (evcollector__event__get_packed_size(ev) <= outlen)
+			n = evcollector__event__pack(ev, out);
+		ctx->processed_at = was;
+		if (ctx == &fresh)
+			ev->context = NULL;
+		evcollector__event__free_unpacked(ev, &evc_pb_allocator);
+	}
+	if (n == 0)
+	{
+		memcpy(out, event, len);
+		n = len;
+	}
+	return n;
+}
 
-	buf[n++] = (4 << 3) | 2;
-	n += put_varint(buf + n, ilen + slen);
-	memcpy(buf + n, inner, ilen);
-	n += ilen;
-	memcpy(buf + n, processed_at, slen);
-	return n + slen;
+/*
+ * Write into out the encoded Event event[0..len) with context.processed_at
+ * set, encoded as protoc would encode that message: each field once, in
+ * field order.  Returns the bytes written.  out must hold len +
+ * EVC_PROCESSED_AT_MAX bytes; an event that cannot be stamped within that
+ * (or does not decode) is copied unchanged.
+ *
+ * The relay stamps every event it produces, some 600,000 a second, which
+ * leaves it about 1.7 us per event for everything.  protobuf-c's unpack and
+ * pack of a 250-byte event take 160-210 ns (it allocates and copies every
+ * string, and the data; 2.1 us for 100 KB), a tenth of that budget; the
+ * splice takes 25 ns, barely more than the copy the relay makes anyway.
+ * So a canonical event is stamped by splicing its bytes: field 3 goes inside
+ * field 4 (context), after the context's fields 1-2 and before 4-5,
+ * replacing a processed_at already there, and the context's length is
+ * written anew.  Anything else takes the protobuf-c way.
+ */
+size_t
+evc_event_set_processed_at(const uint8 *event, size_t len, const char *processed_at,
+						   uint8 *out, size_t outlen)
+{
+	const uint8 *end = event + len;
+	const uint8 *ctx_at,
+			   *ctx_after,
+			   *ctx,
+			   *ts_at,
+			   *ts_after,
+			   *ts;
+	size_t		slen = strlen(processed_at);
+	size_t		ts_len = slen > 0 ? 1 + varint_size(slen) + slen : 0;
+	size_t		ctx_len;
+	size_t		n;
+	uint8	   *o = out;
+
+	Assert(outlen >= len);
+	if (!find_field_slot(event, end, 4, &ctx_at, &ctx_after, &ctx) ||
+		!find_field_slot(ctx, ctx_after, 3, &ts_at, &ts_after, &ts))
+		return set_processed_at_by_repacking(event, len, processed_at, out, outlen);
+
+	ctx_len = (ctx_after - ctx) - (ts_after - ts_at) + ts_len;
+	n = (ctx_at - event) + 1 + varint_size(ctx_len) + ctx_len + (end - ctx_after);
+	if (n > outlen)
+	{
+		memcpy(out, event, len);
+		return len;
+	}
+	memcpy(o, event, ctx_at - event);
+	o += ctx_at - event;
+	*o++ = (4 << 3) | 2;
+	o += put_varint(o, ctx_len);
+	memcpy(o, ctx, ts_at - ctx);
+	o += ts_at - ctx;
+	if (slen > 0)
+	{
+		*o++ = (3 << 3) | 2;
+		o += put_varint(o, slen);
+		memcpy(o, processed_at, slen);
+		o += slen;
+	}
+	memcpy(o, ts_after, ctx_after - ts_after);
+	o += ctx_after - ts_after;
+	memcpy(o, ctx_after, end - ctx_after);
+	o += end - ctx_after;
+	Assert(o - out == n);
+	return n;
+}
+
+/*
+ * evc_set_processed_at(payload bytea, processed_at text) RETURNS bytea: the
+ * relay's stamp, for the wire-format test (test/suites/wire_format.sql),
+ * which declares it in pg_temp; the extension's SQL does not.
+ */
+PG_FUNCTION_INFO_V1(evc_set_processed_at);
+Datum
+evc_set_processed_at(PG_FUNCTION_ARGS)
+{
+	bytea	   *payload = PG_GETARG_BYTEA_PP(0);
+	char	   *processed_at = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	size_t		len = VARSIZE_ANY_EXHDR(payload);
+	size_t		outlen = len + EVC_PROCESSED_AT_MAX;
+	bytea	   *out = palloc(VARHDRSZ + outlen);
+	size_t		n;
+
+	n = evc_event_set_processed_at((const uint8 *) VARDATA_ANY(payload), len, processed_at,
+								   (uint8 *) VARDATA(out), outlen);
+	SET_VARSIZE(out, VARHDRSZ + n);
+	PG_RETURN_BYTEA_P(out);
 }
 
 static void

@@ -53,9 +53,15 @@ typedef struct EvcAggregateFields
 } EvcAggregateFields;
 
 extern bytea *evc_encode_aggregate(const EvcAggregateFields *f);
-/* Room evc_processed_at_patch needs after the payload. */
+/*
+ * Room evc_event_set_processed_at may need beyond the event's own length:
+ * the field (tag, length, up to 48 bytes of text), a context when there was
+ * none, and a longer context length.
+ */
 #define EVC_PROCESSED_AT_MAX 64
-extern size_t evc_processed_at_patch(const char *processed_at, uint8 *buf, size_t buflen);
+extern size_t evc_event_set_processed_at(const uint8 *event, size_t len,
+										 const char *processed_at,
+										 uint8 *out, size_t outlen);
 extern char *evc_format_timestamp(TimestampTz ts);
 extern bool evc_parse_timestamp(const char *s, TimestampTz *out);
 extern Jsonb *evc_decode_event_jsonb(const uint8 *data, size_t len);

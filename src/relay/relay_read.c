@@ -98,8 +98,8 @@ same_or_new_cstring(Datum d, const char *prev)
 
 /*
  * A bytea column's bytes, copied into the current (the batch's) memory.
- * With processed_at, an event's, that field is appended (see
- * evc_processed_at_patch).
+ * With processed_at, an event's, copied with that field set in its context
+ * (see evc_event_set_processed_at).
  */
 static char *
 copy_bytes(Datum d, const char *processed_at, int32 *len, int32 *orig_len)
@@ -108,10 +108,12 @@ copy_bytes(Datum d, const char *processed_at, int32 *len, int32 *orig_len)
 	int32		blen = VARSIZE_ANY_EXHDR(b);
 	char	   *copy = palloc(blen + (processed_at ? EVC_PROCESSED_AT_MAX : 0));
 
-	memcpy(copy, VARDATA_ANY(b), blen);
 	*orig_len = *len = blen;
 	if (processed_at)
-		*len += evc_processed_at_patch(processed_at, (uint8 *) copy + blen, EVC_PROCESSED_AT_MAX);
+		*len = evc_event_set_processed_at((const uint8 *) VARDATA_ANY(b), blen, processed_at,
+										  (uint8 *) copy, blen + EVC_PROCESSED_AT_MAX);
+	else
+		memcpy(copy, VARDATA_ANY(b), blen);
 	/* A large payload is stored toasted: its detoasted copy goes at once. */
 	if ((Pointer) b != DatumGetPointer(d))
 		pfree(b);
