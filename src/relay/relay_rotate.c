@@ -173,8 +173,20 @@ truncate_table(int n)
 				 "UPDATE evc.outbox_tables SET emptied = true, retired_xid = NULL WHERE n = %d", n);
 		if (SPI_execute(sql, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not mark evc.outbox_%d emptied", n);
+
+		/*
+		 * Ticks are history once their table is gone; keep the last hour
+		 * (for operators) and at least the newest, which the next batch
+		 * starts from.  A few rows a rotation: autovacuum keeps up.
+		 */
+		if (SPI_execute("DELETE FROM evc.outbox_ticks WHERE delivered_at < now() - interval '1 hour' "
+						"AND id < (SELECT max(id) FROM evc.outbox_ticks)", false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not prune evc.outbox_ticks");
 		done = true;
 	}
+	else
+		ereport(DEBUG1,
+				(errmsg("evcollector relay: evc.outbox_%d is in use; it is emptied later", n)));
 	evc_worker_xact_end();
 	if (done)
 	{
@@ -229,32 +241,42 @@ evc_relay_rotate(long *next_due_ms)
 	TimestampTz now = GetCurrentTimestamp();
 	const EvcSnapshot *delivered;
 	int			next;
-	bool		waiting = false;
+	long		again;
 
-	if (!rot.loaded || now - checked_at < ROTATE_CHECK_MS * 1000)
+	if (!rot.loaded)
 		return;
-	checked_at = now;
-	evc_worker_xact_begin("evcollector relay: reading the last delivered tick");
-	delivered = evc_relay_delivered_snapshot();
-	evc_worker_xact_end();
-	for (int i = 0; i < EVC_OUTBOX_TABLES; i++)
+	if (now - checked_at >= ROTATE_CHECK_MS * 1000)
 	{
-		if (i == rot.current || !rot.retired[i] || rot.emptied[i])
-			continue;
-		if (FullTransactionIdPrecedes(delivered->xmin, rot.retired_xid[i]) || !truncate_table(i))
-			waiting = true;
+		checked_at = now;
+		evc_worker_xact_begin("evcollector relay: reading the last delivered tick");
+		delivered = evc_relay_delivered_snapshot();
+		evc_worker_xact_end();
+		for (int i = 0; i < EVC_OUTBOX_TABLES; i++)
+		{
+			if (i == rot.current || !rot.retired[i] || rot.emptied[i])
+				continue;
+			if (!FullTransactionIdPrecedes(delivered->xmin, rot.retired_xid[i]))
+				(void) truncate_table(i);
+		}
+		next = (rot.current + 1) % EVC_OUTBOX_TABLES;
+		if (rot.emptied[next] && evc_relay_rows_in[rot.current] > 0 &&
+			(evc_relay_rows_in[rot.current] >= evc_outbox_rotate_rows ||
+			 now - rot.became_current_at >= (int64) evc_outbox_rotate_interval_ms * 1000))
+			switch_table();
 	}
-	next = (rot.current + 1) % EVC_OUTBOX_TABLES;
-	if (rot.emptied[next] && evc_relay_rows_in[rot.current] > 0 &&
-		(evc_relay_rows_in[rot.current] >= evc_outbox_rotate_rows ||
-		 now - rot.became_current_at >= (int64) evc_outbox_rotate_interval_ms * 1000))
-	{
-		switch_table();
-		waiting = true;
-	}
+
+	/*
+	 * Come back while a retired table waits to be emptied (each read then
+	 * records a tick, which moves xmin on) or the current one has rows and
+	 * will be due for a switch: nothing else may wake the relay.
+	 */
+	if (evc_relay_rotate_wants_tick())
+		again = Max(ROTATE_CHECK_MS - TimestampDifferenceMilliseconds(checked_at, now), 1);
 	else if (evc_relay_rows_in[rot.current] > 0)
-		waiting = true;
-	/* Come back while a table waits to be emptied or to be switched from. */
-	if (waiting)
-		*next_due_ms = (*next_due_ms < 0) ? ROTATE_CHECK_MS * 2 : Min(*next_due_ms, ROTATE_CHECK_MS * 2);
+		again = Max(TimestampDifferenceMilliseconds(now, TimestampTzPlusMilliseconds(rot.became_current_at,
+																					 evc_outbox_rotate_interval_ms)),
+					ROTATE_CHECK_MS);
+	else
+		return;
+	*next_due_ms = (*next_due_ms < 0) ? again : Min(*next_due_ms, again);
 }
