@@ -36,6 +36,10 @@ int			evc_max_event_size_kb = 1000;
 int			evc_max_blob_size_kb = 900;
 int			evc_metrics_interval_ms = 0;
 
+/* The outbox's rotation (relay/relay_rotate.c). */
+int			evc_outbox_rotate_interval_ms = 60 * 1000;
+int			evc_outbox_rotate_rows = 1000000;
+
 /* Kafka limits topic names to 249 characters of [A-Za-z0-9._-]. */
 #define KAFKA_TOPIC_MAX 249
 
@@ -323,6 +327,22 @@ check_metrics_interval(int *newval, void **extra, GucSource source)
  * PGC_POSTMASTER settings can only be defined while the postmaster loads
  * the library; a backend that loads it later gets the others only.
  */
+/*
+ * A rotation more often than every second would only churn the tables:
+ * each switch waits for a delivered tick past every transaction that could
+ * still write to the old table.
+ */
+static bool
+check_outbox_rotate_interval(int *newval, void **extra, GucSource source)
+{
+	if (*newval < 1000)
+	{
+		GUC_check_errdetail("The outbox tables may switch at most once a second.");
+		return false;
+	}
+	return true;
+}
+
 void
 evc_define_gucs(bool preloading)
 {
@@ -445,6 +465,20 @@ evc_define_gucs(bool preloading)
 							&evc_metrics_interval_ms, 0, 0, 24 * 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							check_metrics_interval, NULL, NULL);
+
+	DefineCustomIntVariable("evcollector.outbox_rotate_interval",
+							"How old the current outbox table gets before inserts switch to the next one.",
+							"The old table is emptied with TRUNCATE once its events are delivered.",
+							&evc_outbox_rotate_interval_ms, 60 * 1000, 1000, 24 * 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							check_outbox_rotate_interval, NULL, NULL);
+
+	DefineCustomIntVariable("evcollector.outbox_rotate_rows",
+							"How many events the current outbox table takes before inserts switch to the next one.",
+							NULL,
+							&evc_outbox_rotate_rows, 1000000, 1000, PG_INT32_MAX,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("evcollector");
 }

@@ -22,6 +22,8 @@ extern bool evc_require_schema;
 extern int	evc_max_event_size_kb;
 extern int	evc_max_blob_size_kb;
 extern int	evc_metrics_interval_ms;
+extern int	evc_outbox_rotate_interval_ms;
+extern int	evc_outbox_rotate_rows;
 
 extern void evc_define_gucs(bool preloading);
 

@@ -29,7 +29,6 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static uint32 wake_at_commit_mask = 0;
 static bool xact_callback_registered = false;
 static int	sent_in_xact = 0;
-static int64 outbox_low_in_xact = 0;	/* lowest outbox id inserted, 0: none */
 
 static void
 evc_shmem_request(void)
@@ -56,10 +55,9 @@ evc_shmem_startup(void)
 		evc_shared->lock = &(GetNamedLWLockTranche("evcollector"))->lock;
 		ConditionVariableInit(&evc_shared->outbox_settled);
 		pg_atomic_init_u64(&evc_shared->sent, 0);
-		pg_atomic_init_u64(&evc_shared->relay_reads, 0);
-		pg_atomic_init_u64(&evc_shared->relay_empty_read, 0);
-		pg_atomic_init_u64(&evc_shared->outbox_late_low, PG_UINT64_MAX);
-		pg_atomic_init_u32(&evc_shared->outbox_untracked, 0);
+		pg_atomic_init_u32(&evc_shared->outbox_current, 0);
+		pg_atomic_init_u64(&evc_shared->relay_delivered_tick, 0);
+		pg_atomic_init_u32(&evc_shared->flush_waiters, 0);
 		for (int i = 0; i < EVC_MAX_WORKERS; i++)
 			evc_shared->workers[i].pgprocno = -1;
 	}
@@ -202,17 +200,6 @@ evc_wake_worker(EvcWorkerKind kind, const char *name)
 	LWLockRelease(evc_shared->lock);
 }
 
-/* Lower the shared late-commit mark to id, if it is higher. */
-static void
-note_late_low(int64 id)
-{
-	uint64		cur = pg_atomic_read_u64(&evc_shared->outbox_late_low);
-
-	while ((uint64) id < cur &&
-		   !pg_atomic_compare_exchange_u64(&evc_shared->outbox_late_low, &cur, (uint64) id))
-		;
-}
-
 /*
  * Wake workers only when the transaction commits, so that a rolled-back
  * transaction causes no work, and the worker never looks before the data
@@ -231,16 +218,7 @@ wake_xact_callback(XactEvent event, void *arg)
 			if (sent_in_xact > 0 && evc_shared != NULL)
 				pg_atomic_fetch_add_u64(&evc_shared->sent, sent_in_xact);
 			sent_in_xact = 0;
-			/*
-			 * Visible to new snapshots by now; then tell, then wake.  Only
-			 * the relay's database counts: ids of another database's
-			 * outbox would send its reads back for nothing.
-			 */
-			if (outbox_low_in_xact > 0 && evc_shared != NULL &&
-				(evc_shared->relay_database == MyDatabaseId ||
-				 !OidIsValid(evc_shared->relay_database)))
-				note_late_low(outbox_low_in_xact);
-			outbox_low_in_xact = 0;
+			/* Visible to new snapshots by now: wake. */
 			for (int kind = 0; kind < 32; kind++)
 			{
 				if (mask & (1U << kind))
@@ -251,22 +229,19 @@ wake_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_ABORT:
 			wake_at_commit_mask = 0;
 			sent_in_xact = 0;
-			outbox_low_in_xact = 0;
 			break;
 		case XACT_EVENT_PREPARE:
 			/*
 			 * The transaction is no longer this session's: COMMIT PREPARED
-			 * may run anywhere (see outbox_untracked), and nothing is woken
-			 * now.  Its events count as sent, as nearly all prepared
+			 * may run anywhere, and nothing is woken now.  The relay's
+			 * snapshots need no word of it: its events go in the first batch
+			 * after it commits.  They count as sent, as nearly all prepared
 			 * transactions commit.
 			 */
-			if (outbox_low_in_xact > 0 && evc_shared != NULL)
-				pg_atomic_write_u32(&evc_shared->outbox_untracked, 1);
 			if (sent_in_xact > 0 && evc_shared != NULL)
 				pg_atomic_fetch_add_u64(&evc_shared->sent, sent_in_xact);
 			wake_at_commit_mask = 0;
 			sent_in_xact = 0;
-			outbox_low_in_xact = 0;
 			break;
 		default:
 			break;
@@ -284,15 +259,10 @@ evc_stats_count_sent(int n)
 	sent_in_xact += n;
 }
 
-/*
- * An outbox row with this id was inserted by the current transaction; the
- * lowest is published when it commits (see EvcShared.outbox_late_low).
- */
+/* The current transaction inserted outbox rows: wake the relay at commit. */
 void
-evc_outbox_note_id(int64 id)
+evc_outbox_note_insert(void)
 {
-	if (outbox_low_in_xact == 0 || id < outbox_low_in_xact)
-		outbox_low_in_xact = id;
 	evc_wake_at_commit(EVC_WORKER_RELAY);
 }
 

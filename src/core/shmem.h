@@ -98,27 +98,24 @@ typedef struct EvcShared
 	ConditionVariable outbox_settled;
 
 	/*
-	 * The relay numbers its reads of the outbox, and publishes the number of
-	 * the latest read that found it empty (nothing due, nothing in backoff),
-	 * and its database.  evc_flush waits for an empty read numbered after
-	 * its own start instead of scanning the outbox itself.
+	 * The outbox's rotation (send/outbox.c, relay/relay_rotate.c), for the
+	 * relay's database only.  outbox_current is the table evc_send inserts
+	 * into, plus one (0: not known yet, read evc.outbox_tables).  The relay
+	 * publishes a new value before it reads the next transaction id that
+	 * marks the switch, and a sender reads it after its transaction id is
+	 * assigned: a sender with a later id than the mark sees the new table.
 	 */
 	Oid			relay_database;
-	pg_atomic_uint64 relay_reads;
-	pg_atomic_uint64 relay_empty_read;
+	pg_atomic_uint32 outbox_current;
 
 	/*
-	 * The lowest outbox id committed since the relay last took this value
-	 * (PG_UINT64_MAX: none).  Written after each commit that inserted into
-	 * the outbox, so the relay reads from its last position and goes back
-	 * only as far as a transaction that committed late, with ids lower than
-	 * rows it has already read, instead of walking every row it deleted.
-	 * outbox_untracked is set for good once a prepared transaction inserted
-	 * rows: its commit happens elsewhere, so the relay reads from the
-	 * lowest id regularly again.
+	 * The id of the last tick the relay delivered (evc.outbox_ticks), and
+	 * how many evc_flush calls wait for one: while any waits, the relay
+	 * records ticks whose batch was empty too, so a waiter sees a tick
+	 * taken after its call.
 	 */
-	pg_atomic_uint64 outbox_late_low;
-	pg_atomic_uint32 outbox_untracked;
+	pg_atomic_uint64 relay_delivered_tick;
+	pg_atomic_uint32 flush_waiters;
 	/* Events sent by committed transactions (all backends). */
 	pg_atomic_uint64 sent;
 	EvcWorkerSlot workers[EVC_MAX_WORKERS];
@@ -148,6 +145,6 @@ extern bool evc_wake_pending(EvcWorkerKind kind);
 
 /* Events this transaction sent, added to evc.stats when it commits. */
 extern void evc_stats_count_sent(int n);
-extern void evc_outbox_note_id(int64 id);
+extern void evc_outbox_note_insert(void);
 
 #endif

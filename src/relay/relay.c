@@ -1,15 +1,16 @@
 /*
  * relay.c
- *		Owns the relay worker: it moves committed rows of evc.outbox to Kafka
- *		with librdkafka's idempotent producer and deletes exactly the rows
- *		whose delivery Kafka acknowledged.  This file is its life: start-up,
+ *		Owns the relay worker: it moves committed rows of the outbox tables
+ *		to Kafka with librdkafka's idempotent producer, batch by batch, each
+ *		batch cut between two snapshots (ticks), and rotates the tables.  This file is its life: start-up,
  *		the main loop, waiting, the transaction bracket of each step, and
  *		the metrics it publishes.  See README.md for the design.
  *
- * Batch by batch: read up to evcollector.batch_size ready rows (a short
- * transaction; relay_read.c), produce them (relay_produce.c), wait for
- * every delivery report with no transaction open, then settle the batch in
- * one transaction (relay_settle.c).
+ * Batch by batch: read up to evcollector.batch_size rows of the tick's
+ * batch (a short transaction; relay_read.c), produce them
+ * (relay_produce.c), wait for every delivery report with no transaction
+ * open, then settle the batch (relay_settle.c); between batches, rotate
+ * the tables (relay_rotate.c).
  *
  * This thread never sleeps except in a WaitEventSet that holds its latch
  * (set at commit by evc_send) and a pipe the producer thread writes to
@@ -211,6 +212,9 @@ relay_setup(void)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not create pipe for librdkafka events: %m")));
+	/* What another database's relay published is not this one's. */
+	pg_atomic_write_u32(&evc_shared->outbox_current, 0);
+	pg_memory_barrier();
 	evc_shared->relay_database = MyDatabaseId;
 	evc_relay_produce_init(io_pipe[1]);
 	wait_set = CreateWaitEventSet(TopMemoryContext, 3);
@@ -268,7 +272,10 @@ evc_relay_main(Datum main_arg)
 
 			n = evc_relay_batch(&next_due_ms);
 			if (n >= 0)
+			{
+				evc_relay_rotate(&next_due_ms);
 				relay_publish_metrics(&next_due_ms);
+			}
 			MemoryContextSwitchTo(old);
 			error_backoff_ms = RELAY_ERROR_BACKOFF_MIN_MS;
 		}
@@ -283,6 +290,7 @@ evc_relay_main(Datum main_arg)
 		if (n < 0)
 		{
 			/* DROP EXTENSION: tell the launcher, which will not restart us. */
+			pg_atomic_write_u32(&evc_shared->outbox_current, 0);
 			evc_wake_worker(EVC_WORKER_LAUNCHER, NULL);
 			proc_exit(0);
 		}

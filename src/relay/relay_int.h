@@ -19,19 +19,20 @@
 #include "utils/uuid.h"
 
 #include "core/shmem.h"
+#include "send/outbox.h"
 #include "util/spi_plans.h"
 #include "util/worker_xact.h"
 
 /*
  * What the relay keeps of each row it produced, until the batch is
- * settled: enough to delete the row and to record the delivery, and the
+ * settled: enough to find the row again and to record the delivery, and the
  * message itself.  librdkafka produces it without a copy and points into
  * it until its delivery report, so it lives in the batch's memory.
  */
 typedef struct RelayMsg
 {
 	int64		id;
-	ItemPointerData tid;		/* where the row is, to delete it */
+	FullTransactionId txid;		/* with id, finds the row again (index) */
 	const char *topic;			/* shared by consecutive rows of a topic */
 	rd_kafka_topic_t *rkt;		/* the producer's handle for it, or NULL */
 	TimestampTz created_at;
@@ -74,10 +75,21 @@ typedef struct RelayBatch
 	pg_atomic_uint32 active;	/* produced and not yet settled */
 	pg_atomic_uint32 generation;
 	MemoryContext cxt;			/* reset when the batch is reused */
-	RelayMsg   *msgs;			/* in id order */
+	RelayMsg   *msgs;			/* in read order */
 	int			n;
 	int			cap;			/* the array's size, fixed while in flight */
 	pg_atomic_uint32 reports_pending;
+
+	/*
+	 * What the batch is: rows of evc.outbox_retry, or a chunk of one tick's
+	 * batch.  The last chunk of a tick carries the tick: once it is settled
+	 * (after every earlier chunk), the tick is recorded as delivered.
+	 */
+	bool		from_retry;
+	bool		tick_last;
+	EvcSnapshot *tick_snapshot;	/* in cxt; only with tick_last */
+	int64		tick_events;
+	TimestampTz tick_taken_at;
 } RelayBatch;
 
 /* relay.c: the worker's slot (for its counters), and the loop's wake-up. */
@@ -89,8 +101,20 @@ extern void evc_relay_wait_kafka(long timeout_ms);
 
 /* relay_read.c */
 extern bool evc_relay_read(int limit, RelayBatch *batch, RelayBatch *inflight, long *next_due_ms);
-extern void evc_relay_note_backoff(int64 id, TimestampTz due);
-extern void evc_relay_read_from_lowest(void);
+extern void evc_relay_note_retry(TimestampTz due);
+extern void evc_relay_read_from_delivered(void);
+
+/* relay_settle.c: the delivered ticks */
+extern const EvcSnapshot *evc_relay_delivered_snapshot(void);
+extern void evc_relay_load_delivered(void);
+extern void evc_relay_record_tick(RelayBatch *batch, bool force);
+
+/* relay_rotate.c */
+extern int64 evc_relay_rows_in[EVC_OUTBOX_TABLES];
+extern void evc_relay_rotate_load(void);
+extern int	evc_relay_current_table(void);
+extern bool evc_relay_rotate_wants_tick(void);
+extern void evc_relay_rotate(long *next_due_ms);
 
 /* relay_produce.c */
 extern void evc_relay_produce_init(int wake_fd);

@@ -204,6 +204,9 @@ evc_relay_service(void)
 	pthread_mutex_unlock(&kafka_error_lock);
 	if (!pending)
 		return;
+	/* Read again soon: the read recreates the producer. */
+	if (fatal)
+		evc_relay_work_signalled = true;
 	if (fatal)
 		ereport(WARNING,
 				(errmsg("kafka producer hit a fatal error; it will be recreated"),
@@ -546,7 +549,7 @@ finish_batch(RelayBatch *batch, long *next_due_ms)
 		/* The retried rows are due again soon; come back for them. */
 		*next_due_ms = (*next_due_ms < 0) ? 1000 : Min(*next_due_ms, 1000);
 		ereport(LOG,
-				(errmsg("evcollector relay: %d of %d events not delivered yet; they stay in evc.outbox and are retried",
+				(errmsg("evcollector relay: %d of %d events not delivered yet; they wait in evc.outbox_retry and are retried",
 						failed, batch->n)));
 	}
 	if (dead > 0)
@@ -575,6 +578,9 @@ evc_relay_batch(long *next_due_ms)
 	pg_atomic_write_u32(&cur->generation, ++batch_generation);
 	cur->msgs = NULL;
 	cur->n = cur->cap = 0;
+	cur->from_retry = cur->tick_last = false;
+	cur->tick_snapshot = NULL;
+	cur->tick_events = 0;
 	pg_atomic_write_u32(&cur->reports_pending, 0);
 	/* The batch is set up before it is seen active: see batch_of_generation. */
 	pg_write_barrier();
@@ -588,7 +594,8 @@ evc_relay_batch(long *next_due_ms)
 	n = cur->n;
 	if (prev)
 		finish_batch(prev, next_due_ms);
-	if (n == 0)
+	/* An empty last chunk still carries its tick, which may be recorded. */
+	if (n == 0 && !cur->tick_last)
 		pg_atomic_write_u32(&cur->active, 0);
 	else if (n < evc_batch_size)
 		finish_batch(cur, next_due_ms);
@@ -607,7 +614,10 @@ evc_relay_abandon_batches(void)
 	for (int i = 0; i < lengthof(batches); i++)
 		pg_atomic_write_u32(&batches[i].active, 0);
 	batch_generation++;
-	evc_relay_read_from_lowest();
+	/* The tick being read starts again after the last delivered one. */
+	evc_relay_read_from_delivered();
+	evc_relay_load_delivered();
+	evc_relay_rotate_load();
 }
 
 /*

@@ -1,35 +1,46 @@
 /*
  * relay_read.c
- *		Reading evc.outbox: which rows are due, where a read starts, and
- *		turning each row into a message for the producer thread as it is
- *		read.
+ *		Reading the outbox: cutting a tick's batch out of the three outbox
+ *		tables by snapshot, in chunks of evcollector.batch_size, reading the
+ *		rows due for a retry, and turning each row into a message for the
+ *		producer thread as it is read.
  *
- * Rows are read as "every visible row that is due", never only "rows after
- * the last id seen": transactions commit out of order, and a cursor on id
- * would skip a row whose transaction committed after a later one's.  Reads
- * start after the last one, and go back as far as commits say they must
- * (see read_start).  A row of the batch still in flight is never read
- * twice.  The primary key is scanned directly, not through SPI: the relay
- * reads every event once, and the executor's per-row work was most of its
- * cost.
+ * A tick's batch is every row whose transaction is visible in the tick's
+ * snapshot and not in the previous tick's (as pg_visible_in_snapshot
+ * says).  Those transactions are the ones that were running at the
+ * previous tick (its xip) and have committed since, and the ones with an id
+ * from the previous tick's xmax up to this tick's xmax that are visible
+ * now.  So each table's (txid, id) index is read at each of the first
+ * (one id each) and over the one range of the second, as PgQ's batch SQL
+ * does: a long transaction, which holds xmin back, costs one lookup, not a
+ * walk over every row since it began.  Out-of-order commits and
+ * COMMIT PREPARED from any session need nothing more: a transaction's rows
+ * show up in the first batch whose snapshot sees it committed.
+ *
+ * The index is read directly, not through SPI: the relay reads every event
+ * once, and the executor's per-row work was most of its cost.
  */
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/heapam.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
+#include "fmgr.h"
 #include "pgstat.h"
 #include "storage/condition_variable.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/relcache.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+#include "utils/xid8.h"
 
 #include "core/shmem.h"
 #include "kafka/proto.h"
@@ -41,26 +52,48 @@
 #define HANDOFF_EVERY 256
 
 /*
- * Where reads start (see evc_relay_read).  Every row with an id at or below
- * read_floor has been delivered, or is in flight, or is in backoff (and
- * then at or above backoff_low), or committed late (and then at or above
- * the shared outbox_late_low).  0: read from the lowest id.
+ * One txid interval [lo, hi) of a tick's batch.  The intervals are in
+ * ascending order: the previous tick's running transactions that have
+ * committed since (one id each), then [prev xmax, cur xmax).
  */
-static int64 read_floor = 0;
-static int64 backoff_low = PG_INT64_MAX;	/* lowest id known in backoff */
-static TimestampTz backoff_due = DT_NOEND;	/* the earliest next attempt among them */
-static TimestampTz last_full_read = 0;
-/* Once a prepared transaction sent events (see EvcShared.outbox_untracked): */
-static int	reads_since_full = 0;
-static bool full_read_next = false;
+typedef struct TxidRange
+{
+	FullTransactionId lo;
+	FullTransactionId hi;
+} TxidRange;
 
 /*
- * A read from the lowest id this often all the same, for rows no commit
- * told the relay about: rows inserted by hand.  And every READ_FULL_EVERY
- * batches once prepared transactions have sent events (outbox_untracked).
+ * The tick being read: its snapshot and the previous one, and where the
+ * next chunk starts (table, interval, and the last row read in it).
+ * Kept across chunks, in TopMemoryContext.  Tables are read oldest first
+ * in rotation order, so that events of the same key mostly keep their
+ * order across a switch.
  */
-#define READ_FULL_MS (60 * 1000)
-#define READ_FULL_EVERY 32
+typedef struct TickReader
+{
+	bool		active;
+	EvcSnapshot *prev;			/* NULL: take the last delivered tick's */
+	EvcSnapshot *cur;
+	TimestampTz taken_at;
+	TxidRange  *ranges;
+	int			nranges;
+	int			order[EVC_OUTBOX_TABLES];
+	int			table;			/* index into order */
+	int			range;
+	bool		resume;			/* within range: after (last_txid, last_id) */
+	FullTransactionId last_txid;
+	int64		last_id;
+	int64		events;
+} TickReader;
+
+static TickReader reader;
+
+/* The last txid in_tick was asked about, and its answer. */
+static FullTransactionId asked_txid;
+static bool asked_answer = false;
+
+/* When the earliest row of evc.outbox_retry is due (0: read it to know). */
+static TimestampTz retry_due = 0;
 
 /*
  * The text form of a uuid, written into the caller's buffer: uuid_out
@@ -140,7 +173,7 @@ add_slot(RelayBatch *batch, TupleTableSlot *slot, const char *processed_at)
 	memset(msg, 0, sizeof(RelayMsg));
 	batch->n++;
 	msg->id = DatumGetInt64(values[OUTBOX_ID]);
-	msg->tid = slot->tts_tid;
+	msg->txid = DatumGetFullTransactionId(values[OUTBOX_TXID]);
 	msg->topic = same_or_new_cstring(values[OUTBOX_TOPIC], prev ? prev->topic : NULL);
 	msg->rkt = (prev && prev->topic == msg->topic) ? prev->rkt : evc_relay_topic_handle(msg->topic);
 	msg->created_at = DatumGetTimestampTz(values[OUTBOX_CREATED_AT]);
@@ -166,90 +199,222 @@ add_slot(RelayBatch *batch, TupleTableSlot *slot, const char *processed_at)
 	msg->produce_err = RD_KAFKA_RESP_ERR__STATE;	/* not produced yet */
 }
 
-/* Is id one of the batch's rows?  They are in id order. */
-static bool
-in_batch(RelayBatch *batch, int64 id)
+
+static EvcSnapshot *
+copy_snapshot(const EvcSnapshot *snap)
 {
-	int			lo = 0,
-				hi = batch->n - 1;
+	EvcSnapshot *copy = MemoryContextAlloc(TopMemoryContext, VARSIZE(snap));
 
-	while (lo <= hi)
-	{
-		int			mid = lo + (hi - lo) / 2;
-
-		if (batch->msgs[mid].id == id)
-			return true;
-		if (batch->msgs[mid].id < id)
-			lo = mid + 1;
-		else
-			hi = mid - 1;
-	}
-	return false;
+	memcpy(copy, snap, VARSIZE(snap));
+	return copy;
 }
 
 /*
- * The scan itself: take due rows into the batch and post them to the
- * producer thread as they come.  Returns the highest id it saw.
+ * Begin a tick: its snapshot is the read transaction's own (what
+ * pg_current_snapshot returns), so every row it counts is visible to the
+ * scans that follow.
  */
-static int64
-scan_rows(IndexScanDesc scan, TupleTableSlot *slot, int limit, int64 floor,
-		  RelayBatch *batch, RelayBatch *inflight, TimestampTz now, const char *processed_at)
+static void
+tick_begin(void)
 {
-	int64		highest = floor;
+	const EvcSnapshot *prev = reader.prev ? reader.prev : evc_relay_delivered_snapshot();
+	EvcSnapshot *cur;
+	int			current = evc_relay_current_table();
+	int			n = 0;
 
-	while (batch->n < limit && index_getnext_slot(scan, ForwardScanDirection, slot))
+	cur = (EvcSnapshot *) DatumGetPointer(OidFunctionCall0(F_PG_CURRENT_SNAPSHOT));
+	if (reader.prev == NULL)
+		reader.prev = copy_snapshot(prev);
+	if (reader.cur)
+		pfree(reader.cur);
+	if (reader.ranges)
+		pfree(reader.ranges);
+	reader.cur = copy_snapshot(cur);
+	reader.ranges = MemoryContextAlloc(TopMemoryContext, sizeof(TxidRange) * (reader.prev->nxip + 1));
+	for (uint32 i = 0; i < reader.prev->nxip; i++)
 	{
-		int64		id;
+		FullTransactionId x = reader.prev->xip[i];
+
+		if (!evc_snapshot_visible(reader.cur, x))
+			continue;
+		reader.ranges[n].lo = x;
+		reader.ranges[n].hi = FullTransactionIdFromU64(U64FromFullTransactionId(x) + 1);
+		n++;
+	}
+	if (FullTransactionIdPrecedes(reader.prev->xmax, reader.cur->xmax))
+	{
+		reader.ranges[n].lo = reader.prev->xmax;
+		reader.ranges[n].hi = reader.cur->xmax;
+		n++;
+	}
+	reader.nranges = n;
+	for (int i = 0; i < EVC_OUTBOX_TABLES; i++)
+		reader.order[i] = (current + 1 + i) % EVC_OUTBOX_TABLES;
+	reader.table = reader.range = 0;
+	reader.resume = false;
+	reader.events = 0;
+	reader.taken_at = GetCurrentTimestamp();
+	asked_txid = InvalidFullTransactionId;
+	reader.active = true;
+}
+
+/*
+ * Is the row's transaction in this tick's batch?  Consecutive rows mostly
+ * share one, so the answer is kept for the last txid asked (forgotten at
+ * each tick_begin).
+ */
+static bool
+in_tick(FullTransactionId txid)
+{
+	if (!FullTransactionIdEquals(txid, asked_txid))
+	{
+		asked_txid = txid;
+		asked_answer = evc_snapshot_visible(reader.cur, txid) &&
+			!evc_snapshot_visible(reader.prev, txid);
+	}
+	return asked_answer;
+}
+
+/*
+ * Scan one table's (txid, id) index over [lo, hi), or, when resuming, the
+ * rest of the last txid read (ids after last_id), and add the rows of this
+ * tick's batch.  Returns false when the batch filled up first.
+ */
+static bool
+scan_interval(Relation rel, Relation idx, TupleTableSlot *slot, int limit,
+			  RelayBatch *batch, const char *processed_at, int table_no, bool resume_part)
+{
+	TxidRange  *r = &reader.ranges[reader.range];
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	bool		finished = true;
+
+	if (resume_part)
+	{
+		ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_XID8EQ,
+					FullTransactionIdGetDatum(reader.last_txid));
+		ScanKeyInit(&keys[1], 2, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(reader.last_id));
+	}
+	else
+	{
+		FullTransactionId lo = r->lo;
+
+		ScanKeyInit(&keys[0], 1, reader.resume ? BTGreaterStrategyNumber : BTGreaterEqualStrategyNumber,
+					reader.resume ? F_XID8GT : F_XID8GE,
+					FullTransactionIdGetDatum(reader.resume ? reader.last_txid : lo));
+		ScanKeyInit(&keys[1], 1, BTLessStrategyNumber, F_XID8LT, FullTransactionIdGetDatum(r->hi));
+	}
+	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		FullTransactionId txid;
 
 		slot_getallattrs(slot);
-		id = DatumGetInt64(slot->tts_values[OUTBOX_ID]);
-		highest = id;
-		/* A row in backoff waits for its next attempt; remember it. */
-		if (!slot->tts_isnull[OUTBOX_NEXT_ATTEMPT_AT])
+		txid = DatumGetFullTransactionId(slot->tts_values[OUTBOX_TXID]);
+		if (!in_tick(txid))
+			continue;
+		add_slot(batch, slot, processed_at);
+		reader.last_txid = txid;
+		reader.last_id = DatumGetInt64(slot->tts_values[OUTBOX_ID]);
+		reader.events++;
+		evc_relay_rows_in[table_no]++;
+		if (batch->n % HANDOFF_EVERY == 0)
+			evc_handoff_post(batch->n);
+		if (batch->n >= limit)
 		{
-			TimestampTz next = DatumGetTimestampTz(slot->tts_values[OUTBOX_NEXT_ATTEMPT_AT]);
+			finished = false;
+			break;
+		}
+	}
+	index_endscan(scan);
+	return finished;
+}
 
-			if (next > now)
+/*
+ * Read the next chunk of the tick into batch, from where the last chunk
+ * stopped.  Returns true once the tick is read to its end.
+ */
+static bool
+read_tick_chunk(int limit, RelayBatch *batch, const char *processed_at)
+{
+	while (reader.table < EVC_OUTBOX_TABLES)
+	{
+		int			table_no = reader.order[reader.table];
+		Relation	rel = evc_outbox_open(table_no, AccessShareLock);
+		Relation	idx = index_open(linitial_oid(RelationGetIndexList(rel)), AccessShareLock);
+		TupleTableSlot *slot = table_slot_create(rel, NULL);
+		bool		full = false;
+
+		while (reader.range < reader.nranges && !full)
+		{
+			if (reader.resume && !scan_interval(rel, idx, slot, limit, batch, processed_at, table_no, true))
+				full = true;
+			else if (!scan_interval(rel, idx, slot, limit, batch, processed_at, table_no, false))
+				full = true;
+			if (full)
+				reader.resume = true;
+			else
 			{
-				evc_relay_note_backoff(id, next);
-				continue;
+				reader.range++;
+				reader.resume = false;
 			}
 		}
-		/* A row of the batch still in flight is not sent twice. */
-		if (inflight && in_batch(inflight, id))
+		ExecDropSingleTupleTableSlot(slot);
+		index_close(idx, AccessShareLock);
+		table_close(rel, AccessShareLock);
+		if (full)
+			return false;
+		reader.table++;
+		reader.range = 0;
+	}
+	return true;
+}
+
+/*
+ * Read the rows of evc.outbox_retry that are due, up to limit.  The table
+ * holds only what Kafka refused for now, so it is small: a heap scan.
+ */
+static void
+read_retry(int limit, RelayBatch *batch, const char *processed_at, TimestampTz now)
+{
+	Relation	rel = evc_outbox_retry_open(AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	TableScanDesc scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	TimestampTz next = DT_NOEND;
+
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		TimestampTz due;
+
+		slot_getallattrs(slot);
+		due = DatumGetTimestampTz(slot->tts_values[RETRY_NEXT_ATTEMPT_AT]);
+		if (due > now || batch->n >= limit)
+		{
+			next = Min(next, due > now ? due : now);
 			continue;
+		}
 		add_slot(batch, slot, processed_at);
 		if (batch->n % HANDOFF_EVERY == 0)
 			evc_handoff_post(batch->n);
 	}
-	evc_handoff_post(batch->n);
-	evc_relay_await_handoff();
-	return highest;
+	table_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, AccessShareLock);
+	retry_due = next;
 }
 
 /*
- * Read up to limit due rows in id order, starting after floor, producing
- * each as it is read, and return the highest id the scan saw.  The primary
- * key is scanned directly rather than through SPI: the relay reads every
- * event once, and the executor's per-row work (and a copy of the whole
- * batch) was most of its cost.
+ * Read one batch and produce each row as it is read: the rows due for a
+ * retry when there are any and no retry batch is in flight, else the next
+ * chunk of the tick (a new tick once the last is read to its end).
  */
-static int64
-read_and_produce(int limit, int64 floor, RelayBatch *batch, RelayBatch *inflight)
+static void
+read_and_produce(int limit, RelayBatch *batch, RelayBatch *inflight)
 {
-	volatile int64 highest = floor;
 	MemoryContext old = MemoryContextSwitchTo(batch->cxt);
-	Relation	rel = evc_outbox_open(AccessShareLock);
-	Relation	pk = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
-	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	TimestampTz now = GetCurrentTimestamp();
 	char	   *processed_at = evc_format_timestamp(now);
-	IndexScanDesc scan;
-	ScanKeyData skey;
-
-	ScanKeyInit(&skey, 1, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(floor));
-	scan = index_beginscan(rel, pk, GetActiveSnapshot(), 1, 0);
-	index_rescan(scan, &skey, 1, NULL, 0);
 
 	/*
 	 * The array never moves while the batch is in flight: the producer
@@ -257,12 +422,39 @@ read_and_produce(int limit, int64 floor, RelayBatch *batch, RelayBatch *inflight
 	 */
 	batch->cap = limit;
 	batch->msgs = palloc_extended(sizeof(RelayMsg) * limit, MCXT_ALLOC_HUGE);
+	batch->from_retry = retry_due <= now && !(inflight && inflight->from_retry);
 
 	pgstat_report_activity(STATE_RUNNING, "evcollector relay: producing");
 	evc_handoff_begin(batch);
 	PG_TRY();
 	{
-		highest = scan_rows(scan, slot, limit, floor, batch, inflight, now, processed_at);
+		if (batch->from_retry)
+			read_retry(limit, batch, processed_at, now);
+		else
+		{
+			if (!reader.active)
+			{
+				tick_begin();
+				/* In case it ran SPI, which leaves its own context current. */
+				MemoryContextSwitchTo(batch->cxt);
+			}
+			if (read_tick_chunk(limit, batch, processed_at))
+			{
+				/* The tick is read to its end: this chunk carries it. */
+				batch->tick_last = true;
+				batch->tick_snapshot = MemoryContextAlloc(batch->cxt, VARSIZE(reader.cur));
+				memcpy(batch->tick_snapshot, reader.cur, VARSIZE(reader.cur));
+				batch->tick_events = reader.events;
+				batch->tick_taken_at = reader.taken_at;
+				/* The next tick starts where this one ends, delivered or not. */
+				pfree(reader.prev);
+				reader.prev = reader.cur;
+				reader.cur = NULL;
+				reader.active = false;
+			}
+		}
+		evc_handoff_post(batch->n);
+		evc_relay_await_handoff();
 	}
 	PG_CATCH();
 	{
@@ -272,170 +464,84 @@ read_and_produce(int limit, int64 floor, RelayBatch *batch, RelayBatch *inflight
 	}
 	PG_END_TRY();
 	evc_relay_count_produced(batch);
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(pk, AccessShareLock);
-	table_close(rel, AccessShareLock);
 	MemoryContextSwitchTo(old);
-	return highest;
 }
 
 /*
- * Where the next read starts.  Normally after read_floor, so a backlog is
- * read once, without walking the index entries of the rows already sent
- * and deleted (which stay until vacuum, and longer while any snapshot is
- * older than their deletion).  Lower when the relay knows of rows below
- * it: a transaction that committed late with lower ids (transactions
- * commit out of order), or rows in backoff that are due.  From the lowest
- * id after an error, at start, and now and then (READ_FULL_MS).
- */
-static int64
-read_start(TimestampTz now)
-{
-	uint64		late;
-	int64		start = read_floor;
-
-	/* Taken before the read's snapshot: a later commit is seen next time. */
-	late = pg_atomic_exchange_u64(&evc_shared->outbox_late_low, PG_UINT64_MAX);
-
-	if (now - last_full_read >= (int64) READ_FULL_MS * 1000)
-		start = 0;
-	else if (pg_atomic_read_u32(&evc_shared->outbox_untracked) != 0)
-	{
-		/* As often as every READ_FULL_EVERY batches, and on catching up. */
-		if (++reads_since_full >= READ_FULL_EVERY || full_read_next)
-			start = 0;
-	}
-	full_read_next = false;
-	if (late != PG_UINT64_MAX && (int64) late <= start)
-		start = (int64) late - 1;
-	if (backoff_due <= now && backoff_low <= start)
-		start = backoff_low - 1;
-	start = Max(start, 0);
-
-	/* The read sees every row in backoff from start on: it counts them anew. */
-	if (start < backoff_low)
-	{
-		backoff_low = PG_INT64_MAX;
-		backoff_due = DT_NOEND;
-	}
-	if (start == 0)
-	{
-		last_full_read = now;
-		reads_since_full = 0;
-	}
-	return start;
-}
-
-/*
- * Before a read from the lowest id: if no transaction is prepared any more,
- * none is left whose commit the relay would not hear of, and reads need not
- * go back to the lowest id regularly.  The flag is cleared first, so a
- * PREPARE that comes after the count sets it again (the prepared
- * transaction is listed before its callback sets the flag).
- */
-static void
-recheck_untracked(void)
-{
-	bool		isnull;
-	int64		prepared;
-	int			rc;
-
-	pg_atomic_write_u32(&evc_shared->outbox_untracked, 0);
-	pg_memory_barrier();
-	evc_worker_xact_begin("evcollector relay: counting prepared transactions");
-	rc = SPI_execute("SELECT count(*) FROM pg_catalog.pg_prepared_xacts", true, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not count prepared transactions: %s", SPI_result_code_string(rc));
-	prepared = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	evc_worker_xact_end();
-	if (prepared > 0)
-		pg_atomic_write_u32(&evc_shared->outbox_untracked, 1);
-}
-
-/*
- * Read up to limit due rows and produce them (see read_and_produce).
- * *next_due_ms says when the earliest row in backoff becomes due (-1: none).
+ * Read one batch and produce it (see read_and_produce).  *next_due_ms says
+ * when the earliest row waiting for a retry is due (-1: none known).
  * Returns false when the extension is gone.
  */
 bool
 evc_relay_read(int limit, RelayBatch *batch, RelayBatch *inflight, long *next_due_ms)
 {
-	TimestampTz now = GetCurrentTimestamp();
-	int64		start;
-	int64		highest;
-	uint64		readno;
+	static Oid	extension_oid = InvalidOid;
+	Oid			ext;
 
 	/* Logs and errors wait for no idle moment: a backlog may have none. */
 	evc_relay_service();
 
-	/* Numbered before its snapshot is taken; see EvcShared.relay_reads. */
-	readno = pg_atomic_add_fetch_u64(&evc_shared->relay_reads, 1);
-	start = read_start(now);
-	if (start == 0 && pg_atomic_read_u32(&evc_shared->outbox_untracked) != 0)
-		recheck_untracked();
 	evc_worker_xact_begin("evcollector relay: reading outbox");
-	if (!OidIsValid(get_extension_oid("evcollector", true)))
+	ext = get_extension_oid("evcollector", true);
+	if (!OidIsValid(ext))
 	{
 		evc_worker_xact_end();
 		return false;
 	}
+	/* Dropped and created again meanwhile: its ticks and tables are new. */
+	if (OidIsValid(extension_oid) && ext != extension_oid)
+	{
+		extension_oid = ext;
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the evcollector extension was created again"),
+				 errdetail("The relay starts over from the new extension's outbox tables and ticks.")));
+	}
+	extension_oid = ext;
+	/* During ALTER EXTENSION ... UPDATE from 0.5.0: error, with the hint. */
+	if (!evc_outbox_installed())
+		(void) evc_outbox_open(0, AccessShareLock);
 	evc_relay_producer_ensure();
-	highest = read_and_produce(limit, start, batch, inflight);
-	evc_worker_xact_end();
 
 	/*
-	 * A full batch ends at its last row; a short one read to the end of the
-	 * index, so every row up to the highest it saw is accounted for.
+	 * What a tick starts from is read here, through SPI, before the batch's
+	 * memory is current: SPI leaves its own memory current after each call,
+	 * and that memory goes at the end of the transaction, while the
+	 * messages' bytes must live until Kafka acknowledged them.
 	 */
-	read_floor = (batch->n == limit) ? batch->msgs[limit - 1].id : highest;
+	(void) evc_relay_current_table();
+	(void) evc_relay_delivered_snapshot();
+	read_and_produce(limit, batch, inflight);
+	evc_worker_xact_end();
 
-	/* Read again until a read finds nothing: that one tells evc_flush. */
-	if (batch->n > 0 || inflight != NULL)
+	/* Read again while there is more: a tick with rows, or a full chunk. */
+	if (batch->n > 0 || !batch->tick_last)
 		evc_relay_work_signalled = true;
-	/* With untracked commits about, catching up calls for a full read. */
-	if (start > 0 && batch->n < limit && pg_atomic_read_u32(&evc_shared->outbox_untracked) != 0)
-		full_read_next = evc_relay_work_signalled = true;
 
 	*next_due_ms = -1;
-	if (backoff_low != PG_INT64_MAX)
-		*next_due_ms = Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), backoff_due), 1);
-	else if (batch->n == 0 && inflight == NULL)
-	{
-		/*
-		 * Nothing due, nothing in flight, nothing in backoff, and every row
-		 * below the start accounted for: the outbox is empty.  Tell
-		 * evc_flush.  (Once prepared transactions sent events, only a read
-		 * from the lowest id can tell.)
-		 */
-		if (start == 0 || pg_atomic_read_u32(&evc_shared->outbox_untracked) == 0)
-		{
-			pg_atomic_write_u64(&evc_shared->relay_empty_read, readno);
-			ConditionVariableBroadcast(&evc_shared->outbox_settled);
-		}
-	}
+	if (retry_due != DT_NOEND)
+		*next_due_ms = Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), retry_due), 1);
 	return true;
 }
 
-/*
- * A row is in backoff until due: a read must go back to it then (see
- * read_start).  Reads note the rows they pass over; settles the rows whose
- * retry they schedule.
- */
+/* A settle put rows into evc.outbox_retry, due at due. */
 void
-evc_relay_note_backoff(int64 id, TimestampTz due)
+evc_relay_note_retry(TimestampTz due)
 {
-	backoff_low = Min(backoff_low, id);
-	backoff_due = Min(backoff_due, due);
+	retry_due = Min(retry_due, due);
 }
 
 /*
- * After the batches in flight were abandoned: their rows are below the
- * floor, and nothing accounts for them now, so the next read starts from
- * the lowest id.
+ * After the batches in flight were abandoned: the tick being read starts
+ * again from the last delivered tick, whole, and the retry table is read
+ * again.
  */
 void
-evc_relay_read_from_lowest(void)
+evc_relay_read_from_delivered(void)
 {
-	read_floor = 0;
+	if (reader.prev)
+		pfree(reader.prev);
+	reader.prev = NULL;
+	reader.active = false;
+	retry_due = 0;
 }

@@ -1,29 +1,29 @@
 /*
  * relay_settle.c
- *		Settling a batch whose every message is reported: deleting the rows
- *		Kafka acknowledged, scheduling a retry with backoff for the ones
- *		that failed, moving the ones that can never succeed to
- *		evc.dead_letters, and recording the deliveries (lineage ring,
- *		latency, counters).
+ *		Settling a batch whose every message is reported: nothing for the
+ *		rows Kafka acknowledged (their table is emptied whole, later), a row
+ *		in evc.outbox_retry with backoff for the ones that failed, a row in
+ *		evc.dead_letters for the ones that can never succeed; recording the
+ *		deliveries (lineage ring, latency, counters); and, once the last
+ *		chunk of a tick is settled, recording the tick as delivered.
  *
- * All of it happens in one transaction per batch, which the relay opens
- * only once every report is in (relay_produce.c), so no transaction stays
- * open while Kafka works.  Delivered rows are deleted by tuple id, with no
- * executor per row; the retry and dead-letter paths are rare and use SPI.
+ * A chunk whose every event was acknowledged needs no transaction at all.
+ * The rest happens in one transaction per batch, which the relay opens only
+ * once every report is in (relay_produce.c), so no transaction stays open
+ * while Kafka works.  Rule: every event of a delivered tick is delivered,
+ * dead-lettered, or visibly waiting in evc.outbox_retry.
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
-#include "access/table.h"
-#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
-#include "storage/bufmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+#include "utils/xid8.h"
 
 #include "core/shmem.h"
 #include "core/stats.h"
@@ -33,87 +33,101 @@
 #include "send/outbox.h"
 #include "util/arrays.h"
 
-/* A bigint[] of a List of palloc'd int64 ids. */
-static ArrayType *
-int8_array(List *ids)
-{
-	int			n = list_length(ids);
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-	int			i = 0;
-	ListCell   *lc;
+/* The last delivered tick, as evc.outbox_ticks has it (NULL: read it). */
+static EvcSnapshot *delivered_snap = NULL;
+static int64 delivered_id = 0;
 
-	foreach(lc, ids)
-		d[i++] = Int64GetDatum(*(int64 *) lfirst(lc));
-	return evc_array_from_datums(INT8OID, d, NULL, n);
+/* The failed messages of a batch, as the settle's statements take them. */
+typedef struct FailedSet
+{
+	int			n;
+	Datum	   *ids;
+	Datum	   *txids;
+	List	   *errs;
+} FailedSet;
+
+/*
+ * The last delivered tick's snapshot: where the next tick's batch starts.
+ * Read from evc.outbox_ticks when not known (at start, after an error);
+ * the caller is in a transaction with SPI connected.
+ */
+const EvcSnapshot *
+evc_relay_delivered_snapshot(void)
+{
+	bool		isnull;
+
+	if (delivered_snap != NULL)
+		return delivered_snap;
+	if (SPI_execute("SELECT id, snapshot FROM evc.outbox_ticks ORDER BY id DESC LIMIT 1",
+					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("evc.outbox_ticks holds no tick"),
+				 errdetail("The relay starts each batch after the last delivered tick; the extension's script records the first."),
+				 errhint("Reinstall the extension, or insert a tick with snapshot '1:1:'.")));
+	delivered_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	{
+		EvcSnapshot *snap = (EvcSnapshot *) PG_DETOAST_DATUM(SPI_getbinval(SPI_tuptable->vals[0],
+																		  SPI_tuptable->tupdesc, 2, &isnull));
+
+		delivered_snap = MemoryContextAlloc(TopMemoryContext, VARSIZE(snap));
+		memcpy(delivered_snap, snap, VARSIZE(snap));
+	}
+	pg_atomic_write_u64(&evc_shared->relay_delivered_tick, (uint64) delivered_id);
+	return delivered_snap;
+}
+
+/* Forget the delivered tick; the next read takes it from the table. */
+void
+evc_relay_load_delivered(void)
+{
+	if (delivered_snap)
+		pfree(delivered_snap);
+	delivered_snap = NULL;
 }
 
 /*
- * Is the row at msg's tuple id still the one produced?  Read from the page
- * itself, keeping the buffer pinned while consecutive rows share a page:
- * fetching each row as a tuple cost a buffer lookup and a visibility check
- * per row, and only the id is needed.  A row deleted meanwhile is still
- * there until vacuum; heap_delete then finds it deleted and leaves it.
+ * Record the tick that batch (its last chunk) carries as delivered, in the
+ * settle's transaction.  A tick whose batch was empty is recorded only when
+ * someone needs a newer one: an evc_flush waiting, or a retired table
+ * waiting to be emptied.  The next batch then simply starts further back,
+ * at the last recorded tick, and covers the same transactions.
  */
 static bool
-row_still_there(Relation rel, Buffer *buf, const RelayMsg *msg)
+tick_wanted(RelayBatch *batch)
 {
-	OffsetNumber off = ItemPointerGetOffsetNumber(&msg->tid);
-	Page		page;
-	bool		same = false;
-
-	*buf = ReleaseAndReadBuffer(*buf, rel, ItemPointerGetBlockNumber(&msg->tid));
-	LockBuffer(*buf, BUFFER_LOCK_SHARE);
-	page = BufferGetPage(*buf);
-	if (off >= FirstOffsetNumber && off <= PageGetMaxOffsetNumber(page))
-	{
-		ItemId		lp = PageGetItemId(page, off);
-
-		if (ItemIdIsNormal(lp))
-		{
-			HeapTupleData tuple;
-			bool		isnull;
-			Datum		id;
-
-			tuple.t_data = (HeapTupleHeader) PageGetItem(page, lp);
-			tuple.t_len = ItemIdGetLength(lp);
-			tuple.t_tableOid = RelationGetRelid(rel);
-			tuple.t_self = msg->tid;
-			id = heap_getattr(&tuple, OUTBOX_ID + 1, RelationGetDescr(rel), &isnull);
-			same = !isnull && DatumGetInt64(id) == msg->id;
-		}
-	}
-	LockBuffer(*buf, BUFFER_LOCK_UNLOCK);
-	return same;
+	return batch->tick_last &&
+		(batch->tick_events > 0 || pg_atomic_read_u32(&evc_shared->flush_waiters) > 0 ||
+		 evc_relay_rotate_wants_tick());
 }
 
-/*
- * Delete the delivered rows by their tuple ids, with no executor per row.
- * A row is deleted only if the tuple there is still the one produced: an
- * operator may have deleted it meanwhile, and vacuum may have given its
- * place to a new row, which must stay.  A row an operator updated
- * meanwhile stays too, and is sent again: a duplicate, never a loss.
- */
 static void
-delete_delivered(RelayBatch *batch)
+record_tick(RelayBatch *batch)
 {
-	Relation	rel = evc_outbox_open(RowExclusiveLock);
-	Snapshot	snapshot = GetActiveSnapshot();
-	CommandId	cid = GetCurrentCommandId(true);
-	Buffer		buf = InvalidBuffer;
+	static SPIPlanPtr plan = NULL;
+	Oid			types[4] = {INT8OID, PG_SNAPSHOTOID, INT8OID, TIMESTAMPTZOID};
+	Datum		args[4];
 
-	for (int i = 0; i < batch->n; i++)
-	{
-		RelayMsg   *msg = &batch->msgs[i];
-		TM_FailureData tmfd;
+	args[0] = Int64GetDatum(delivered_id + 1);
+	args[1] = PointerGetDatum(batch->tick_snapshot);
+	args[2] = Int64GetDatum(batch->tick_events);
+	args[3] = TimestampTzGetDatum(batch->tick_taken_at);
+	evc_spi_kept_plan(&plan,
+					  "INSERT INTO evc.outbox_ticks (id, snapshot, events, created_at, delivered_at) "
+					  "VALUES ($1, $2, $3, $4, clock_timestamp())", 4, types);
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record a delivered tick");
+}
 
-		if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR || !row_still_there(rel, &buf, msg))
-			continue;
-		(void) table_tuple_delete(rel, &msg->tid, cid, snapshot, InvalidSnapshot,
-								  true, &tmfd, false);
-	}
-	if (BufferIsValid(buf))
-		ReleaseBuffer(buf);
-	table_close(rel, NoLock);
+/* After the settle committed: the recorded tick is the delivered one. */
+static void
+tick_recorded(RelayBatch *batch)
+{
+	evc_relay_load_delivered();
+	delivered_snap = MemoryContextAlloc(TopMemoryContext, VARSIZE(batch->tick_snapshot));
+	memcpy(delivered_snap, batch->tick_snapshot, VARSIZE(batch->tick_snapshot));
+	delivered_id++;
+	pg_atomic_write_u64(&evc_shared->relay_delivered_tick, (uint64) delivered_id);
 }
 
 /* Record the deliveries: lineage ring, latency histogram, byte count. */
@@ -142,36 +156,117 @@ note_deliveries(RelayBatch *batch)
 }
 
 /*
- * Run one of the settle's statements over failed rows: $1 their ids, $2 why
- * each failed.  The plan is prepared the first time and kept.
+ * Run one of the settle's statements over failed rows: $1 their ids, $2
+ * their transactions' ids, $3 why each failed.  The plan is prepared the
+ * first time and kept.
  */
 static void
-run_over_failed(SPIPlanPtr *plan, const char *sql, List *ids, List *errs,
-				int expected, const char *what)
+run_over_failed(SPIPlanPtr *plan, const char *sql, FailedSet *set, int expected, const char *what)
 {
-	Oid			types[2] = {INT8ARRAYOID, TEXTARRAYOID};
-	Datum		args[2] = {PointerGetDatum(int8_array(ids)), PointerGetDatum(evc_text_array_from_list(errs))};
+	Oid			types[3] = {INT8ARRAYOID, XID8ARRAYOID, TEXTARRAYOID};
+	Datum		args[3];
 	int			rc;
 
-	evc_spi_kept_plan(plan, sql, 2, types);
+	args[0] = PointerGetDatum(evc_array_from_datums(INT8OID, set->ids, NULL, set->n));
+	/* xid8 is a pass-by-value 8-byte type; util's builders do not know it. */
+	args[1] = PointerGetDatum(construct_array(set->txids, set->n, XID8OID, sizeof(int64),
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[2] = PointerGetDatum(evc_text_array_from_list(set->errs));
+	evc_spi_kept_plan(plan, sql, 3, types);
 	/* SPI raises its own errors: another result cannot happen. */
 	rc = SPI_execute_plan(*plan, args, NULL, false, 0);
 	if (rc != expected)
 		elog(ERROR, "could not %s: %s", what, SPI_result_code_string(rc));
 }
 
+/* The row of each failed message, found by (txid, id) in whichever table. */
+#define FAILED_ROWS \
+	"unnest($1, $2, $3) AS u(id, txid, err), LATERAL (" \
+	"  SELECT * FROM evc.outbox_0 t WHERE t.txid = u.txid AND t.id = u.id UNION ALL" \
+	"  SELECT * FROM evc.outbox_1 t WHERE t.txid = u.txid AND t.id = u.id UNION ALL" \
+	"  SELECT * FROM evc.outbox_2 t WHERE t.txid = u.txid AND t.id = u.id) o"
+
+/* A tick chunk's failures: into the retry table, or dead letters. */
+static void
+settle_tick_failures(FailedSet *retry, FailedSet *dead)
+{
+	static SPIPlanPtr retry_plan = NULL;
+	static SPIPlanPtr dead_plan = NULL;
+
+	if (retry->n > 0)
+		run_over_failed(&retry_plan,
+						"INSERT INTO evc.outbox_retry (id, txid, message_id, topic, key, payload, schema_version,"
+						"       content_type, created_at, attempts, last_error, last_attempt_at, next_attempt_at) "
+						"SELECT o.id, o.txid, o.message_id, o.topic, o.key, o.payload, o.schema_version,"
+						"       o.content_type, o.created_at, 1, u.err, clock_timestamp(),"
+						"       clock_timestamp() + interval '1 second' "
+						"FROM " FAILED_ROWS " ON CONFLICT (id) DO NOTHING",
+						retry, SPI_OK_INSERT, "keep failed deliveries in evc.outbox_retry");
+	if (dead->n > 0)
+		run_over_failed(&dead_plan,
+						"INSERT INTO evc.dead_letters (message_id, topic, key, payload, error, source, attempts) "
+						"SELECT o.message_id, o.topic, o.key, o.payload, u.err, 'relay', 1 FROM " FAILED_ROWS,
+						dead, SPI_OK_INSERT, "move undeliverable events to evc.dead_letters");
+}
+
+/* A retry batch: delivered rows leave the table, failed ones back off. */
+static void
+settle_retries(FailedSet *ok, FailedSet *retry, FailedSet *dead)
+{
+	static SPIPlanPtr ok_plan = NULL;
+	static SPIPlanPtr retry_plan = NULL;
+	static SPIPlanPtr dead_plan = NULL;
+
+	if (ok->n > 0)
+		run_over_failed(&ok_plan, "DELETE FROM evc.outbox_retry WHERE id = ANY ($1)",
+						ok, SPI_OK_DELETE, "remove delivered events from evc.outbox_retry");
+	if (retry->n > 0)
+		run_over_failed(&retry_plan,
+						"UPDATE evc.outbox_retry r SET attempts = r.attempts + 1, last_error = u.err,"
+						"       last_attempt_at = clock_timestamp(),"
+						"       next_attempt_at = clock_timestamp() + least(60, 2 ^ least(r.attempts, 6)) * interval '1 second'"
+						"  FROM unnest($1, $2, $3) AS u(id, txid, err) WHERE r.id = u.id",
+						retry, SPI_OK_UPDATE, "record failed deliveries in evc.outbox_retry");
+	if (dead->n > 0)
+		run_over_failed(&dead_plan,
+						"WITH d AS (DELETE FROM evc.outbox_retry r USING unnest($1, $2, $3) AS u(id, txid, err)"
+						"           WHERE r.id = u.id RETURNING r.*, u.err)"
+						"INSERT INTO evc.dead_letters (message_id, topic, key, payload, error, source, attempts)"
+						"SELECT message_id, topic, key, payload, err, 'relay', attempts + 1 FROM d",
+						dead, SPI_OK_INSERT, "move undeliverable events to evc.dead_letters");
+}
+
+static void
+failed_add(FailedSet *set, RelayMsg *msg, char *reason)
+{
+	set->ids[set->n] = Int64GetDatum(msg->id);
+	set->txids[set->n] = FullTransactionIdGetDatum(msg->txid);
+	set->errs = lappend(set->errs, reason ? reason : "");
+	set->n++;
+}
+
+static void
+failed_init(FailedSet *set, int cap)
+{
+	set->n = 0;
+	set->ids = palloc(sizeof(Datum) * Max(cap, 1));
+	set->txids = palloc(sizeof(Datum) * Max(cap, 1));
+	set->errs = NIL;
+}
+
 /*
- * Settle the batch in one transaction: delete what was delivered, schedule
- * a retry for what failed, dead-letter what can never succeed.
+ * Settle the batch: keep what failed for a retry, dead-letter what can
+ * never succeed, and record the tick once its last chunk is settled.
  */
 void
 evc_relay_settle_batch(RelayBatch *batch, int *delivered, int *failed, int *dead)
 {
-	static SPIPlanPtr retry_plan = NULL;
-	static SPIPlanPtr dead_plan = NULL;
-	List	   *retry_ids = NIL, *retry_errs = NIL, *dead_ids = NIL, *dead_errs = NIL;
+	FailedSet	ok_set, retry_set, dead_set;
+	bool		record;
 
-	*delivered = 0;
+	failed_init(&ok_set, batch->from_retry ? batch->n : 0);
+	failed_init(&retry_set, batch->n);
+	failed_init(&dead_set, batch->n);
 	for (int i = 0; i < batch->n; i++)
 	{
 		rd_kafka_resp_err_t err = batch->msgs[i].err;
@@ -179,26 +274,16 @@ evc_relay_settle_batch(RelayBatch *batch, int *delivered, int *failed, int *dead
 
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
 		{
-			(*delivered)++;
+			if (batch->from_retry)
+				failed_add(&ok_set, &batch->msgs[i], NULL);
 			continue;
 		}
 		reason = psprintf("%s: %s", rd_kafka_err2name(err), rd_kafka_err2str(err));
-		if (evc_kafka_permanent_error(err))
-		{
-			dead_ids = lappend(dead_ids, &batch->msgs[i].id);
-			dead_errs = lappend(dead_errs, reason);
-		}
-		else
-		{
-			retry_ids = lappend(retry_ids, &batch->msgs[i].id);
-			retry_errs = lappend(retry_errs, reason);
-			/* In backoff for at least a second (see the UPDATE below). */
-			evc_relay_note_backoff(batch->msgs[i].id,
-								   TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000));
-		}
+		failed_add(evc_kafka_permanent_error(err) ? &dead_set : &retry_set, &batch->msgs[i], reason);
 	}
-	*failed = list_length(retry_ids);
-	*dead = list_length(dead_ids);
+	*failed = retry_set.n;
+	*dead = dead_set.n;
+	*delivered = batch->n - *failed - *dead;
 	note_deliveries(batch);
 	evc_stats_add(&evc_relay_slot->counters.delivered, *delivered);
 	evc_stats_add(&evc_relay_slot->counters.retried, *failed);
@@ -206,22 +291,19 @@ evc_relay_settle_batch(RelayBatch *batch, int *delivered, int *failed, int *dead
 	evc_stats_add(&evc_relay_slot->counters.dead_lettered, *dead);
 	evc_stats_add(&evc_relay_slot->counters.batches, 1);
 
+	record = tick_wanted(batch);
+	if (retry_set.n == 0 && dead_set.n == 0 && ok_set.n == 0 && !record)
+		return;					/* all acknowledged: nothing to write */
 	evc_worker_xact_begin("evcollector relay: settling batch");
-	if (*delivered > 0)
-		delete_delivered(batch);
-	if (retry_ids)
-		run_over_failed(&retry_plan,
-						"UPDATE evc.outbox o SET attempts = o.attempts + 1, last_error = u.err,"
-						"       last_attempt_at = clock_timestamp(),"
-						"       next_attempt_at = clock_timestamp() + least(60, 2 ^ least(o.attempts, 6)) * interval '1 second'"
-						"  FROM unnest($1, $2) AS u(id, err) WHERE o.id = u.id",
-						retry_ids, retry_errs, SPI_OK_UPDATE, "record failed deliveries in evc.outbox");
-	if (dead_ids)
-		run_over_failed(&dead_plan,
-						"WITH d AS (DELETE FROM evc.outbox o USING unnest($1, $2) AS u(id, err)"
-						"           WHERE o.id = u.id RETURNING o.*, u.err)"
-						"INSERT INTO evc.dead_letters (message_id, topic, key, payload, error, source, attempts)"
-						"SELECT message_id, topic, key, payload, err, 'relay', attempts + 1 FROM d",
-						dead_ids, dead_errs, SPI_OK_INSERT, "move undeliverable rows to evc.dead_letters");
+	if (batch->from_retry)
+		settle_retries(&ok_set, &retry_set, &dead_set);
+	else
+		settle_tick_failures(&retry_set, &dead_set);
+	if (record)
+		record_tick(batch);
 	evc_worker_xact_end();
+	if (record)
+		tick_recorded(batch);
+	if (retry_set.n > 0)
+		evc_relay_note_retry(TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000));
 }

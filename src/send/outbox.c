@@ -1,7 +1,8 @@
 /*
  * outbox.c
- *		Owns writing to evc.outbox inside the caller's transaction, and
- *		evc_flush(), which waits until the relay has delivered it.
+ *		Owns writing to the outbox tables (evc.outbox_0 .. _2) inside the
+ *		caller's transaction, the tables' layout, snapshot coverage, and
+ *		evc_flush(), which waits until the relay has delivered them.
  *
  * The insert is what makes sending transactional: the row commits or rolls
  * back with the caller's work, and the relay is woken only at commit
@@ -23,10 +24,12 @@
 #include "pgstat.h"
 #include "storage/condition_variable.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
+#include "utils/xid8.h"
 
 #include "send/outbox.h"
 #include "core/shmem.h"
@@ -39,81 +42,208 @@ evc_new_uuid(void)
 }
 
 /*
- * The outbox's layout, looked up once per backend and checked, so that the
- * insert below can fill a tuple without the executor's per-call plan setup.
+ * The outbox tables' layout, looked up once per backend and checked, so
+ * that the insert below can fill a tuple without the executor's per-call
+ * plan setup.  Slot EVC_OUTBOX_TABLES is evc.outbox_retry.
  */
 typedef struct OutboxLayout
 {
 	Oid			relid;
-	Oid			seqid;			/* the identity sequence of "id" */
-	int			natts;
+	Oid			seqid;			/* evc.outbox_seq, the ids of every table */
 } OutboxLayout;
 
-static OutboxLayout layout = {InvalidOid, InvalidOid, 0};
+static OutboxLayout layout[EVC_OUTBOX_TABLES + 1];
 
 static const char *const outbox_columns[] = {
-	"id", "message_id", "topic", "key", "payload", "schema_version", "content_type",
+	"id", "txid", "message_id", "topic", "key", "payload", "schema_version", "content_type",
 	"created_at", "attempts", "last_error", "last_attempt_at", "next_attempt_at"
 };
-StaticAssertDecl(lengthof(outbox_columns) == OUTBOX_NATTS,
+StaticAssertDecl(lengthof(outbox_columns) == RETRY_NATTS,
 				 "outbox_columns must list every OutboxColumn");
 
+/*
+ * The installed SQL is older than this library (0.5.0 had one evc.outbox
+ * table): say so, with the way out, as the relay and evc_send did before.
+ */
+static void
+outbox_layout_error(const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("evc.outbox does not have the layout this library expects"),
+			 errdetail_internal("%s", detail),
+			 errhint("Run ALTER EXTENSION evcollector UPDATE.")));
+}
+
 static Oid
-outbox_relid(void)
+outbox_relid(int n)
 {
 	Oid			nsp = get_namespace_oid("evc", false);
-	Oid			relid = get_relname_relid("outbox", nsp);
+	char		name[NAMEDATALEN];
+	Oid			relid;
 
+	if (n == EVC_OUTBOX_TABLES)
+		strlcpy(name, "outbox_retry", sizeof(name));
+	else
+		snprintf(name, sizeof(name), "outbox_%d", n);
+	relid = get_relname_relid(name, nsp);
 	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation \"evc.outbox\" does not exist"),
-				 errhint("Create or update the extension: ALTER EXTENSION evcollector UPDATE.")));
+		outbox_layout_error(psprintf("Table \"evc.%s\" does not exist; the evcollector library expects "
+									 "the outbox tables of version 0.6.0.", name));
 	return relid;
 }
 
 static void
-outbox_check_layout(Relation rel)
+outbox_check_layout(Relation rel, int n)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
+	int			natts = (n == EVC_OUTBOX_TABLES) ? RETRY_NATTS : OUTBOX_NATTS;
 
-	if (desc->natts != OUTBOX_NATTS)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("evc.outbox does not have the layout this library expects"),
-				 errdetail("The table has %d columns; the evcollector library expects %d.",
-						   desc->natts, (int) OUTBOX_NATTS),
-				 errhint("Run ALTER EXTENSION evcollector UPDATE.")));
+	if (desc->natts != natts)
+		outbox_layout_error(psprintf("Table \"%s\" has %d columns; the evcollector library expects %d.",
+									 RelationGetRelationName(rel), desc->natts, natts));
 	for (int i = 0; i < desc->natts; i++)
 		if (strcmp(NameStr(TupleDescAttr(desc, i)->attname), outbox_columns[i]) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("evc.outbox does not have the layout this library expects"),
-					 errdetail("Column %d of the table is \"%s\"; the evcollector library expects \"%s\".",
-							   i + 1, NameStr(TupleDescAttr(desc, i)->attname), outbox_columns[i]),
-					 errhint("Run ALTER EXTENSION evcollector UPDATE.")));
-	layout.relid = RelationGetRelid(rel);
-	layout.seqid = getIdentitySequence(layout.relid, 1, false);
-	layout.natts = desc->natts;
+			outbox_layout_error(psprintf("Column %d of table \"%s\" is \"%s\"; the evcollector library expects \"%s\".",
+										 i + 1, RelationGetRelationName(rel),
+										 NameStr(TupleDescAttr(desc, i)->attname), outbox_columns[i]));
+	layout[n].relid = RelationGetRelid(rel);
+	layout[n].seqid = get_relname_relid("outbox_seq", RelationGetNamespace(rel));
+	if (!OidIsValid(layout[n].seqid))
+		outbox_layout_error("Sequence \"evc.outbox_seq\" does not exist.");
 }
 
-/*
- * Open evc.outbox with lockmode, its layout checked against OutboxColumn.
- * evc_send inserts through it and the relay reads and deletes through it.
- */
-Relation
-evc_outbox_open(LOCKMODE lockmode)
+static Relation
+outbox_open_slot(int n, LOCKMODE lockmode)
 {
-	Oid			relid = outbox_relid();
+	Oid			relid = outbox_relid(n);
 	Relation	rel = table_open(relid, lockmode);
 
-	if (relid != layout.relid)
-		outbox_check_layout(rel);
+	if (relid != layout[n].relid)
+		outbox_check_layout(rel, n);
 	return rel;
 }
 
 /*
- * Insert one row into evc.outbox in the caller's transaction.  This is the
+ * Open outbox table n (0 .. EVC_OUTBOX_TABLES - 1) with lockmode, its
+ * layout checked against OutboxColumn.  evc_send inserts through it and
+ * the relay reads through it.
+ */
+Relation
+evc_outbox_open(int n, LOCKMODE lockmode)
+{
+	Assert(n >= 0 && n < EVC_OUTBOX_TABLES);
+	return outbox_open_slot(n, lockmode);
+}
+
+Relation
+evc_outbox_retry_open(LOCKMODE lockmode)
+{
+	return outbox_open_slot(EVC_OUTBOX_TABLES, lockmode);
+}
+
+/* Outbox table n's oid, without a lock (the relay locks it conditionally). */
+Oid
+evc_outbox_table_oid(int n)
+{
+	return outbox_relid(n);
+}
+
+/* Is the 0.6.0 layout there?  (The relay asks, to tell an upgrade apart.) */
+bool
+evc_outbox_installed(void)
+{
+	Oid			nsp = get_namespace_oid("evc", true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("outbox_ticks", nsp));
+}
+
+/*
+ * Is xid visible in snap, as pg_visible_in_snapshot says: below xmin, or
+ * below xmax and not among the running ones (ascending, so a binary
+ * search).
+ */
+bool
+evc_snapshot_visible(const EvcSnapshot *snap, FullTransactionId xid)
+{
+	int			lo = 0,
+				hi = (int) snap->nxip - 1;
+
+	if (FullTransactionIdPrecedes(xid, snap->xmin))
+		return true;
+	if (!FullTransactionIdPrecedes(xid, snap->xmax))
+		return false;
+	while (lo <= hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+
+		if (FullTransactionIdEquals(snap->xip[mid], xid))
+			return false;
+		if (FullTransactionIdPrecedes(snap->xip[mid], xid))
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return true;
+}
+
+/*
+ * Does every transaction visible in earlier show as visible in later?  So
+ * when later's xmax is at least earlier's, and every transaction later
+ * sees running was not visible in earlier either.
+ */
+bool
+evc_snapshot_covers(const EvcSnapshot *later, const EvcSnapshot *earlier)
+{
+	if (FullTransactionIdPrecedes(later->xmax, earlier->xmax))
+		return false;
+	for (uint32 i = 0; i < later->nxip; i++)
+		if (evc_snapshot_visible(earlier, later->xip[i]))
+			return false;
+	return true;
+}
+
+/*
+ * Which table a transaction inserts into: the one the relay published in
+ * shared memory, read after this transaction's id was assigned (see
+ * EvcShared.outbox_current), or, before the relay has published one and in
+ * other databases, the one evc.outbox_tables says.  Asked once per
+ * transaction: a transaction whose id is below the relay's switch mark may
+ * keep using the old table, since that table is emptied only after every
+ * such transaction has ended.
+ */
+static int
+outbox_current_table(void)
+{
+	static FullTransactionId asked_for = {0};
+	static int	table = 0;
+	FullTransactionId fxid = GetTopFullTransactionId();
+	bool		isnull;
+
+	if (FullTransactionIdEquals(fxid, asked_for))
+		return table;
+	/* The id is assigned (under XidGenLock) before the value is read. */
+	pg_memory_barrier();
+	if (evc_shared != NULL && evc_shared->relay_database == MyDatabaseId &&
+		pg_atomic_read_u32(&evc_shared->outbox_current) > 0)
+		table = (int) pg_atomic_read_u32(&evc_shared->outbox_current) - 1;
+	else
+	{
+		SPI_connect();
+		if (SPI_execute("SELECT n FROM evc.outbox_tables WHERE current", true, 1) != SPI_OK_SELECT ||
+			SPI_processed != 1)
+			outbox_layout_error("Table \"evc.outbox_tables\" names no current outbox table.");
+		table = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		SPI_finish();
+		if (table < 0 || table >= EVC_OUTBOX_TABLES)
+			outbox_layout_error("Table \"evc.outbox_tables\" names no current outbox table.");
+	}
+	asked_for = fxid;
+	return table;
+}
+
+/*
+ * Insert one row into the current outbox table in the caller's transaction.  This is the
  * hot path of evc_send, so it inserts the heap tuple and its index entries
  * directly, as COPY does, instead of planning and running an INSERT through
  * SPI for every event.  The table has no triggers, rules or policies of its
@@ -124,7 +254,8 @@ evc_outbox_enqueue(const char *topic, const char *key, int keylen,
 				   bytea *payload, pg_uuid_t *message_id,
 				   int32 schema_version, const char *content_type)
 {
-	Relation	rel = evc_outbox_open(RowExclusiveLock);
+	int			table = outbox_current_table();
+	Relation	rel = evc_outbox_open(table, RowExclusiveLock);
 	EState	   *estate;
 	ResultRelInfo *rri;
 	TupleTableSlot *slot;
@@ -133,8 +264,9 @@ evc_outbox_enqueue(const char *topic, const char *key, int keylen,
 	int64		id;
 
 	memset(nulls, 0, sizeof(nulls));
-	id = nextval_internal(layout.seqid, false);
+	id = nextval_internal(layout[table].seqid, false);
 	values[OUTBOX_ID] = Int64GetDatum(id);
+	values[OUTBOX_TXID] = FullTransactionIdGetDatum(GetTopFullTransactionId());
 	values[OUTBOX_MESSAGE_ID] = UUIDPGetDatum(message_id);
 	values[OUTBOX_TOPIC] = CStringGetTextDatum(topic);
 	if (key != NULL)
@@ -151,8 +283,6 @@ evc_outbox_enqueue(const char *topic, const char *key, int keylen,
 	values[OUTBOX_SCHEMA_VERSION] = Int32GetDatum(schema_version);
 	values[OUTBOX_CONTENT_TYPE] = CStringGetTextDatum(content_type);
 	values[OUTBOX_CREATED_AT] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	values[OUTBOX_ATTEMPTS] = Int32GetDatum(0);
-	nulls[OUTBOX_LAST_ERROR] = nulls[OUTBOX_LAST_ATTEMPT_AT] = nulls[OUTBOX_NEXT_ATTEMPT_AT] = true;
 
 	estate = CreateExecutorState();
 	rri = makeNode(ResultRelInfo);
@@ -174,27 +304,36 @@ evc_outbox_enqueue(const char *topic, const char *key, int keylen,
 	table_close(rel, NoLock);
 
 	evc_stats_count_sent(1);
-	/* Wakes the relay at commit, and tells it how low this id is. */
-	evc_outbox_note_id(id);
+	/* Wakes the relay at commit. */
+	evc_outbox_note_insert();
 }
 
 /*
- * Whether evc.outbox holds any row, read from the first live entry of its
- * primary key: cheap however long the backlog, where a count would read
- * all of it each time the relay settles a batch.
+ * Is every transaction this snapshot sees committed covered by the last
+ * delivered tick, and nothing waiting for a retry?  One row of the ticks'
+ * primary key and the first of the retry table: cheap however long the
+ * backlog.  Not read-only: each check takes a fresh snapshot.
  */
 static bool
-outbox_empty(void)
+outbox_delivered(const EvcSnapshot *mine)
 {
 	bool		isnull;
+	bool		done = false;
 
 	SPI_connect();
-	/* Not read-only: each check takes a fresh snapshot (READ COMMITTED). */
-	if (SPI_execute("SELECT min(id) FROM evc.outbox", false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read evc.outbox");
-	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (SPI_execute("SELECT t.snapshot, NOT EXISTS (SELECT FROM evc.outbox_retry) "
+					"FROM evc.outbox_ticks t ORDER BY t.id DESC LIMIT 1", false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read evc.outbox_ticks");
+	if (SPI_processed == 1)
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull &&
+			DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
+			done = evc_snapshot_covers((EvcSnapshot *) PG_DETOAST_DATUM(d), mine);
+	}
 	SPI_finish();
-	return isnull;
+	return done;
 }
 
 static int64
@@ -212,10 +351,58 @@ outbox_pending(void)
 }
 
 /*
- * evc_flush(timeout interval) returns bigint: wait until the outbox is
- * empty or the timeout passes; return how many events are still pending.
- * The relay broadcasts a condition variable after each batch, so this
- * sleeps until then rather than polling.
+ * In the relay's database, wait until a delivered tick covers mine, or the
+ * deadline.  The relay broadcasts a condition variable after each tick it
+ * delivers, so this sleeps until then rather than polling; while anyone
+ * waits it records ticks whose batch was empty too (flush_waiters).
+ * Elsewhere (no relay serves this database) only the deadline ends it.
+ */
+static bool
+flush_wait(const EvcSnapshot *mine, TimestampTz deadline)
+{
+	bool		relay_here = (evc_shared->relay_database == MyDatabaseId);
+	volatile bool done = false;
+
+	pg_atomic_fetch_add_u32(&evc_shared->flush_waiters, 1);
+	PG_TRY();
+	{
+		uint64		seen = pg_atomic_read_u64(&evc_shared->relay_delivered_tick);
+
+		evc_wake_worker(EVC_WORKER_RELAY, NULL);
+		for (;;)
+		{
+			long		remaining;
+			uint64		now_tick = pg_atomic_read_u64(&evc_shared->relay_delivered_tick);
+
+			if (relay_here && now_tick != seen)
+			{
+				seen = now_tick;
+				if ((done = outbox_delivered(mine)))
+					break;
+			}
+			remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+			if (remaining <= 0)
+				break;
+			/* Re-check at least every 100 ms in case a broadcast came early. */
+			(void) ConditionVariableTimedSleep(&evc_shared->outbox_settled,
+											   Min(remaining, 100), PG_WAIT_EXTENSION);
+		}
+		ConditionVariableCancelSleep();
+	}
+	PG_FINALLY();
+	{
+		pg_atomic_fetch_sub_u32(&evc_shared->flush_waiters, 1);
+	}
+	PG_END_TRY();
+	return done || outbox_delivered(mine);
+}
+
+/*
+ * evc_flush(timeout interval) returns bigint: wait until the relay has
+ * delivered every event committed before the call, or the timeout passes;
+ * return how many events are still pending.  "Delivered" means a
+ * delivered tick's snapshot sees every transaction this call's snapshot
+ * sees committed, and no event waits for a retry.
  */
 PG_FUNCTION_INFO_V1(evc_flush);
 Datum
@@ -224,8 +411,7 @@ evc_flush(PG_FUNCTION_ARGS)
 	Interval   *timeout = PG_GETARG_INTERVAL_P(0);
 	int64		timeout_ms;
 	TimestampTz deadline;
-	bool		relay_here;
-	uint64		start;
+	EvcSnapshot *mine;
 
 	evc_require_preload();
 	timeout_ms = (timeout->time + (int64) timeout->day * USECS_PER_DAY +
@@ -247,31 +433,9 @@ evc_flush(PG_FUNCTION_ARGS)
 				 errhint("Commit first, then call evc_flush().")));
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
-	if (outbox_empty())
+	/* What this statement sees committed is what it waits for. */
+	mine = (EvcSnapshot *) DatumGetPointer(OidFunctionCall0(F_PG_CURRENT_SNAPSHOT));
+	if (outbox_delivered(mine) || flush_wait(mine, deadline))
 		PG_RETURN_INT64(0);
-
-	/*
-	 * In the relay's database, wait for the relay to find the outbox empty
-	 * in a read that began after this call: scanning it here every time
-	 * the relay settles a batch would cost as much as the relay's own work.
-	 * Elsewhere (no relay serves this database) only the timeout ends it.
-	 */
-	relay_here = (evc_shared->relay_database == MyDatabaseId);
-	start = pg_atomic_read_u64(&evc_shared->relay_reads);
-	evc_wake_worker(EVC_WORKER_RELAY, NULL);
-	for (;;)
-	{
-		long		remaining;
-
-		if (relay_here && pg_atomic_read_u64(&evc_shared->relay_empty_read) > start)
-			PG_RETURN_INT64(0);
-		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
-		if (remaining <= 0)
-			break;
-		/* Re-check at least every 100 ms in case a broadcast came early. */
-		(void) ConditionVariableTimedSleep(&evc_shared->outbox_settled,
-										   Min(remaining, 100), PG_WAIT_EXTENSION);
-	}
-	ConditionVariableCancelSleep();
 	PG_RETURN_INT64(outbox_pending());
 }

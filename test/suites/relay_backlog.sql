@@ -19,7 +19,7 @@ SELECT dblink_exec('late', 'BEGIN');
 SELECT is((SELECT mid FROM dblink('late',
 		$$SELECT evc_send('backlog', 'Tick', '{"i": 0, "late": true}', key => 'late')::text$$) AS t(mid text))
 		IS NOT NULL, true, 'the late transaction sent its event and is still open');
-SELECT last_value AS late_id FROM evc.outbox_id_seq \gset
+SELECT last_value AS late_id FROM evc.outbox_seq \gset
 
 -- Kafka goes away, and 40,000 events commit: the relay reads full batches
 -- after the last one it read, and has two of them in flight.

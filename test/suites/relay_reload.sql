@@ -57,8 +57,9 @@ SELECT is(count(evc_send('reload', 'Fatal', jsonb_build_object('i', i), key => (
 	'500 events committed')
 FROM generate_series(1, 500) i;
 SELECT is(evc_flush('60 s'), 0::bigint, 'they are delivered');
-SELECT ok(regexp_count(pg_read_file(:'log'), 'kafka producer hit a fatal error') > :fatal_before
-	AND regexp_count(pg_read_file(:'log'), 'recreating the kafka producer') > :recreated_before,
+SELECT ok(pg_temp.wait_for(format($$SELECT regexp_count(pg_read_file(%L), 'kafka producer hit a fatal error') > %s
+	AND regexp_count(pg_read_file(%L), 'recreating the kafka producer') > %s$$,
+	:'log', :fatal_before, :'log', :recreated_before), 15),
 	'the relay logged the fatal error and recreated its producer');
 SELECT is((SELECT count(DISTINCT (ev->'data'->>'i')::int)
 		   FROM (SELECT evc_decode_event(decode(payload_hex, 'hex')) AS ev FROM pg_temp.read_topic('reload.Fatal')) d),

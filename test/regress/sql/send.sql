@@ -8,9 +8,9 @@ SELECT evc_register_schema('regress', 'Sent', '{"type": "object", "required": ["
 
 BEGIN;
 SELECT evc_send('regress', 'Sent', '{"n": 1}') IS NOT NULL AS sent;
-SELECT topic, schema_version, content_type, key IS NULL AS no_key FROM evc.outbox ORDER BY id DESC LIMIT 1;
+SELECT topic, schema_version, content_type, key IS NULL AS no_key FROM (SELECT * FROM evc.outbox ORDER BY id DESC LIMIT 1) o;
 SELECT evc_decode_event(payload)->'data' AS data, evc_decode_event(payload)->>'event_name' AS event_name
-FROM evc.outbox ORDER BY id DESC LIMIT 1;
+FROM (SELECT * FROM evc.outbox ORDER BY id DESC LIMIT 1) o;
 SELECT evc_send('regress', 'Sent', '{"n": 2}', '{"message_id": "0b7e1a52-0c41-4a53-9c58-0fb4c1d6a9c1", "sent_at": "2026-01-01 00:00:00+00"}', 'k');
 SELECT evc_decode_event(payload)->'context'->>'sent_at' AS sent_at, convert_from(key, 'UTF8') AS key
 FROM evc.outbox WHERE message_id = '0b7e1a52-0c41-4a53-9c58-0fb4c1d6a9c1';
@@ -48,14 +48,14 @@ SELECT count(*) AS nothing_enqueued FROM evc.outbox WHERE topic = 'regress.Sent'
 BEGIN;
 SET LOCAL evcollector.require_schema = off;
 SELECT evc_send('regress', 'Free.form', '{"anything": true}') IS NOT NULL AS sent;
-SELECT topic, schema_version FROM evc.outbox ORDER BY id DESC LIMIT 1;
+SELECT topic, schema_version FROM (SELECT * FROM evc.outbox ORDER BY id DESC LIMIT 1) o;
 ROLLBACK;
 
 -- Images: content type and size from the header bytes.
 BEGIN;
 SELECT evc_send_image('cam', decode('474946383961400020000000', 'hex')) IS NOT NULL AS gif;
 SELECT evc_decode_event(payload)->'data' AS data, evc_decode_event(payload)->>'blob_content_type' AS type
-FROM evc.outbox ORDER BY id DESC LIMIT 1;
+FROM (SELECT * FROM evc.outbox ORDER BY id DESC LIMIT 1) o;
 ROLLBACK;
 
 -- Privileges: senders are granted evc_producer.

@@ -12,9 +12,13 @@ SELECT * FROM evc_trace(NULL);
 
 -- In the outbox, after two failed attempts.
 SELECT evc_send('tr', 'ev', '{"n": 1}', '{"message_id": "11111111-1111-4111-8111-111111111111"}') IS NOT NULL AS sent;
-UPDATE evc.outbox SET attempts = 2, last_error = 'REQUEST_TIMED_OUT: Broker: Request timed out',
-	last_attempt_at = now(), next_attempt_at = now() + interval '4 seconds'
-WHERE message_id = '11111111-1111-4111-8111-111111111111';
+-- (A failed event waits in evc.outbox_retry; the relay would move it there.)
+INSERT INTO evc.outbox_retry (id, txid, message_id, topic, key, payload, schema_version, content_type,
+							  created_at, attempts, last_error, last_attempt_at, next_attempt_at)
+SELECT id, txid, message_id, topic, key, payload, schema_version, content_type, created_at,
+	   2, 'REQUEST_TIMED_OUT: Broker: Request timed out', now(), now() + interval '4 seconds'
+FROM evc.outbox WHERE message_id = '11111111-1111-4111-8111-111111111111';
+DELETE FROM evc.outbox_0 WHERE message_id = '11111111-1111-4111-8111-111111111111';
 SELECT stage, at IS NOT NULL AS has_time, detail - 'last_attempt_at' - 'next_attempt_at' AS detail,
 	   detail ? 'next_attempt_at' AS says_when_next
 FROM evc_trace('11111111-1111-4111-8111-111111111111');
@@ -54,7 +58,7 @@ SELECT * FROM evc_trace('22222222-2222-4222-8222-222222222222');
 RESET ROLE;
 DROP ROLE evc_trace_nobody;
 
-DELETE FROM evc.outbox WHERE message_id = '11111111-1111-4111-8111-111111111111';
+DELETE FROM evc.outbox_retry WHERE message_id = '11111111-1111-4111-8111-111111111111';
 DELETE FROM evc.events WHERE client = 'tr';
 DELETE FROM evc.dead_letters WHERE source = 'consumer:strict';
 DELETE FROM evc.archive_files WHERE object_key LIKE 'trace-%';

@@ -32,3 +32,23 @@ ORDER BY 1, 2;
 -- DROP EXTENSION removes everything, schema evc included.
 DROP EXTENSION evcollector;
 SELECT count(*) AS evc_schemas FROM pg_namespace WHERE nspname = 'evc';
+
+-- 0.5.0 -> 0.6.0 with a backlog: rows pending in the old evc.outbox move
+-- into the rotating tables (failed ones, with their attempts, into the
+-- retry table) and are still pending after the update.
+SET client_min_messages = warning;
+CREATE EXTENSION evcollector VERSION '0.5.0';
+RESET client_min_messages;
+INSERT INTO evc.outbox (message_id, topic, payload, content_type)
+VALUES ('66666666-6666-4666-8666-666666666666', 'up.a', '\x01', 'application/x-protobuf'),
+	   ('77777777-7777-4777-8777-777777777777', 'up.b', '\x02', 'application/x-protobuf');
+UPDATE evc.outbox SET attempts = 3, last_error = 'MSG_TIMED_OUT: Local: Message timed out'
+WHERE topic = 'up.b';
+ALTER EXTENSION evcollector UPDATE TO '0.6.0';
+SELECT message_id, topic, payload, attempts, last_error FROM evc.outbox ORDER BY id;
+SELECT (SELECT count(*) FROM evc.outbox_0) AS in_table_0, (SELECT count(*) FROM evc.outbox_retry) AS in_retry,
+	   (SELECT n FROM evc.outbox_tables WHERE current) AS current_table,
+	   (SELECT pending FROM evc.outbox_status) AS pending;
+-- New events go after them; the sequence continues above the old ids.
+SELECT nextval('evc.outbox_seq') > (SELECT max(id) FROM evc.outbox) AS ids_continue;
+DROP EXTENSION evcollector;
