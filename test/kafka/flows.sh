@@ -30,8 +30,6 @@
 
 set -u
 SECONDS=0
-n=0
-fails=0
 T=$EVC_RUN/tmp/kflows
 PREFIX=kf-
 BADPW=not-the-password-7f3a9c
@@ -40,32 +38,13 @@ PG2_PORT=
 mkdir -p "$T"
 chmod 777 "$T"
 
-tap() {
-	# tap RC DESCRIPTION [DIAG]
-	n=$((n + 1))
-	if [ "$1" = 0 ]; then
-		echo "ok $n - $2"
-	else
-		echo "not ok $n - $2"
-		[ -n "${3:-}" ] && echo "$3" | head -20 | sed 's/^/# /'
-		fails=$((fails + 1))
-	fi
-}
+. "$EVC_ROOT/test/tap.sh"
 # is GOT WANT DESCRIPTION [DIAG]
 is() { [ "$1" = "$2" ]; tap $? "$3" "got '$1', want '$2'${4:+
 $4}"; }
-q() { psql -X -q -At -v ON_ERROR_STOP=1 -d evc_test -c "$1"; }
 q2() { PGPORT=$PG2_PORT psql -X -q -At -v ON_ERROR_STOP=1 -d evc_test -c "$1"; }
 # qerr PORT SQL: the error of a statement that must fail, with its SQLSTATE.
 qerr() { PGPORT=$1 psql -X -q -At -v VERBOSITY=verbose -d evc_test -c "$2" 2>&1 >/dev/null; }
-# wait_sql SECONDS QUERY [q|q2]: until QUERY returns t.
-wait_sql() {
-	local deadline=$((SECONDS + $1)) f=${3:-q}
-	until [ "$($f "$2" 2>/dev/null)" = t ]; do
-		[ $SECONDS -ge $deadline ] && return 1
-		sleep 0.2
-	done
-}
 point() {
 	# point q|q2 BROKERS: evcollector.brokers, then reload
 	$1 "ALTER SYSTEM SET evcollector.brokers = '$2'" && $1 "SELECT pg_reload_conf()" >/dev/null

@@ -15,29 +15,8 @@
 #  - MinIO SIGKILLed and restarted while batches land loses nothing.
 
 set -u
-n=0
-fails=0
 PREFIX='ev c+ü'
-tap() {
-	# tap OK DESCRIPTION [DIAG]
-	n=$((n + 1))
-	if [ "$1" = 0 ]; then
-		echo "ok $n - $2"
-	else
-		echo "not ok $n - $2"
-		[ -n "${3:-}" ] && echo "$3" | head -20 | sed 's/^/# /'
-		fails=$((fails + 1))
-	fi
-}
-q() { psql -X -q -At -v ON_ERROR_STOP=1 -d evc_test -c "$1"; }
-# wait_sql SECONDS QUERY: until QUERY returns t.
-wait_sql() {
-	local deadline=$((SECONDS + $1))
-	until [ "$(q "$2" 2>/dev/null)" = t ]; do
-		[ $SECONDS -ge $deadline ] && return 1
-		sleep 0.2
-	done
-}
+. "$EVC_ROOT/test/tap.sh"
 produce() { "$EVC_ROOT/.build/bin/evc-produce" -b "$EVC_KAFKA_BOOTSTRAP" "$@" >/dev/null; }
 ctl() { "$EVC_ROOT/test/kafkactl" -c "$EVC_KAFKA_CONTROL" "$@" >/dev/null; }
 set_secret() {
