@@ -75,6 +75,8 @@ extern void evc_sink_land(EvcConsumerConfig *cfg, EvcStorage *st,
 						  EvcLandResult *res);
 
 /* sink_aggregates.c */
+extern void evc_sink_dead_letter(EvcConsumerConfig *cfg, EvcPartitionBatch *pb,
+								 EvcMessage *m, const char *message_id, const char *why);
 extern void evc_sink_land_aggregates(EvcConsumerConfig *cfg, EvcPartitionBatch *pb,
 									 int64 next_offset, EvcLandResult *res);
 

@@ -42,7 +42,6 @@
 #define MAX_DECIMAL_BYTES 1000
 
 static SPIPlanPtr plan_upsert = NULL;
-static SPIPlanPtr plan_dead = NULL;
 
 static bool
 valid_text(const char *s, size_t max)
@@ -117,38 +116,6 @@ check_aggregate(Evcollector__AggregatedEvent *a, TimestampTz *start)
 }
 
 static void
-dead_letter(EvcConsumerConfig *cfg, EvcPartitionBatch *pb, EvcMessage *m, const char *why)
-{
-	Oid			types[7] = {TEXTOID, INT4OID, INT8OID, BYTEAOID, BYTEAOID, TEXTOID, TEXTOID};
-	Datum		v[7];
-	char		n[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	bytea	   *payload = palloc(VARHDRSZ + m->len);
-
-	evc_spi_kept_plan(&plan_dead,
-					  "INSERT INTO evc.dead_letters (topic, partition, \"offset\", key, payload, error, source) "
-					  "VALUES ($1, $2, $3, $4, $5, $6, $7)", 7, types);
-	v[0] = CStringGetTextDatum(pb->topic);
-	v[1] = Int32GetDatum(pb->partition);
-	v[2] = Int64GetDatum(m->offset);
-	if (m->key)
-	{
-		bytea	   *k = palloc(VARHDRSZ + m->key_len);
-
-		SET_VARSIZE(k, VARHDRSZ + m->key_len);
-		memcpy(VARDATA(k), m->key, m->key_len);
-		v[3] = PointerGetDatum(k);
-	}
-	else
-		n[3] = 'n';
-	SET_VARSIZE(payload, VARHDRSZ + m->len);
-	memcpy(VARDATA(payload), m->payload, m->len);
-	v[4] = PointerGetDatum(payload);
-	v[5] = CStringGetTextDatum(why);
-	v[6] = CStringGetTextDatum(psprintf("consumer:%s", cfg->name));
-	evc_spi_execute_plan(plan_dead, v, n, SPI_OK_INSERT);
-}
-
-static void
 notify_live(Evcollector__AggregatedEvent *a, const char *window_name)
 {
 	StringInfoData buf;
@@ -215,7 +182,7 @@ evc_sink_land_aggregates(EvcConsumerConfig *cfg, EvcPartitionBatch *pb, int64 ne
 		why = a ? check_aggregate(a, &start) : "payload is not a protobuf evcollector.AggregatedEvent";
 		if (why != NULL)
 		{
-			dead_letter(cfg, pb, m, why);
+			evc_sink_dead_letter(cfg, pb, m, NULL, why);
 			res->dead_lettered++;
 			continue;
 		}

@@ -162,39 +162,42 @@ decode_message(EvcConsumerConfig *cfg, EvcMessage *m, DecodedEvent *d)
 		d->ev = ev;
 }
 
-static void
-dead_letter(EvcConsumerConfig *cfg, EvcPartitionBatch *pb, DecodedEvent *d)
+/*
+ * Keep a message the sink cannot land in evc.dead_letters, with its raw
+ * bytes, its place on the topic and why; message_id may be NULL (it could
+ * not be read).  Every sink dead-letters through here.
+ */
+void
+evc_sink_dead_letter(EvcConsumerConfig *cfg, EvcPartitionBatch *pb, EvcMessage *m,
+					 const char *message_id, const char *why)
 {
 	Oid			t[8] = {TEXTOID, TEXTOID, INT4OID, INT8OID, BYTEAOID, BYTEAOID, TEXTOID, TEXTOID};
 	Datum		v[8];
 	char		n[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	bytea	   *p = palloc(VARHDRSZ + m->len);
 
 	evc_spi_kept_plan(&plan_dead_letter,
 					  "INSERT INTO evc.dead_letters (message_id, topic, partition, \"offset\", key, payload, error, source) "
 					  "VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8)", 8, t);
-	v[0] = d->message_id ? CStringGetTextDatum(d->message_id) : (Datum) 0;
-	n[0] = d->message_id ? ' ' : 'n';
+	v[0] = message_id ? CStringGetTextDatum(message_id) : (Datum) 0;
+	n[0] = message_id ? ' ' : 'n';
 	v[1] = CStringGetTextDatum(pb->topic);
 	v[2] = Int32GetDatum(pb->partition);
-	v[3] = Int64GetDatum(d->msg->offset);
-	if (d->msg->key)
+	v[3] = Int64GetDatum(m->offset);
+	if (m->key)
 	{
-		bytea	   *k = palloc(VARHDRSZ + d->msg->key_len);
+		bytea	   *k = palloc(VARHDRSZ + m->key_len);
 
-		SET_VARSIZE(k, VARHDRSZ + d->msg->key_len);
-		memcpy(VARDATA(k), d->msg->key, d->msg->key_len);
+		SET_VARSIZE(k, VARHDRSZ + m->key_len);
+		memcpy(VARDATA(k), m->key, m->key_len);
 		v[4] = PointerGetDatum(k);
 	}
 	else
 		n[4] = 'n';
-	{
-		bytea	   *p = palloc(VARHDRSZ + d->msg->len);
-
-		SET_VARSIZE(p, VARHDRSZ + d->msg->len);
-		memcpy(VARDATA(p), d->msg->payload, d->msg->len);
-		v[5] = PointerGetDatum(p);
-	}
-	v[6] = CStringGetTextDatum(d->error);
+	SET_VARSIZE(p, VARHDRSZ + m->len);
+	memcpy(VARDATA(p), m->payload, m->len);
+	v[5] = PointerGetDatum(p);
+	v[6] = CStringGetTextDatum(why);
 	v[7] = CStringGetTextDatum(psprintf("consumer:%s", cfg->name));
 	evc_spi_execute_plan(plan_dead_letter, v, n, SPI_OK_INSERT);
 }
@@ -613,7 +616,7 @@ sink_land_partition(EvcConsumerConfig *cfg, EvcStorage *st, EvcPartitionBatch *p
 		decode_message(cfg, m, &d);
 		if (d.ev == NULL)
 		{
-			dead_letter(cfg, pb, &d);
+			evc_sink_dead_letter(cfg, pb, d.msg, d.message_id, d.error);
 			res->dead_lettered++;
 			continue;
 		}
