@@ -40,6 +40,10 @@ override with_llvm = no
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# Each capability's extra targets and flags (fuzz, sanitize, chaos, gateway)
+# live in a make fragment of its own.
+-include $(sort $(wildcard mk/*.mk))
+
 # Our own sources are held to -Wall -Wextra -Werror.  The generated protobuf
 # glue is not ours, so it gets PostgreSQL's flags only.  The -Wno-* below
 # silence warnings that PostgreSQL's own headers and fmgr macros trigger.
