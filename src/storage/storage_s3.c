@@ -14,11 +14,11 @@
  * (put_many; a single put is a batch of one) is put with at most
  * evcollector.s3_max_concurrency requests in flight, each on an easy
  * handle of a small pool.  The multi handle owns the connections and keeps
- * them alive from one batch to the next.  The worker waits in
- * curl_multi_poll for its sockets or libcurl's timers, never more than
- * S3_WAIT_MAX_MS at a time, and checks for interrupts after every wait, so
- * SIGTERM stops it promptly even when the server does not answer; with
- * nothing in flight (only retries waiting) it waits on its latch.
+ * them alive from one batch to the next.  The worker waits on one
+ * WaitEventSet holding libcurl's sockets, its latch and postmaster death,
+ * for at most libcurl's next timer, and checks for interrupts after every
+ * wait, so SIGTERM stops it at once even when the server does not answer;
+ * with nothing in flight (only retries waiting) it waits on its latch.
  *
  * A 5xx answer, a timeout or a refused connection is retried, for that
  * object only, a few times with a short backoff while the others go on; if
@@ -43,7 +43,6 @@
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
-#include "storage/pmsignal.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
@@ -55,7 +54,7 @@
 #define S3_FIRST_BACKOFF_MS 250
 #define S3_BODY_KEEP 1024
 #define S3_MAX_CONCURRENCY 64	/* the top of evcollector.s3_max_concurrency */
-#define S3_WAIT_MAX_MS 100		/* the longest wait between interrupt checks */
+#define S3_WAIT_MAX_MS 100		/* the wait when libcurl reports no socket */
 
 /* Response body, kept for error messages only. */
 typedef struct S3Body
@@ -369,16 +368,62 @@ s3_batch_perform(S3Storage *s3, S3Batch *b)
 }
 
 /*
- * Wait for socket activity, libcurl's next timer or the next retry, but
- * never longer than S3_WAIT_MAX_MS, so that an interrupt is seen soon
- * whatever the server does.  With nothing in flight, only retries wait:
- * that is a wait on the latch, which SIGTERM sets.
+ * The sockets libcurl wants watched, with the latch and postmaster death,
+ * as one WaitEventSet: the wait ends on the first of them, so SIGTERM stops
+ * a batch at once whatever the server does.  curl_multi_fdset is the
+ * interface libcurl 7.88 offers for that (curl_multi_waitfds is 8.8); it
+ * reports no socket at or above FD_SETSIZE, and none while a name is being
+ * resolved, and then libcurl's advice is a short wait, which S3_WAIT_MAX_MS
+ * bounds.
+ */
+static WaitEventSet *
+s3_wait_set(S3Storage *s3, int *nsockets)
+{
+	fd_set		rd,
+				wr,
+				ex;
+	int			maxfd = -1;
+	int			n = 0;
+	WaitEventSet *set;
+
+	FD_ZERO(&rd);
+	FD_ZERO(&wr);
+	FD_ZERO(&ex);
+	if (curl_multi_fdset(s3->multi, &rd, &wr, &ex, &maxfd) != CURLM_OK)
+		maxfd = -1;
+	for (int fd = 0; fd <= maxfd; fd++)
+		n += (FD_ISSET(fd, &rd) || FD_ISSET(fd, &wr) || FD_ISSET(fd, &ex)) ? 1 : 0;
+	set = CreateWaitEventSet(CurrentMemoryContext, n + 2);
+	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	for (int fd = 0; fd <= maxfd; fd++)
+	{
+		uint32		events = 0;
+
+		if (FD_ISSET(fd, &rd) || FD_ISSET(fd, &ex))
+			events |= WL_SOCKET_READABLE;
+		if (FD_ISSET(fd, &wr))
+			events |= WL_SOCKET_WRITEABLE;
+		if (events != 0)
+			AddWaitEventToSet(set, events, fd, NULL, NULL);
+	}
+	*nsockets = n;
+	return set;
+}
+
+/*
+ * Wait for socket activity, libcurl's next timer, the next retry or the
+ * latch.  With nothing in flight, only retries wait: that is a wait on the
+ * latch alone.
  */
 static void
 s3_batch_wait(S3Storage *s3, S3Batch *b)
 {
-	long		timeout = S3_WAIT_MAX_MS;
+	long		timeout = -1;
 	long		curl_timeout = -1;
+	int			nsockets;
+	WaitEventSet *set;
+	WaitEvent	ev;
 
 	if (b->waiting > 0 && b->in_flight < b->concurrency)
 	{
@@ -387,24 +432,30 @@ s3_batch_wait(S3Storage *s3, S3Batch *b)
 		for (int i = 0; i < b->next; i++)
 		{
 			if (b->retry_at[i] != 0)
-				timeout = Min(timeout, (long) Max(0, (b->retry_at[i] - now + 999) / 1000));
+			{
+				long		ms = (long) Max(0, (b->retry_at[i] - now + 999) / 1000);
+
+				timeout = timeout < 0 ? ms : Min(timeout, ms);
+			}
 		}
 	}
 	if (b->in_flight == 0)
 	{
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 timeout, PG_WAIT_EXTENSION);
+						 timeout < 0 ? S3_WAIT_MAX_MS : timeout, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		return;
 	}
 	curl_multi_timeout(s3->multi, &curl_timeout);
 	if (curl_timeout >= 0)
-		timeout = Min(timeout, curl_timeout);
-	pgstat_report_wait_start(PG_WAIT_EXTENSION);
-	(void) curl_multi_poll(s3->multi, NULL, 0, (int) timeout, NULL);
-	pgstat_report_wait_end();
-	if (!PostmasterIsAlive())
-		proc_exit(1);
+		timeout = timeout < 0 ? curl_timeout : Min(timeout, curl_timeout);
+	set = s3_wait_set(s3, &nsockets);
+	if (nsockets == 0)
+		timeout = timeout < 0 ? S3_WAIT_MAX_MS : Min(timeout, S3_WAIT_MAX_MS);
+	if (WaitEventSetWait(set, timeout, &ev, 1, PG_WAIT_EXTENSION) > 0 &&
+		(ev.events & WL_LATCH_SET))
+		ResetLatch(MyLatch);
+	FreeWaitEventSet(set);
 }
 
 /* The batch failed: say which object, and why. */
