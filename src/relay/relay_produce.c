@@ -468,16 +468,30 @@ evc_relay_producer_ensure(void)
 						   "evcollector.brokers, evcollector.kafka_properties or evcollector.relay_exactly_once changed")));
 	if (producer != NULL && producer_txn && in_flight)
 	{
+		char		text[512] = "";
+		rd_kafka_resp_err_t code = rd_kafka_fatal_error(producer, text, sizeof(text));
+
 		/*
 		 * The open transaction goes with the producer, and with it what the
 		 * tick's earlier chunks sent: the tick is read again whole.
 		 */
 		producer_destroy();
+		if (code == RD_KAFKA_RESP_ERR__FENCED || code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+			code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("kafka producer fenced: another producer took transactional.id \"%s\"",
+							evc_relay_identity()),
+					 errdetail("%s: %s.", rd_kafka_err2name(code), text),
+					 errhint("Another server with this system identifier and database (a promoted standby, "
+							 "or a copy of this data directory) relays to these brokers; only one may.  "
+							 "This relay takes the identity back when it starts again.")));
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("the relay's kafka transaction was abandoned with its producer"),
-				 errdetail("%s.", pg_atomic_read_u32(&producer_fatal) ? "The producer hit a fatal error" :
-						   "Its settings changed"),
+				 code != RD_KAFKA_RESP_ERR_NO_ERROR ?
+				 errdetail("The producer hit a fatal error: %s: %s.", rd_kafka_err2name(code), text) :
+				 errdetail("Its settings changed."),
 				 errhint("The batch is sent again whole in a new transaction.")));
 	}
 	producer_destroy();

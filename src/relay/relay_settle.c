@@ -383,18 +383,32 @@ evc_relay_settle_batch(RelayBatch *batch, int *delivered, int *failed, int *dead
 	*failed = retry_set.n;
 	*dead = dead_set.n;
 	*delivered = batch->n - *failed - *dead;
-	note_deliveries(batch);
-	evc_stats_add(&evc_relay_slot->counters.delivered, *delivered);
 	evc_stats_add(&evc_relay_slot->counters.retried, *failed);
 	evc_stats_add(&evc_relay_slot->counters.failed, *failed + *dead);
 	evc_stats_add(&evc_relay_slot->counters.dead_lettered, *dead);
 	evc_stats_add(&evc_relay_slot->counters.batches, 1);
 
+	/*
+	 * Exactly once: a failure aborts the transaction, so nothing of the
+	 * batch was delivered.  A retry batch keeps its rows in the retry table
+	 * (with the attempt counted); a tick is sent again whole.
+	 */
 	if (evc_relay_transactional() && first_error != NULL)
 	{
 		*delivered = 0;
-		abort_failed_tick(batch, &retry_set, &dead_set, first_error);
+		if (!batch->from_retry)
+			abort_failed_tick(batch, &retry_set, &dead_set, first_error);
+		evc_relay_abort_txn();
+		ok_set.n = 0;
+		evc_worker_xact_begin("evcollector relay: settling batch");
+		settle_retries(&ok_set, &retry_set, &dead_set);
+		evc_worker_xact_end();
+		evc_relay_note_retry(TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000));
+		return;
 	}
+	note_deliveries(batch);
+	evc_stats_add(&evc_relay_slot->counters.delivered, *delivered);
+
 	record = tick_wanted(batch);
 	if (retry_set.n == 0 && dead_set.n == 0 && ok_set.n == 0 && !record)
 		return;					/* all acknowledged: nothing to write */
