@@ -131,6 +131,7 @@ extern rd_kafka_topic_t *evc_relay_topic_handle(const char *name);
 extern void evc_relay_await_handoff(void);
 extern void evc_relay_count_produced(RelayBatch *batch);
 extern void evc_relay_producer_mark_fatal(void);
+extern bool evc_relay_producer_stale(void);
 extern bool evc_relay_transactional(void);
 extern void evc_relay_begin_batch_txn(void);
 extern void evc_relay_abort_txn(void);

@@ -450,6 +450,13 @@ producer_outdated(void)
 		 strcmp(producer_properties, evc_kafka_properties) != 0);
 }
 
+/* For relay_txn.c's waits: must the producer be made again? */
+bool
+evc_relay_producer_stale(void)
+{
+	return producer_outdated();
+}
+
 /* Recreate the producer after a fatal error or changed settings. */
 void
 evc_relay_producer_ensure(void)

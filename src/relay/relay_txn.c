@@ -142,6 +142,12 @@ txn_call(rd_kafka_t *rk, TxnCall call, const char *what)
 		rd_kafka_error_destroy(error);
 		evc_relay_service();
 		evc_worker_handle_interrupts();
+		/* A password put right, or other brokers: the next producer has them. */
+		if (evc_relay_producer_stale())
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("could not %s the relay's kafka transaction before its settings changed", what),
+					 errhint("The producer is made again with the new settings.")));
 	}
 }
 
