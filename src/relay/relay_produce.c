@@ -671,7 +671,18 @@ finish_batch(RelayBatch *batch, long *next_due_ms)
 
 	await_reports(batch);
 	if (evc_relay_transactional() && (batch->tick_last || batch->from_retry) && !batch_has_failures(batch))
+	{
+		TimestampTz committed_at;
+
 		evc_relay_txn_commit(producer, batch, evc_relay_next_tick_id());
+		/*
+		 * A read_committed reader sees the events at the commit, not at
+		 * their acks: that is the latency evc.stats reports.
+		 */
+		committed_at = GetCurrentTimestamp();
+		for (int i = 0; i < batch->n; i++)
+			batch->msgs[i].acked_at = committed_at;
+	}
 	evc_relay_settle_batch(batch, &delivered, &failed, &dead);
 	/* Late reports for it are dropped from here on (batch_of_generation). */
 	pg_atomic_write_u32(&batch->active, 0);
