@@ -256,11 +256,29 @@ read_progress(void)
 	const char *key = evc_relay_identity();
 	rd_kafka_conf_t *conf;
 	rd_kafka_t *volatile rk = NULL;
+	rd_kafka_t *volatile hw_rk = NULL;
 	rd_kafka_topic_partition_list_t *volatile parts = NULL;
 	const struct rd_kafka_metadata *volatile md = NULL;
 	char	   *volatile found = NULL;
 	char		errstr[512];
 
+	/*
+	 * The high watermarks come from a read_uncommitted handle: a
+	 * read_committed one is told the last stable offset instead, which
+	 * stops before another server's open transaction.
+	 */
+	conf = evc_kafka_conf_build("the relay's progress reader", defaults, NULL);
+	evc_kafka_conf_set(conf, "group.id", psprintf("%s-progress", key));
+	evc_kafka_conf_set(conf, "isolation.level", "read_uncommitted");
+	hw_rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+	if (hw_rk == NULL)
+	{
+		rd_kafka_conf_destroy(conf);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not create the relay's progress reader"),
+				 errdetail("%s", errstr)));
+	}
 	conf = evc_kafka_conf_build("the relay's progress reader", defaults, NULL);
 	evc_kafka_conf_set(conf, "group.id", psprintf("%s-progress", key));
 	evc_kafka_conf_set(conf, "isolation.level", "read_committed");
@@ -268,6 +286,7 @@ read_progress(void)
 	if (rk == NULL)
 	{
 		rd_kafka_conf_destroy(conf);
+		rd_kafka_destroy(hw_rk);
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not create the relay's progress reader"),
@@ -304,7 +323,7 @@ read_progress(void)
 				int64_t		lo,
 							hi;
 
-				err = rd_kafka_query_watermark_offsets(rk, topic, i, &lo, &hi, PROGRESS_READ_MS);
+				err = rd_kafka_query_watermark_offsets(hw_rk, topic, i, &lo, &hi, PROGRESS_READ_MS);
 				if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 					ereport(ERROR,
 							(errcode(ERRCODE_CONNECTION_FAILURE),
@@ -387,8 +406,9 @@ read_progress(void)
 			rd_kafka_topic_partition_list_destroy(parts);
 		if (md)
 			rd_kafka_metadata_destroy(md);
-		/* No group joined, nothing committed: it closes at once. */
+		/* No group joined, nothing committed: they close at once. */
 		rd_kafka_destroy(rk);
+		rd_kafka_destroy(hw_rk);
 	}
 	PG_END_TRY();
 	return found;
