@@ -342,6 +342,11 @@ producer_create(void)
 	static const char *const defaults[] = {
 		"linger.ms", "2",
 		"compression.type", "lz4",
+		/*
+		 * A tick is one transaction however large (a backlog after a long
+		 * stop): the brokers' longest by default (transaction.max.timeout.ms).
+		 */
+		"transaction.timeout.ms", "900000",
 		NULL
 	};
 	rd_kafka_conf_t *conf;
