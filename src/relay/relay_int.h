@@ -12,6 +12,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "access/xlogdefs.h"
 #include "executor/spi.h"
 #include "port/atomics.h"
 #include "storage/itemptr.h"
@@ -95,6 +96,7 @@ typedef struct RelayBatch
 	EvcSnapshot *tick_snapshot;	/* in cxt; only with tick_last */
 	int64		tick_events;
 	TimestampTz tick_taken_at;
+	XLogRecPtr	tick_wal_at;	/* flushed before the tick's Kafka commit */
 } RelayBatch;
 
 /* relay.c: the worker's slot (for its counters), and the loop's wake-up. */

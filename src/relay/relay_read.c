@@ -23,6 +23,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/xlog.h"
 #include "access/heapam.h"
 #include "access/stratnum.h"
 #include "access/table.h"
@@ -76,6 +77,7 @@ typedef struct TickReader
 	EvcSnapshot *prev;			/* NULL: take the last delivered tick's */
 	EvcSnapshot *cur;
 	TimestampTz taken_at;
+	XLogRecPtr	wal_at;			/* WAL insert position once cur was taken */
 	TxidRange  *ranges;
 	int			nranges;
 	int			order[EVC_OUTBOX_TABLES];
@@ -351,6 +353,8 @@ tick_begin(void)
 	reader.resume = false;
 	reader.events = 0;
 	reader.taken_at = GetCurrentTimestamp();
+	/* Every transaction cur sees completed has its WAL before this. */
+	reader.wal_at = GetXLogInsertRecPtr();
 	asked_txid = InvalidFullTransactionId;
 	reader.active = true;
 }
@@ -556,6 +560,7 @@ read_and_produce(int limit, RelayBatch *batch, RelayBatch *inflight)
 				memcpy(batch->tick_snapshot, reader.cur, VARSIZE(reader.cur));
 				batch->tick_events = reader.events;
 				batch->tick_taken_at = reader.taken_at;
+				batch->tick_wal_at = reader.wal_at;
 				/* The next tick starts where this one ends, delivered or not. */
 				pfree(reader.prev);
 				reader.prev = reader.cur;

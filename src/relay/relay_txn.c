@@ -215,6 +215,17 @@ evc_relay_txn_commit(rd_kafka_t *rk, RelayBatch *batch, int64 tick_id)
 					 errdetail("%s: %s.", rd_kafka_err2name(err), rd_kafka_err2str(err)),
 					 errhint("The batch's transaction is aborted and the batch sent again.")));
 	}
+	/*
+	 * The snapshot goes to Kafka before this server may have made durable
+	 * what it saw: the relay commits with synchronous_commit off, and an
+	 * aborted transaction's record is never flushed.  After a crash,
+	 * recovery would then hand out again transaction ids that the snapshot
+	 * counts as completed, and their events would be taken as sent.  So
+	 * the WAL up to the moment the snapshot was taken is flushed first:
+	 * every id the snapshot sees completed is then known to recovery.
+	 */
+	if (batch && batch->tick_last)
+		XLogFlush(batch->tick_wal_at);
 	fault_point(EVC_RELAY_FAULT_BEFORE_KAFKA_COMMIT);
 	pgstat_report_activity(STATE_RUNNING, "evcollector relay: committing kafka transaction");
 	txn_call(rk, rd_kafka_commit_transaction, "commit");
@@ -415,35 +426,6 @@ read_progress(void)
 }
 
 /*
- * A snapshot read back from Kafka, taken before a crash of this server:
- * transaction ids at or above the next one to be assigned now were never
- * made durable here, and recovery may hand them out again.  Such an id
- * must not count as already sent, so xmax comes down to the next id.
- */
-static EvcSnapshot *
-clamp_snapshot(EvcSnapshot *snap)
-{
-	FullTransactionId next = ReadNextFullTransactionId();
-	EvcSnapshot *out;
-	uint32		n = 0;
-
-	if (!FullTransactionIdPrecedes(next, snap->xmax))
-		return snap;
-	out = palloc(offsetof(EvcSnapshot, xip) + sizeof(FullTransactionId) * Max(snap->nxip, 1));
-	out->xmax = next;
-	out->xmin = FullTransactionIdPrecedes(snap->xmin, next) ? snap->xmin : next;
-	for (uint32 i = 0; i < snap->nxip; i++)
-		if (FullTransactionIdPrecedes(snap->xip[i], next))
-			out->xip[n++] = snap->xip[i];
-	out->nxip = n;
-	SET_VARSIZE(out, offsetof(EvcSnapshot, xip) + sizeof(FullTransactionId) * n);
-	ereport(LOG,
-			(errmsg("evcollector relay: the progress read back from Kafka ends beyond the transaction ids this server has assigned since its recovery"),
-			 errdetail("Its xmax comes down to %llu.", (unsigned long long) U64FromFullTransactionId(next))));
-	return out;
-}
-
-/*
  * Compare Kafka's progress with evc.outbox_ticks.  A tick that Kafka
  * committed and PostgreSQL did not record (the relay or the server died in
  * between; the relay commits with synchronous_commit off) is recorded now,
@@ -479,7 +461,6 @@ reconcile(const char *progress)
 	pg_tick = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
 	if (isnull || kafka_tick <= pg_tick)
 		return;
-	snap = clamp_snapshot(snap);
 	{
 		Oid			itypes[3] = {INT8OID, PG_SNAPSHOTOID, INT8OID};
 		Datum		iargs[3];
