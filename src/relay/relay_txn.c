@@ -165,7 +165,10 @@ evc_relay_txn_begin(rd_kafka_t *rk)
 	txn_open = true;
 }
 
-/* The test hook: SIGKILL, as an OOM kill or a kill -9 would. */
+/*
+ * The test hook: SIGKILL, as an OOM kill or a kill -9 would, in a
+ * transaction that carries progress (one with events).
+ */
 static void
 fault_point(int point)
 {
@@ -189,9 +192,11 @@ fault_point(int point)
 void
 evc_relay_txn_commit(rd_kafka_t *rk, RelayBatch *batch, int64 tick_id)
 {
+	bool		progress = batch && batch->tick_last && batch->tick_events > 0;
+
 	if (!txn_open)
 		return;
-	if (batch && batch->tick_last && batch->tick_events > 0)
+	if (progress)
 	{
 		const char *key = evc_relay_identity();
 		char	   *value;
@@ -226,12 +231,14 @@ evc_relay_txn_commit(rd_kafka_t *rk, RelayBatch *batch, int64 tick_id)
 	 */
 	if (batch && batch->tick_last)
 		XLogFlush(batch->tick_wal_at);
-	fault_point(EVC_RELAY_FAULT_BEFORE_KAFKA_COMMIT);
+	if (progress)
+		fault_point(EVC_RELAY_FAULT_BEFORE_KAFKA_COMMIT);
 	pgstat_report_activity(STATE_RUNNING, "evcollector relay: committing kafka transaction");
 	txn_call(rk, rd_kafka_commit_transaction, "commit");
 	txn_open = false;
 	pgstat_report_activity(STATE_IDLE, NULL);
-	fault_point(EVC_RELAY_FAULT_AFTER_KAFKA_COMMIT);
+	if (progress)
+		fault_point(EVC_RELAY_FAULT_AFTER_KAFKA_COMMIT);
 }
 
 /* Abort the open transaction: read_committed consumers never see its records. */

@@ -126,7 +126,9 @@ done
 reload "RESET evcollector.relay_fault_point"
 kills=$(($(log_count "relay_fault_point = after_kafka_commit: killing") - kills0))
 recs=$(($(log_count "was committed to Kafka but not recorded here") - rec0))
-[ "$kills" -ge 10 ] && [ "$recs" -ge 10 ]
+# Each kill leaves a committed tick that PostgreSQL did not record (the
+# record of one found in Kafka can itself be lost in the next kill).
+[ "$kills" -ge 10 ] && [ "$recs" -ge "$kills" ]
 tap $? "the relay was SIGKILLed $kills times between Kafka's commit and PostgreSQL's; each time it found the tick in Kafka ($recs)" \
 	"$(grep -E 'relay_fault_point|was committed to Kafka|evcollector relay' "$EVC_RUN/postgresql.log" | tail -8)"
 
