@@ -70,7 +70,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "1..17"
+echo "1..18"
 
 if ! evc_kafka_real_start 1 "$EVC_RUN/kafka-real" >"$T/start.log" 2>&1; then
 	tap 1 "Apache Kafka (1 node) started" "$(tail -20 "$T/start.log")"
