@@ -348,6 +348,12 @@ consumer_conf(void)
 	evc_kafka_conf_set(conf, "enable.auto.commit", "false");
 	evc_kafka_conf_set(conf, "enable.auto.offset.store", "false");
 	evc_kafka_conf_set(conf, "enable.partition.eof", "false");
+	/*
+	 * Never land a batch the relay aborted, or one still open: the relay
+	 * sends each tick in a Kafka transaction (relay/relay_txn.c).  It is
+	 * librdkafka's default; stated here so that no property undoes it.
+	 */
+	evc_kafka_conf_set(conf, "isolation.level", "read_committed");
 	rd_kafka_conf_set_rebalance_cb(conf, consumer_rebalance_cb);
 	rd_kafka_conf_set_error_cb(conf, consumer_error_cb);
 	return conf;

@@ -29,6 +29,15 @@ char	   *evc_s3_access_key = NULL;
 char	   *evc_s3_secret_key = NULL;
 int			evc_s3_max_concurrency = 8;
 int			evc_batch_size = 1000;
+/* relay: exactly once into Kafka (issue 13) */
+bool		evc_relay_exactly_once = true;
+int			evc_relay_fault_point = EVC_RELAY_FAULT_NONE;
+static const struct config_enum_entry relay_fault_points[] = {
+	{"none", EVC_RELAY_FAULT_NONE, false},
+	{"before_kafka_commit", EVC_RELAY_FAULT_BEFORE_KAFKA_COMMIT, false},
+	{"after_kafka_commit", EVC_RELAY_FAULT_AFTER_KAFKA_COMMIT, false},
+	{NULL, 0, false}
+};
 int			evc_flush_interval_ms = 5000;
 int			evc_max_file_size_kb = 64 * 1024;
 bool		evc_require_schema = true;
@@ -479,6 +488,21 @@ evc_define_gucs(bool preloading)
 							&evc_outbox_rotate_rows, 1000000, 1000, PG_INT32_MAX,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
+
+	/* relay: exactly once into Kafka (issue 13) */
+	DefineCustomBoolVariable("evcollector.relay_exactly_once",
+							 "Deliver each outbox batch in one Kafka transaction, with the relay's progress.",
+							 "Off falls back to the idempotent producer (at least once), for brokers without transactions.",
+							 &evc_relay_exactly_once, true,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("evcollector.relay_fault_point",
+							 "Test hook: the relay SIGKILLs itself at this point of every Kafka transaction.",
+							 "For fault tests only; leave it at none.",
+							 &evc_relay_fault_point, EVC_RELAY_FAULT_NONE, relay_fault_points,
+							 PGC_SUSET, GUC_NOT_IN_SAMPLE | GUC_SUPERUSER_ONLY,
+							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("evcollector");
 }

@@ -24,6 +24,16 @@ extern int	evc_max_blob_size_kb;
 extern int	evc_metrics_interval_ms;
 extern int	evc_outbox_rotate_interval_ms;
 extern int	evc_outbox_rotate_rows;
+extern bool evc_relay_exactly_once;
+extern int	evc_relay_fault_point;
+
+/* evcollector.relay_fault_point: a test hook (docs/settings.md). */
+typedef enum EvcRelayFaultPoint
+{
+	EVC_RELAY_FAULT_NONE,
+	EVC_RELAY_FAULT_BEFORE_KAFKA_COMMIT,
+	EVC_RELAY_FAULT_AFTER_KAFKA_COMMIT
+} EvcRelayFaultPoint;
 
 extern void evc_define_gucs(bool preloading);
 

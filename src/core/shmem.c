@@ -58,6 +58,7 @@ evc_shmem_startup(void)
 		pg_atomic_init_u32(&evc_shared->outbox_current, 0);
 		pg_atomic_init_u64(&evc_shared->relay_delivered_tick, 0);
 		pg_atomic_init_u32(&evc_shared->flush_waiters, 0);
+		pg_atomic_init_u32(&evc_shared->relay_mode, 0);
 		for (int i = 0; i < EVC_MAX_WORKERS; i++)
 			evc_shared->workers[i].pgprocno = -1;
 	}

@@ -116,6 +116,8 @@ typedef struct EvcShared
 	 */
 	pg_atomic_uint64 relay_delivered_tick;
 	pg_atomic_uint32 flush_waiters;
+	/* The relay's producer mode (relay/relay_txn.c): 0 none yet, 1 idempotent, 2 transactional. */
+	pg_atomic_uint32 relay_mode;
 	/* Events sent by committed transactions (all backends). */
 	pg_atomic_uint64 sent;
 	EvcWorkerSlot workers[EVC_MAX_WORKERS];

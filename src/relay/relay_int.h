@@ -12,6 +12,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "access/xlogdefs.h"
 #include "executor/spi.h"
 #include "port/atomics.h"
 #include "storage/itemptr.h"
@@ -45,6 +46,11 @@ typedef struct RelayMsg
 	int32		value_len;
 	const char *content_type;
 	int32		schema_version;
+	/*
+	 * Produced with nothing else of ours in flight, so that it is alone in
+	 * its record batch: a size refusal then proves it is too large.
+	 */
+	bool		alone;
 	/* Written by the producer thread: how producing it went. */
 	rd_kafka_resp_err_t produce_err;
 	/* The outcome, written by the delivery-report callback. */
@@ -90,6 +96,7 @@ typedef struct RelayBatch
 	EvcSnapshot *tick_snapshot;	/* in cxt; only with tick_last */
 	int64		tick_events;
 	TimestampTz tick_taken_at;
+	XLogRecPtr	tick_wal_at;	/* flushed before the tick's Kafka commit */
 } RelayBatch;
 
 /* relay.c: the worker's slot (for its counters), and the loop's wake-up. */
@@ -125,8 +132,34 @@ extern void evc_relay_producer_ensure(void);
 extern rd_kafka_topic_t *evc_relay_topic_handle(const char *name);
 extern void evc_relay_await_handoff(void);
 extern void evc_relay_count_produced(RelayBatch *batch);
+extern void evc_relay_producer_mark_fatal(void);
+extern bool evc_relay_producer_stale(void);
+extern bool evc_relay_transactional(void);
+extern void evc_relay_begin_batch_txn(void);
+extern void evc_relay_abort_txn(void);
+
+/* relay_read.c: events the open tick leaves out, or sends alone */
+extern bool evc_relay_skip_message(const char *message_id);
+extern void evc_relay_note_dead(const char *message_id);
+extern void evc_relay_note_suspect(const char *message_id);
+extern void evc_relay_forget_tick_notes(void);
+extern void evc_relay_load_tick_notes(void);
+
+/* relay_txn.c: exactly once into Kafka */
+#define EVC_RELAY_MODE_IDEMPOTENT 1
+#define EVC_RELAY_MODE_TRANSACTIONAL 2
+extern const char *evc_relay_identity(void);
+extern bool evc_relay_txn_is_open(void);
+extern void evc_relay_txn_forget(void);
+extern void evc_relay_txn_start(rd_kafka_t *rk);
+extern void evc_relay_txn_begin(rd_kafka_t *rk);
+extern void evc_relay_txn_commit(rd_kafka_t *rk, RelayBatch *batch, int64 tick_id);
+extern void evc_relay_txn_abort(rd_kafka_t *rk);
+extern void evc_relay_txn_reconcile(void);
 
 /* relay_settle.c */
+extern int64 evc_relay_next_tick_id(void);
+extern void evc_relay_set_delivered(int64 id, const EvcSnapshot *snap);
 extern void evc_relay_settle_batch(RelayBatch *batch, int *delivered, int *failed, int *dead);
 
 #endif							/* EVC_RELAY_INT_H */

@@ -33,6 +33,7 @@
 static rd_kafka_t *producer = NULL;
 static char *producer_brokers = NULL;
 static char *producer_properties = NULL;
+static bool producer_txn = false;	/* made with a transactional.id */
 static pg_atomic_uint32 producer_fatal;	/* set by relay_error_cb */
 
 static RelayBatch batches[2];
@@ -255,6 +256,8 @@ producer_destroy(void)
 	}
 	rd_kafka_destroy(producer);
 	producer = NULL;
+	/* Its open transaction, if any, is aborted by the brokers or fenced. */
+	evc_relay_txn_forget();
 
 	for (int i = 0; i < lengthof(batches); i++)
 	{
@@ -339,6 +342,11 @@ producer_create(void)
 	static const char *const defaults[] = {
 		"linger.ms", "2",
 		"compression.type", "lz4",
+		/*
+		 * A tick is one transaction however large (a backlog after a long
+		 * stop): the brokers' longest by default (transaction.max.timeout.ms).
+		 */
+		"transaction.timeout.ms", "900000",
 		NULL
 	};
 	rd_kafka_conf_t *conf;
@@ -351,6 +359,9 @@ producer_create(void)
 	/* Idempotence needs it: librdkafka refuses a producer with acks=1. */
 	evc_kafka_conf_set(conf, "acks", "all");
 	evc_kafka_conf_set(conf, "partitioner", "murmur2_random");
+	/* Exactly once: see relay_txn.c for the identity and what it fences. */
+	if (evc_relay_exactly_once)
+		evc_kafka_conf_set(conf, "transactional.id", evc_relay_identity());
 	rd_kafka_conf_set_dr_msg_cb(conf, relay_dr_cb);
 	rd_kafka_conf_set_error_cb(conf, relay_error_cb);
 
@@ -384,6 +395,53 @@ producer_create(void)
 		pfree(producer_properties);
 	producer_brokers = MemoryContextStrdup(TopMemoryContext, evc_brokers);
 	producer_properties = MemoryContextStrdup(TopMemoryContext, evc_kafka_properties);
+	producer_txn = evc_relay_exactly_once;
+	if (!producer_txn)
+	{
+		pg_atomic_write_u32(&evc_shared->relay_mode, EVC_RELAY_MODE_IDEMPOTENT);
+		return;
+	}
+	/* A producer whose init failed is of no use: it goes, and is made again. */
+	PG_TRY();
+	{
+		evc_relay_txn_start(producer);
+	}
+	PG_CATCH();
+	{
+		producer_destroy();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+/* Is the running producer transactional (exactly once)? */
+bool
+evc_relay_transactional(void)
+{
+	return producer != NULL && producer_txn;
+}
+
+/* A transactional call failed fatally: the producer is recreated. */
+void
+evc_relay_producer_mark_fatal(void)
+{
+	pg_atomic_write_u32(&producer_fatal, 1);
+}
+
+/* A batch failed: read_committed consumers never see its transaction. */
+void
+evc_relay_abort_txn(void)
+{
+	if (evc_relay_transactional())
+		evc_relay_txn_abort(producer);
+}
+
+/* Before a batch is read: the transaction it goes into. */
+void
+evc_relay_begin_batch_txn(void)
+{
+	if (evc_relay_transactional())
+		evc_relay_txn_begin(producer);
 }
 
 /* Has the producer hit a fatal error, or has a reload changed its settings? */
@@ -392,22 +450,62 @@ producer_outdated(void)
 {
 	return producer != NULL &&
 		(pg_atomic_read_u32(&producer_fatal) ||
+		 producer_txn != evc_relay_exactly_once ||
 		 strcmp(producer_brokers, evc_brokers) != 0 ||
 		 strcmp(producer_properties, evc_kafka_properties) != 0);
+}
+
+/* For relay_txn.c's waits: must the producer be made again? */
+bool
+evc_relay_producer_stale(void)
+{
+	return producer_outdated();
 }
 
 /* Recreate the producer after a fatal error or changed settings. */
 void
 evc_relay_producer_ensure(void)
 {
+	bool		in_flight = evc_relay_txn_is_open();
+
 	if (producer != NULL && !producer_outdated())
 		return;
+	for (int i = 0; i < lengthof(batches); i++)
+		in_flight |= pg_atomic_read_u32(&batches[i].active) != 0;
 	if (producer != NULL)
 		ereport(LOG,
 				(errmsg("evcollector relay: recreating the kafka producer"),
 				 errdetail("%s; messages it has not reported stay in evc.outbox and are sent again.",
 						   pg_atomic_read_u32(&producer_fatal) ? "It hit a fatal error" :
-						   "evcollector.brokers or evcollector.kafka_properties changed")));
+						   "evcollector.brokers, evcollector.kafka_properties or evcollector.relay_exactly_once changed")));
+	if (producer != NULL && producer_txn && in_flight)
+	{
+		char		text[512] = "";
+		rd_kafka_resp_err_t code = rd_kafka_fatal_error(producer, text, sizeof(text));
+
+		/*
+		 * The open transaction goes with the producer, and with it what the
+		 * tick's earlier chunks sent: the tick is read again whole.
+		 */
+		producer_destroy();
+		if (code == RD_KAFKA_RESP_ERR__FENCED || code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+			code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("kafka producer fenced: another producer took transactional.id \"%s\"",
+							evc_relay_identity()),
+					 errdetail("%s: %s.", rd_kafka_err2name(code), text),
+					 errhint("Another server with this system identifier and database (a promoted standby, "
+							 "or a copy of this data directory) relays to these brokers; only one may.  "
+							 "This relay takes the identity back when it starts again.")));
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("the relay's kafka transaction was abandoned with its producer"),
+				 code != RD_KAFKA_RESP_ERR_NO_ERROR ?
+				 errdetail("The producer hit a fatal error: %s: %s.", rd_kafka_err2name(code), text) :
+				 errdetail("Its settings changed."),
+				 errhint("The batch is sent again whole in a new transaction.")));
+	}
 	producer_destroy();
 	producer_create();
 }
@@ -452,6 +550,18 @@ produce_msg(uint32 generation, RelayMsg *msg, int idx, pg_atomic_uint32 *cancel)
 	}
 }
 
+/*
+ * On the producer thread: wait until librdkafka holds nothing of ours, no
+ * message and no report unserved, so that the next message starts a record
+ * batch of its own.
+ */
+static void
+drain_producer(pg_atomic_uint32 *cancel)
+{
+	while (rd_kafka_outq_len(producer) > 0 && !pg_atomic_read_u32(cancel))
+		serve_reports(10);
+}
+
 /* The producer thread's work: produce messages [from, to) of a batch. */
 static void
 produce_range(void *items, int from, int to, pg_atomic_uint32 *cancel)
@@ -461,7 +571,19 @@ produce_range(void *items, int from, int to, pg_atomic_uint32 *cancel)
 	uint32		generation = pg_atomic_read_u32(&batch->generation);
 
 	for (int i = from; i < to && !pg_atomic_read_u32(cancel); i++)
-		batch->msgs[i].produce_err = produce_msg(generation, &batch->msgs[i], i, cancel);
+	{
+		RelayMsg   *msg = &batch->msgs[i];
+
+		/*
+		 * A message the brokers refused as too large together with others
+		 * is sent alone, before and after: see relay_settle.c.
+		 */
+		if (msg->alone)
+			drain_producer(cancel);
+		msg->produce_err = produce_msg(generation, msg, i, cancel);
+		if (msg->alone)
+			drain_producer(cancel);
+	}
 }
 
 /* Wait until the producer thread has produced all that was posted. */
@@ -530,7 +652,21 @@ await_reports(RelayBatch *batch)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
-/* Wait for a batch's reports, settle it, and let it go. */
+static bool
+batch_has_failures(RelayBatch *batch)
+{
+	for (int i = 0; i < batch->n; i++)
+		if (batch->msgs[i].err != RD_KAFKA_RESP_ERR_NO_ERROR)
+			return true;
+	return false;
+}
+
+/*
+ * Wait for a batch's reports, commit its Kafka transaction when it ends
+ * one (exactly once: the last chunk of a tick, or a retry batch), settle
+ * it, and let it go.  A batch with failures is settled without a commit:
+ * the settle aborts the transaction (relay_settle.c).
+ */
 static void
 finish_batch(RelayBatch *batch, long *next_due_ms)
 {
@@ -539,6 +675,19 @@ finish_batch(RelayBatch *batch, long *next_due_ms)
 				dead;
 
 	await_reports(batch);
+	if (evc_relay_transactional() && (batch->tick_last || batch->from_retry) && !batch_has_failures(batch))
+	{
+		TimestampTz committed_at;
+
+		evc_relay_txn_commit(producer, batch, evc_relay_next_tick_id());
+		/*
+		 * A read_committed reader sees the events at the commit, not at
+		 * their acks: that is the latency evc.stats reports.
+		 */
+		committed_at = GetCurrentTimestamp();
+		for (int i = 0; i < batch->n; i++)
+			batch->msgs[i].acked_at = committed_at;
+	}
 	evc_relay_settle_batch(batch, &delivered, &failed, &dead);
 	/* Late reports for it are dropped from here on (batch_of_generation). */
 	pg_atomic_write_u32(&batch->active, 0);
@@ -573,6 +722,16 @@ evc_relay_batch(long *next_due_ms)
 		pg_atomic_read_u32(&batches[1].active) ? &batches[1] : NULL;
 	RelayBatch *cur = (prev == &batches[0]) ? &batches[1] : &batches[0];
 	int			n;
+
+	/*
+	 * Exactly once: a batch that ends its transaction is committed before
+	 * the next one is read, which would go into the same transaction.
+	 */
+	if (prev && evc_relay_transactional() && (prev->tick_last || prev->from_retry))
+	{
+		finish_batch(prev, next_due_ms);
+		prev = NULL;
+	}
 
 	MemoryContextReset(cur->cxt);
 	pg_atomic_write_u32(&cur->generation, ++batch_generation);

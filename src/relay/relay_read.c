@@ -23,6 +23,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/xlog.h"
 #include "access/heapam.h"
 #include "access/stratnum.h"
 #include "access/table.h"
@@ -35,6 +36,7 @@
 #include "storage/condition_variable.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
@@ -75,6 +77,7 @@ typedef struct TickReader
 	EvcSnapshot *prev;			/* NULL: take the last delivered tick's */
 	EvcSnapshot *cur;
 	TimestampTz taken_at;
+	XLogRecPtr	wal_at;			/* WAL insert position once cur was taken */
 	TxidRange  *ranges;
 	int			nranges;
 	int			order[EVC_OUTBOX_TABLES];
@@ -94,6 +97,90 @@ static bool asked_answer = false;
 
 /* When the earliest row of evc.outbox_retry is due (0: read it to know). */
 static TimestampTz retry_due = 0;
+
+/*
+ * Exactly once: what the tick being sent again leaves out or sends alone,
+ * by message_id.  A failed message aborts its tick's transaction, and the
+ * tick is sent again whole (relay_settle.c): without the events that went
+ * to evc.dead_letters ("dead"), and with each event the brokers refused as
+ * too large together with others sent alone ("suspect").  Forgotten once
+ * a tick is recorded; after an error or a restart the dead ones are read
+ * again from evc.dead_letters.
+ */
+typedef struct TickNote
+{
+	char		message_id[UUID_LEN * 2 + 5];
+	bool		dead;
+} TickNote;
+static HTAB *tick_notes = NULL;
+static bool tick_notes_loaded = false;
+
+static TickNote *
+tick_note(const char *message_id, bool create)
+{
+	bool		found;
+
+	if (tick_notes == NULL)
+	{
+		HASHCTL		ctl;
+
+		if (!create)
+			return NULL;
+		ctl.keysize = UUID_LEN * 2 + 5;
+		ctl.entrysize = sizeof(TickNote);
+		ctl.hcxt = TopMemoryContext;
+		tick_notes = hash_create("evcollector relay tick notes", 64, &ctl,
+								 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	return hash_search(tick_notes, message_id, create ? HASH_ENTER : HASH_FIND, &found);
+}
+
+void
+evc_relay_note_dead(const char *message_id)
+{
+	tick_note(message_id, true)->dead = true;
+}
+
+void
+evc_relay_note_suspect(const char *message_id)
+{
+	TickNote   *note = tick_note(message_id, true);
+
+	note->dead = false;
+}
+
+void
+evc_relay_forget_tick_notes(void)
+{
+	if (tick_notes)
+		hash_destroy(tick_notes);
+	tick_notes = NULL;
+}
+
+/*
+ * Before a read, in its transaction: the relay's dead letters made since
+ * the last delivered tick was taken, which the tick being read leaves out.
+ * Cheap: evc.dead_letters is indexed, and holds few rows of the relay.
+ */
+void
+evc_relay_load_tick_notes(void)
+{
+	if (tick_notes_loaded || !evc_relay_transactional())
+		return;
+	tick_notes_loaded = true;
+	if (SPI_execute("SELECT d.message_id::text FROM evc.dead_letters d "
+					"WHERE d.source = 'relay' AND d.message_id IS NOT NULL AND d.created_at >= "
+					"  (SELECT t.created_at FROM evc.outbox_ticks t ORDER BY t.id DESC LIMIT 1)",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the relay's dead letters");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *mid = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+
+		if (mid && strlen(mid) == UUID_LEN * 2 + 4)
+			evc_relay_note_dead(mid);
+	}
+}
 
 /*
  * The text form of a uuid, written into the caller's buffer: uuid_out
@@ -157,7 +244,7 @@ copy_bytes(Datum d, const char *processed_at, int32 *len, int32 *orig_len)
  * Make the row in slot message number batch->n of this batch, for the
  * producer thread to produce once it is posted.
  */
-static void
+static bool
 add_slot(RelayBatch *batch, TupleTableSlot *slot, const char *processed_at)
 {
 	static const char *content_type = NULL;
@@ -178,6 +265,17 @@ add_slot(RelayBatch *batch, TupleTableSlot *slot, const char *processed_at)
 	msg->rkt = (prev && prev->topic == msg->topic) ? prev->rkt : evc_relay_topic_handle(msg->topic);
 	msg->created_at = DatumGetTimestampTz(values[OUTBOX_CREATED_AT]);
 	uuid_format(DatumGetUUIDP(values[OUTBOX_MESSAGE_ID]), msg->message_id);
+	if (tick_notes != NULL)
+	{
+		TickNote   *note = tick_note(msg->message_id, false);
+
+		if (note && note->dead)
+		{
+			batch->n--;			/* dead-lettered while its tick was sent before */
+			return false;
+		}
+		msg->alone = (note != NULL);
+	}
 
 	/* The content type is kept across batches: it rarely changes. */
 	ct = same_or_new_cstring(values[OUTBOX_CONTENT_TYPE], content_type);
@@ -197,6 +295,7 @@ add_slot(RelayBatch *batch, TupleTableSlot *slot, const char *processed_at)
 	msg->value = copy_bytes(values[OUTBOX_PAYLOAD], is_event ? processed_at : NULL,
 							&msg->value_len, &msg->payload_len);
 	msg->produce_err = RD_KAFKA_RESP_ERR__STATE;	/* not produced yet */
+	return true;
 }
 
 
@@ -254,6 +353,8 @@ tick_begin(void)
 	reader.resume = false;
 	reader.events = 0;
 	reader.taken_at = GetCurrentTimestamp();
+	/* Every transaction cur sees completed has its WAL before this. */
+	reader.wal_at = GetXLogInsertRecPtr();
 	asked_txid = InvalidFullTransactionId;
 	reader.active = true;
 }
@@ -314,9 +415,10 @@ scan_interval(Relation rel, Relation idx, TupleTableSlot *slot, int limit,
 		txid = DatumGetFullTransactionId(slot->tts_values[OUTBOX_TXID]);
 		if (!in_tick(txid))
 			continue;
-		add_slot(batch, slot, processed_at);
 		reader.last_txid = txid;
 		reader.last_id = DatumGetInt64(slot->tts_values[OUTBOX_ID]);
+		if (!add_slot(batch, slot, processed_at))
+			continue;
 		reader.events++;
 		evc_relay_rows_in[table_no]++;
 		if (batch->n % HANDOFF_EVERY == 0)
@@ -394,7 +496,16 @@ read_retry(int limit, RelayBatch *batch, const char *processed_at, TimestampTz n
 			next = Min(next, due > now ? due : now);
 			continue;
 		}
-		add_slot(batch, slot, processed_at);
+		if (!add_slot(batch, slot, processed_at))
+			continue;
+		/*
+		 * Refused as too large beside others: sent alone this time, so
+		 * that a refusal proves it (relay_settle.c).
+		 */
+		if (!slot->tts_isnull[RETRY_LAST_ERROR] &&
+			(strncmp(TextDatumGetCString(slot->tts_values[RETRY_LAST_ERROR]), "MSG_SIZE_TOO_LARGE", 18) == 0 ||
+			 strncmp(TextDatumGetCString(slot->tts_values[RETRY_LAST_ERROR]), "RECORD_LIST_TOO_LARGE", 21) == 0))
+			batch->msgs[batch->n - 1].alone = true;
 		if (batch->n % HANDOFF_EVERY == 0)
 			evc_handoff_post(batch->n);
 	}
@@ -423,6 +534,9 @@ read_and_produce(int limit, RelayBatch *batch, RelayBatch *inflight)
 	batch->cap = limit;
 	batch->msgs = palloc_extended(sizeof(RelayMsg) * limit, MCXT_ALLOC_HUGE);
 	batch->from_retry = retry_due <= now && !(inflight && inflight->from_retry);
+	/* Exactly once: a retry batch is a transaction of its own. */
+	if (evc_relay_transactional() && (inflight || reader.active))
+		batch->from_retry = false;
 
 	pgstat_report_activity(STATE_RUNNING, "evcollector relay: producing");
 	evc_handoff_begin(batch);
@@ -446,6 +560,7 @@ read_and_produce(int limit, RelayBatch *batch, RelayBatch *inflight)
 				memcpy(batch->tick_snapshot, reader.cur, VARSIZE(reader.cur));
 				batch->tick_events = reader.events;
 				batch->tick_taken_at = reader.taken_at;
+				batch->tick_wal_at = reader.wal_at;
 				/* The next tick starts where this one ends, delivered or not. */
 				pfree(reader.prev);
 				reader.prev = reader.cur;
@@ -502,6 +617,8 @@ evc_relay_read(int limit, RelayBatch *batch, RelayBatch *inflight, long *next_du
 	if (!evc_outbox_installed())
 		(void) evc_outbox_open(0, AccessShareLock);
 	evc_relay_producer_ensure();
+	/* Exactly once: a new producer's progress, read back from Kafka. */
+	evc_relay_txn_reconcile();
 
 	/*
 	 * What a tick starts from is read here, through SPI, before the batch's
@@ -511,6 +628,8 @@ evc_relay_read(int limit, RelayBatch *batch, RelayBatch *inflight, long *next_du
 	 */
 	(void) evc_relay_current_table();
 	(void) evc_relay_delivered_snapshot();
+	evc_relay_load_tick_notes();
+	evc_relay_begin_batch_txn();
 	read_and_produce(limit, batch, inflight);
 	evc_worker_xact_end();
 
@@ -544,4 +663,5 @@ evc_relay_read_from_delivered(void)
 	reader.prev = NULL;
 	reader.active = false;
 	retry_due = 0;
+	tick_notes_loaded = false;
 }

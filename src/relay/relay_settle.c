@@ -77,6 +77,24 @@ evc_relay_delivered_snapshot(void)
 	return delivered_snap;
 }
 
+/* The id the next recorded tick gets, and its Kafka progress record carries. */
+int64
+evc_relay_next_tick_id(void)
+{
+	return delivered_id + 1;
+}
+
+/* A tick read back from Kafka was recorded (relay_txn.c): it is the delivered one. */
+void
+evc_relay_set_delivered(int64 id, const EvcSnapshot *snap)
+{
+	evc_relay_load_delivered();
+	delivered_snap = MemoryContextAlloc(TopMemoryContext, VARSIZE(snap));
+	memcpy(delivered_snap, snap, VARSIZE(snap));
+	delivered_id = id;
+	pg_atomic_write_u64(&evc_shared->relay_delivered_tick, (uint64) delivered_id);
+}
+
 /* Forget the delivered tick; the next read takes it from the table. */
 void
 evc_relay_load_delivered(void)
@@ -128,6 +146,8 @@ tick_recorded(RelayBatch *batch)
 	memcpy(delivered_snap, batch->tick_snapshot, VARSIZE(batch->tick_snapshot));
 	delivered_id++;
 	pg_atomic_write_u64(&evc_shared->relay_delivered_tick, (uint64) delivered_id);
+	/* What the tick left out or sent alone is of no use to the next one. */
+	evc_relay_forget_tick_notes();
 }
 
 /* Record the deliveries: lineage ring, latency histogram, byte count. */
@@ -205,7 +225,10 @@ settle_tick_failures(FailedSet *retry, FailedSet *dead)
 	if (dead->n > 0)
 		run_over_failed(&dead_plan,
 						"INSERT INTO evc.dead_letters (message_id, topic, key, payload, error, source, attempts) "
-						"SELECT o.message_id, o.topic, o.key, o.payload, u.err, 'relay', 1 FROM " FAILED_ROWS,
+						"SELECT o.message_id, o.topic, o.key, o.payload, u.err, 'relay', 1 FROM " FAILED_ROWS
+						/* Exactly once sends a tick again after a restart: once is enough. */
+						" WHERE NOT EXISTS (SELECT FROM evc.dead_letters d"
+						"                   WHERE d.message_id = o.message_id AND d.source = 'relay')",
 						dead, SPI_OK_INSERT, "move undeliverable events to evc.dead_letters");
 }
 
@@ -254,6 +277,78 @@ failed_init(FailedSet *set, int cap)
 	set->errs = NIL;
 }
 
+static bool
+size_error(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
+}
+
+/*
+ * Does this size refusal prove the message too large?  The brokers refuse
+ * a whole record batch, and librdkafka fails every message in it with the
+ * batch's error (the Java producer splits such a batch and sends again;
+ * librdkafka does not).  So a refusal is proof only for a message that was
+ * alone in its record batch: one sent alone (RelayMsg.alone), or the only
+ * message of its topic and partition that this batch got refused.  Any
+ * other is sent again alone.
+ */
+static bool
+size_proven(RelayBatch *batch, int idx)
+{
+	RelayMsg   *msg = &batch->msgs[idx];
+
+	if (msg->alone)
+		return true;
+	for (int i = 0; i < batch->n; i++)
+	{
+		RelayMsg   *other = &batch->msgs[i];
+
+		if (i != idx && size_error(other->err) && other->partition == msg->partition &&
+			(other->topic == msg->topic || strcmp(other->topic, msg->topic) == 0))
+			return false;
+	}
+	return msg->partition != RD_KAFKA_PARTITION_UA;
+}
+
+/*
+ * Exactly once: a chunk with a failed message cannot commit its
+ * transaction.  Abort it, put what can never succeed in evc.dead_letters
+ * (the tick sent again leaves it out), mark a size suspect to be sent alone,
+ * and fail the batch: the relay backs off and sends the tick again whole
+ * from the last delivered one, in a new transaction.
+ */
+static void
+abort_failed_tick(RelayBatch *batch, FailedSet *retry, FailedSet *dead, const char *first_error)
+{
+	FailedSet	none;
+
+	evc_relay_abort_txn();
+	if (dead->n > 0)
+	{
+		failed_init(&none, 0);
+		evc_worker_xact_begin("evcollector relay: dead-lettering events");
+		settle_tick_failures(&none, dead);
+		evc_worker_xact_end();
+	}
+	for (int i = 0; i < batch->n; i++)
+	{
+		RelayMsg   *msg = &batch->msgs[i];
+
+		if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			continue;
+		if (evc_kafka_permanent_error(msg->err) && (!size_error(msg->err) || size_proven(batch, i)))
+			evc_relay_note_dead(msg->message_id);
+		else if (size_error(msg->err))
+			evc_relay_note_suspect(msg->message_id);
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("kafka transaction aborted: %d of %d events of the batch failed", retry->n + dead->n, batch->n),
+			 errdetail("First failure: %s.%s", first_error,
+					   dead->n > 0 ? psprintf(" %d events can never be delivered and were moved to evc.dead_letters.", dead->n) : ""),
+			 errhint("The batch is sent again whole, in a new transaction, after a pause.")));
+}
+
 /*
  * Settle the batch: keep what failed for a retry, dead-letter what can
  * never succeed, and record the tick once its last chunk is settled.
@@ -263,6 +358,7 @@ evc_relay_settle_batch(RelayBatch *batch, int *delivered, int *failed, int *dead
 {
 	FailedSet	ok_set, retry_set, dead_set;
 	bool		record;
+	char	   *first_error = NULL;
 
 	failed_init(&ok_set, batch->from_retry ? batch->n : 0);
 	failed_init(&retry_set, batch->n);
@@ -279,17 +375,39 @@ evc_relay_settle_batch(RelayBatch *batch, int *delivered, int *failed, int *dead
 			continue;
 		}
 		reason = psprintf("%s: %s", rd_kafka_err2name(err), rd_kafka_err2str(err));
-		failed_add(evc_kafka_permanent_error(err) ? &dead_set : &retry_set, &batch->msgs[i], reason);
+		if (first_error == NULL)
+			first_error = reason;
+		failed_add(evc_kafka_permanent_error(err) && (!size_error(err) || size_proven(batch, i)) ?
+				   &dead_set : &retry_set, &batch->msgs[i], reason);
 	}
 	*failed = retry_set.n;
 	*dead = dead_set.n;
 	*delivered = batch->n - *failed - *dead;
-	note_deliveries(batch);
-	evc_stats_add(&evc_relay_slot->counters.delivered, *delivered);
 	evc_stats_add(&evc_relay_slot->counters.retried, *failed);
 	evc_stats_add(&evc_relay_slot->counters.failed, *failed + *dead);
 	evc_stats_add(&evc_relay_slot->counters.dead_lettered, *dead);
 	evc_stats_add(&evc_relay_slot->counters.batches, 1);
+
+	/*
+	 * Exactly once: a failure aborts the transaction, so nothing of the
+	 * batch was delivered.  A retry batch keeps its rows in the retry table
+	 * (with the attempt counted); a tick is sent again whole.
+	 */
+	if (evc_relay_transactional() && first_error != NULL)
+	{
+		*delivered = 0;
+		if (!batch->from_retry)
+			abort_failed_tick(batch, &retry_set, &dead_set, first_error);
+		evc_relay_abort_txn();
+		ok_set.n = 0;
+		evc_worker_xact_begin("evcollector relay: settling batch");
+		settle_retries(&ok_set, &retry_set, &dead_set);
+		evc_worker_xact_end();
+		evc_relay_note_retry(TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000));
+		return;
+	}
+	note_deliveries(batch);
+	evc_stats_add(&evc_relay_slot->counters.delivered, *delivered);
 
 	record = tick_wanted(batch);
 	if (retry_set.n == 0 && dead_set.n == 0 && ok_set.n == 0 && !record)

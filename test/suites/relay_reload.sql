@@ -1,7 +1,7 @@
 -- The relay's producer is recreated while a backlog is in flight: first
 -- its settings change on reload while the brokers are down, then the
 -- broker answers a produce request with an error that is fatal to an
--- idempotent producer.  librdkafka points into the relay's batches
+-- idempotent producer, and abortable to a transactional one.  librdkafka points into the relay's batches
 -- (messages are produced without a copy), so the producer is destroyed
 -- before they go, and whatever it had not reported stays in the outbox and
 -- is sent again.  The fatal error is raised on the relay's producer thread
@@ -11,10 +11,11 @@ SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS evcollector;
 \ir lib.psql
-SELECT plan(14);
+SELECT plan(21);
 
 SELECT evc_register_schema('reload', 'Tick', '{"type": "object", "required": ["i"]}');
 SELECT evc_register_schema('reload', 'Fatal', '{"type": "object", "required": ["i"]}');
+SELECT evc_register_schema('reload', 'Abort', '{"type": "object", "required": ["i"]}');
 SELECT is(evc_flush('20 s'), 0::bigint, 'schema published; the outbox is empty');
 SELECT current_setting('evc_test.tmp') || '/../postgresql.log' AS log \gset
 SELECT regexp_count(pg_read_file(:'log'), 'recreating the kafka producer') AS recreated_before \gset
@@ -48,7 +49,11 @@ SELECT is((SELECT count(DISTINCT (i, mid)) FROM got), 5000::bigint,
 	'any duplicate shares the message_id of its original');
 
 -- A fatal error: the idempotent producer cannot go on after the broker
--- reports a sequence out of order.
+-- reports a sequence out of order (evcollector.relay_exactly_once = off).
+ALTER SYSTEM SET evcollector.relay_exactly_once = off;
+SELECT pg_reload_conf();
+SELECT ok(pg_temp.wait_for($$SELECT mode = 'idempotent' FROM evc.workers WHERE kind = 'relay'$$, 30),
+	'the relay runs the idempotent producer');
 SELECT regexp_count(pg_read_file(:'log'), 'recreating the kafka producer') AS recreated_before \gset
 SELECT regexp_count(pg_read_file(:'log'), 'kafka producer hit a fatal error') AS fatal_before \gset
 SELECT is(pg_temp.kafkactl('push_errors produce 1 OUT_OF_ORDER_SEQUENCE_NUMBER'), 'ok',
@@ -63,6 +68,26 @@ SELECT ok(pg_temp.wait_for(format($$SELECT regexp_count(pg_read_file(%L), 'kafka
 	'the relay logged the fatal error and recreated its producer');
 SELECT is((SELECT count(DISTINCT (ev->'data'->>'i')::int)
 		   FROM (SELECT evc_decode_event(decode(payload_hex, 'hex')) AS ev FROM pg_temp.read_topic('reload.Fatal')) d),
+	500::bigint, 'every one of the 500 events arrived');
+
+-- The transactional producer (the default): the same error makes its
+-- transaction abortable (KIP-360); the relay aborts it and sends the batch
+-- again whole.
+ALTER SYSTEM RESET evcollector.relay_exactly_once;
+SELECT pg_reload_conf();
+SELECT ok(pg_temp.wait_for($$SELECT mode = 'transactional' FROM evc.workers WHERE kind = 'relay'$$, 30),
+	'the relay runs the transactional producer again');
+SELECT regexp_count(pg_read_file(:'log'), 'batch failed, retrying') AS failed_before \gset
+SELECT is(pg_temp.kafkactl('push_errors produce 1 OUT_OF_ORDER_SEQUENCE_NUMBER'), 'ok',
+	'the next produce request is answered OUT_OF_ORDER_SEQUENCE_NUMBER');
+SELECT is(count(evc_send('reload', 'Abort', jsonb_build_object('i', i), key => (i % 20)::text)), 500::bigint,
+	'500 more events committed')
+FROM generate_series(1, 500) i;
+SELECT is(evc_flush('60 s'), 0::bigint, 'they are delivered');
+SELECT ok(regexp_count(pg_read_file(:'log'), 'batch failed, retrying') > :failed_before,
+	'the relay aborted the transaction and sent the batch again');
+SELECT is((SELECT count(DISTINCT (ev->'data'->>'i')::int)
+		   FROM (SELECT evc_decode_event(decode(payload_hex, 'hex')) AS ev FROM pg_temp.read_topic('reload.Abort')) d),
 	500::bigint, 'every one of the 500 events arrived');
 
 SELECT * FROM finish();

@@ -1,0 +1,559 @@
+/*
+ * relay_txn.c
+ *		Exactly once into Kafka: the relay's transactional identity, its
+ *		Kafka transactions (one per tick's batch, with the relay's progress
+ *		written in the same transaction to <prefix>_evc_relay), and, when a
+ *		producer starts, reading that progress back and recording in
+ *		PostgreSQL a tick that Kafka committed but PostgreSQL did not.
+ *
+ * This is Kafka Connect's exactly-once source design (KIP-618): the source's
+ * offsets travel in the records' transaction.  A tick's batch is fully
+ * determined by two snapshots (relay_read.c), so the progress record is the
+ * tick's id and snapshot: whoever reads it knows where the next batch
+ * starts.  The transactional.id is derived from the database system
+ * identifier and the database's oid, which a physical standby shares with
+ * its primary: a promoted standby's relay calls init_transactions with the
+ * same id and fences the old primary's producer.
+ *
+ * Everything here runs on the main loop.  librdkafka's transactional calls
+ * block; they are made with short timeouts and called again while the
+ * error is retriable (librdkafka resumes the operation), checking for
+ * interrupts in between, so SIGTERM and the postmaster's death are seen.
+ */
+#include "postgres.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include "access/transam.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "core/guc.h"
+#include "core/shmem.h"
+#include "core/worker.h"
+#include "kafka/kafka.h"
+#include "relay/relay_int.h"
+
+/* Each blocking transactional call waits this long before it is called again. */
+#define TXN_SLICE_MS 500
+/* How long reading the progress topic back may take before it counts as failed. */
+#define PROGRESS_READ_MS 15000
+
+static char identity[64] = "";
+static char *pending_progress = NULL;	/* read back, not yet compared with PostgreSQL */
+static bool progress_pending = false;
+static bool txn_open = false;		/* begin_transaction called, no commit or abort yet */
+
+/* "evc-<system identifier>-<database oid>": the key and the transactional.id. */
+const char *
+evc_relay_identity(void)
+{
+	if (identity[0] == '\0')
+		snprintf(identity, sizeof(identity), "evc-" UINT64_FORMAT "-%u",
+				 GetSystemIdentifier(), MyDatabaseId);
+	return identity;
+}
+
+/* <evcollector.topic_prefix>_evc_relay */
+static char *
+progress_topic(void)
+{
+	return evc_topic_name("_evc_relay");
+}
+
+bool
+evc_relay_txn_is_open(void)
+{
+	return txn_open;
+}
+
+/* The producer is gone: so is its transaction (the brokers abort it). */
+void
+evc_relay_txn_forget(void)
+{
+	txn_open = false;
+}
+
+/*
+ * Raise a transactional call's error, and let it go (librdkafka's object).
+ * A fatal one (fenced by a newer producer with our transactional.id, or the
+ * broker's own) makes the producer unusable: it is marked so and recreated.
+ */
+static void
+txn_error(rd_kafka_error_t *error, const char *what)
+{
+	char		text[512];
+	bool		fatal = rd_kafka_error_is_fatal(error);
+	bool		fenced = rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR__FENCED ||
+		rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+		rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+	bool		abortable = rd_kafka_error_txn_requires_abort(error);
+
+	snprintf(text, sizeof(text), "%s: %s", rd_kafka_error_name(error), rd_kafka_error_string(error));
+	rd_kafka_error_destroy(error);
+	if (fatal)
+		evc_relay_producer_mark_fatal();
+	if (fenced)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("kafka producer fenced: another producer took transactional.id \"%s\"",
+						evc_relay_identity()),
+				 errdetail("%s failed: %s.", what, text),
+				 errhint("Another server with this system identifier and database (a promoted standby, "
+						 "or a copy of this data directory) relays to these brokers; only one may.  "
+						 "This relay takes the identity back when it starts again.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("could not %s the relay's kafka transaction", what),
+			 errdetail("%s%s.", text, fatal ? " (fatal: the producer is recreated)" :
+					   abortable ? " (the transaction is aborted and its batch sent again whole)" : ""),
+			 strcmp(what, "initialize") == 0 ?
+			 errhint("If the brokers do not support transactions, set evcollector.relay_exactly_once = off.") :
+			 errhint("The batch stays in the outbox and is sent again.")));
+}
+
+/*
+ * Run a blocking transactional call in TXN_SLICE_MS slices until it is
+ * done, checking for interrupts between them.  librdkafka resumes a call
+ * that timed out when it is called again the same way.
+ */
+typedef rd_kafka_error_t *(*TxnCall) (rd_kafka_t *rk, int timeout_ms);
+
+static void
+txn_call(rd_kafka_t *rk, TxnCall call, const char *what)
+{
+	for (;;)
+	{
+		rd_kafka_error_t *error = call(rk, TXN_SLICE_MS);
+
+		if (error == NULL)
+			return;
+		if (!rd_kafka_error_is_retriable(error) || rd_kafka_error_is_fatal(error) ||
+			rd_kafka_error_txn_requires_abort(error))
+			txn_error(error, what);
+		rd_kafka_error_destroy(error);
+		evc_relay_service();
+		evc_worker_handle_interrupts();
+		/* A password put right, or other brokers: the next producer has them. */
+		if (evc_relay_producer_stale())
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("could not %s the relay's kafka transaction before its settings changed", what),
+					 errhint("The producer is made again with the new settings.")));
+	}
+}
+
+/* Begin the transaction the next batch goes into, unless one is open. */
+void
+evc_relay_txn_begin(rd_kafka_t *rk)
+{
+	rd_kafka_error_t *error;
+
+	if (txn_open)
+		return;
+	error = rd_kafka_begin_transaction(rk);
+	if (error)
+		txn_error(error, "begin");
+	txn_open = true;
+}
+
+/*
+ * The test hook: SIGKILL, as an OOM kill or a kill -9 would, in a
+ * transaction that carries progress (one with events).
+ */
+static void
+fault_point(int point)
+{
+	if (evc_relay_fault_point != point)
+		return;
+	ereport(LOG,
+			(errmsg("evcollector relay: evcollector.relay_fault_point = %s: killing the relay",
+					point == EVC_RELAY_FAULT_AFTER_KAFKA_COMMIT ? "after_kafka_commit" : "before_kafka_commit")));
+	kill(MyProcPid, SIGKILL);
+	for (;;)
+		pause();
+}
+
+/*
+ * Commit the open transaction.  When it carries a tick with events, first
+ * produce the progress record: key the identity, value the tick's id and
+ * snapshot, so that whoever reads it knows the batch committed and where
+ * the next one starts.  All the batch's reports are in when this runs;
+ * commit_transaction flushes the progress record.
+ */
+void
+evc_relay_txn_commit(rd_kafka_t *rk, RelayBatch *batch, int64 tick_id)
+{
+	bool		progress = batch && batch->tick_last && batch->tick_events > 0;
+
+	if (!txn_open)
+		return;
+	if (progress)
+	{
+		const char *key = evc_relay_identity();
+		char	   *value;
+		rd_kafka_resp_err_t err;
+
+		value = psprintf("{\"tick\": " INT64_FORMAT ", \"snapshot\": \"%s\", \"events\": " INT64_FORMAT
+						 ", \"system_identifier\": \"" UINT64_FORMAT "\", \"database\": %u}",
+						 tick_id,
+						 DatumGetCString(DirectFunctionCall1(pg_snapshot_out, PointerGetDatum(batch->tick_snapshot))),
+						 batch->tick_events, GetSystemIdentifier(), MyDatabaseId);
+		err = rd_kafka_producev(rk,
+								RD_KAFKA_V_TOPIC(progress_topic()),
+								RD_KAFKA_V_KEY(key, strlen(key)),
+								RD_KAFKA_V_VALUE(value, strlen(value)),
+								RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+								RD_KAFKA_V_END);
+		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("could not produce the relay's progress to topic \"%s\"", progress_topic()),
+					 errdetail("%s: %s.", rd_kafka_err2name(err), rd_kafka_err2str(err)),
+					 errhint("The batch's transaction is aborted and the batch sent again.")));
+	}
+	/*
+	 * The snapshot goes to Kafka before this server may have made durable
+	 * what it saw: the relay commits with synchronous_commit off, and an
+	 * aborted transaction's record is never flushed.  After a crash,
+	 * recovery would then hand out again transaction ids that the snapshot
+	 * counts as completed, and their events would be taken as sent.  So
+	 * the WAL up to the moment the snapshot was taken is flushed first:
+	 * every id the snapshot sees completed is then known to recovery.
+	 */
+	if (batch && batch->tick_last)
+		XLogFlush(batch->tick_wal_at);
+	if (progress)
+		fault_point(EVC_RELAY_FAULT_BEFORE_KAFKA_COMMIT);
+	pgstat_report_activity(STATE_RUNNING, "evcollector relay: committing kafka transaction");
+	txn_call(rk, rd_kafka_commit_transaction, "commit");
+	txn_open = false;
+	pgstat_report_activity(STATE_IDLE, NULL);
+	if (progress)
+		fault_point(EVC_RELAY_FAULT_AFTER_KAFKA_COMMIT);
+}
+
+/* Abort the open transaction: read_committed consumers never see its records. */
+void
+evc_relay_txn_abort(rd_kafka_t *rk)
+{
+	if (!txn_open)
+		return;
+	txn_call(rk, rd_kafka_abort_transaction, "abort");
+	txn_open = false;
+}
+
+/*
+ * The last progress record of this identity in the progress topic, read
+ * with a read_committed consumer of its own, from the beginning (the topic
+ * is compacted: one record per server, and what the cleaner has not
+ * reached yet) to its end.  NULL when the topic or the record does not
+ * exist.  Each partition is read until its end is at or beyond the high
+ * watermark taken first: a read_committed consumer stops at the last
+ * stable offset, before another server's open transaction, and a record
+ * of ours may lie beyond it.
+ */
+static char *
+read_progress(void)
+{
+	static const char *const defaults[] = {
+		"enable.partition.eof", "true",
+		"enable.auto.commit", "false",
+		"fetch.wait.max.ms", "50",
+		NULL
+	};
+	const char *topic = progress_topic();
+	const char *key = evc_relay_identity();
+	rd_kafka_conf_t *conf;
+	rd_kafka_t *volatile rk = NULL;
+	rd_kafka_t *volatile hw_rk = NULL;
+	rd_kafka_topic_partition_list_t *volatile parts = NULL;
+	const struct rd_kafka_metadata *volatile md = NULL;
+	char	   *volatile found = NULL;
+	char		errstr[512];
+
+	/*
+	 * The high watermarks come from a read_uncommitted handle: a
+	 * read_committed one is told the last stable offset instead, which
+	 * stops before another server's open transaction.
+	 */
+	conf = evc_kafka_conf_build("the relay's progress reader", defaults, NULL);
+	evc_kafka_conf_set(conf, "group.id", psprintf("%s-progress", key));
+	evc_kafka_conf_set(conf, "isolation.level", "read_uncommitted");
+	hw_rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+	if (hw_rk == NULL)
+	{
+		rd_kafka_conf_destroy(conf);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not create the relay's progress reader"),
+				 errdetail("%s", errstr)));
+	}
+	conf = evc_kafka_conf_build("the relay's progress reader", defaults, NULL);
+	evc_kafka_conf_set(conf, "group.id", psprintf("%s-progress", key));
+	evc_kafka_conf_set(conf, "isolation.level", "read_committed");
+	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+	if (rk == NULL)
+	{
+		rd_kafka_conf_destroy(conf);
+		rd_kafka_destroy(hw_rk);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not create the relay's progress reader"),
+				 errdetail("%s", errstr)));
+	}
+	PG_TRY();
+	{
+		rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+		const struct rd_kafka_metadata *m = NULL;
+		rd_kafka_resp_err_t err;
+		int64	   *high;
+		bool	   *done;
+		int			ndone = 0;
+		TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), PROGRESS_READ_MS);
+
+		err = rd_kafka_metadata(rk, 0, rkt, &m, PROGRESS_READ_MS);
+		md = m;
+		rd_kafka_topic_destroy(rkt);
+		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("could not read the relay's progress from topic \"%s\"", topic),
+					 errdetail("Metadata: %s: %s.", rd_kafka_err2name(err), rd_kafka_err2str(err))));
+		if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+			md->topics[0].partition_cnt > 0)
+		{
+			int			n = md->topics[0].partition_cnt;
+
+			parts = rd_kafka_topic_partition_list_new(n);
+			high = palloc0(sizeof(int64) * n);
+			done = palloc0(sizeof(bool) * n);
+			for (int i = 0; i < n; i++)
+			{
+				int64_t		lo,
+							hi;
+
+				err = rd_kafka_query_watermark_offsets(hw_rk, topic, i, &lo, &hi, PROGRESS_READ_MS);
+				if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+					ereport(ERROR,
+							(errcode(ERRCODE_CONNECTION_FAILURE),
+							 errmsg("could not read the relay's progress from topic \"%s\"", topic),
+							 errdetail("Watermarks of partition %d: %s: %s.", i, rd_kafka_err2name(err), rd_kafka_err2str(err))));
+				high[i] = hi;
+				if (hi <= lo)
+				{
+					done[i] = true;
+					ndone++;
+				}
+				rd_kafka_topic_partition_list_add(parts, topic, i)->offset = RD_KAFKA_OFFSET_BEGINNING;
+			}
+			if (ndone < n && (err = rd_kafka_assign(rk, parts)) != RD_KAFKA_RESP_ERR_NO_ERROR)
+				ereport(ERROR,
+						(errcode(ERRCODE_CONNECTION_FAILURE),
+						 errmsg("could not read the relay's progress from topic \"%s\"", topic),
+						 errdetail("Assign: %s.", rd_kafka_err2str(err))));
+			while (ndone < n)
+			{
+				rd_kafka_message_t *msg = rd_kafka_consumer_poll(rk, 100);
+
+				if (GetCurrentTimestamp() > deadline)
+				{
+					if (msg)
+						rd_kafka_message_destroy(msg);
+					ereport(ERROR,
+							(errcode(ERRCODE_CONNECTION_FAILURE),
+							 errmsg("could not read the relay's progress from topic \"%s\" to its end", topic),
+							 errdetail("%d of %d partitions were read to their high watermark within %d ms.",
+									   ndone, n, PROGRESS_READ_MS),
+							 errhint("An open transaction of another producer can hold a read_committed reader back; it is tried again.")));
+				}
+				evc_worker_handle_interrupts();
+				if (msg == NULL)
+					continue;
+				if (msg->partition >= 0 && msg->partition < n && !done[msg->partition])
+				{
+					if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+					{
+						if (msg->offset >= high[msg->partition])
+						{
+							done[msg->partition] = true;
+							ndone++;
+						}
+					}
+					else if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+					{
+						if (msg->key_len == strlen(key) && memcmp(msg->key, key, msg->key_len) == 0 &&
+							msg->payload != NULL)
+						{
+							if (found)
+								pfree(found);
+							found = pnstrdup(msg->payload, msg->len);
+						}
+						if (msg->offset + 1 >= high[msg->partition])
+						{
+							done[msg->partition] = true;
+							ndone++;
+						}
+					}
+					else
+					{
+						char	   *why = pstrdup(rd_kafka_message_errstr(msg));
+
+						rd_kafka_message_destroy(msg);
+						ereport(ERROR,
+								(errcode(ERRCODE_CONNECTION_FAILURE),
+								 errmsg("could not read the relay's progress from topic \"%s\"", topic),
+								 errdetail("%s.", why)));
+					}
+				}
+				rd_kafka_message_destroy(msg);
+			}
+		}
+	}
+	PG_FINALLY();
+	{
+		if (parts)
+			rd_kafka_topic_partition_list_destroy(parts);
+		if (md)
+			rd_kafka_metadata_destroy(md);
+		/* No group joined, nothing committed: they close at once. */
+		rd_kafka_destroy(rk);
+		rd_kafka_destroy(hw_rk);
+	}
+	PG_END_TRY();
+	return found;
+}
+
+/*
+ * Compare Kafka's progress with evc.outbox_ticks.  A tick that Kafka
+ * committed and PostgreSQL did not record (the relay or the server died in
+ * between; the relay commits with synchronous_commit off) is recorded now,
+ * so it is never sent again.  PostgreSQL ahead of Kafka is fine: empty
+ * ticks, and ticks of the idempotent mode, write no progress.
+ */
+static void
+reconcile(const char *progress)
+{
+	static const char *sql =
+		"SELECT (p->>'tick')::bigint, (p->>'snapshot')::pg_snapshot, (p->>'events')::bigint,"
+		"       (SELECT max(id) FROM evc.outbox_ticks) "
+		"FROM (SELECT $1::jsonb AS p) s";
+	Oid			types[1] = {TEXTOID};
+	Datum		args[1];
+	bool		isnull;
+	int64		kafka_tick,
+				pg_tick,
+				events;
+	EvcSnapshot *snap;
+
+	args[0] = CStringGetTextDatum(progress);
+	if (SPI_execute_with_args(sql, 1, types, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read the relay's progress record");
+	kafka_tick = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the relay's progress record in topic \"%s\" has no tick", progress_topic()),
+				 errdetail("Record: %s", progress)));
+	snap = (EvcSnapshot *) PG_DETOAST_DATUM_COPY(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	events = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	pg_tick = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
+	if (isnull || kafka_tick <= pg_tick)
+		return;
+	{
+		Oid			itypes[3] = {INT8OID, PG_SNAPSHOTOID, INT8OID};
+		Datum		iargs[3];
+
+		iargs[0] = Int64GetDatum(kafka_tick);
+		iargs[1] = PointerGetDatum(snap);
+		iargs[2] = Int64GetDatum(events);
+		if (SPI_execute_with_args("INSERT INTO evc.outbox_ticks (id, snapshot, events, created_at, delivered_at) "
+								  "VALUES ($1, $2, $3, clock_timestamp(), clock_timestamp())",
+								  3, itypes, iargs, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not record the tick read back from Kafka");
+	}
+	ereport(LOG,
+			(errmsg("evcollector relay: tick " INT64_FORMAT " was committed to Kafka but not recorded here; recorded it as delivered",
+					kafka_tick),
+			 errdetail("evc.outbox_ticks ended at tick " INT64_FORMAT "; its " INT64_FORMAT " events are not sent again.",
+					   pg_tick, events)));
+	/* The next batch starts after it. */
+	evc_relay_set_delivered(kafka_tick, snap);
+	evc_relay_read_from_delivered();
+}
+
+/*
+ * In the read's transaction, with SPI connected, before the tick is cut:
+ * compare the progress a new producer read back with evc.outbox_ticks.
+ * The record is inserted in the read's transaction: if the read fails, it
+ * goes with it, and the next producer reads the progress again.
+ */
+void
+evc_relay_txn_reconcile(void)
+{
+	if (!progress_pending)
+		return;
+	progress_pending = false;
+	if (pending_progress == NULL)
+		return;
+	reconcile(pending_progress);
+	pfree(pending_progress);
+	pending_progress = NULL;
+}
+
+/*
+ * A transactional producer was just made: fence older producers with our
+ * transactional.id (their open transaction is aborted), make sure the
+ * progress topic exists compacted, and read our progress back, for
+ * evc_relay_txn_reconcile.  Runs in the read's transaction (the producer is
+ * made there), which does no PostgreSQL work while it waits.
+ */
+void
+evc_relay_txn_start(rd_kafka_t *rk)
+{
+	char	   *why;
+	char	   *progress;
+
+	pgstat_report_activity(STATE_RUNNING, "evcollector relay: init_transactions");
+	txn_open = false;
+	txn_call(rk, rd_kafka_init_transactions, "initialize");
+	if (evc_kafka_ensure_compacted_topic(rk, progress_topic(), 5000, &why) == EVC_TOPIC_FAILED)
+		ereport(WARNING,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("evcollector relay: could not create the compacted topic \"%s\"", progress_topic()),
+				 errdetail("%s.", why),
+				 errhint("Create it with evc_create_topic('%s', 1, -1, '{\"cleanup.policy\": \"compact\"}').",
+						 progress_topic())));
+	pgstat_report_activity(STATE_RUNNING, "evcollector relay: reading its progress from kafka");
+	progress = read_progress();
+	if (pending_progress)
+		pfree(pending_progress);
+	pending_progress = progress ? MemoryContextStrdup(TopMemoryContext, progress) : NULL;
+	progress_pending = true;
+	pg_atomic_write_u32(&evc_shared->relay_mode, EVC_RELAY_MODE_TRANSACTIONAL);
+}
+
+/*
+ * evc_relay_mode(): the mode of the relay's running producer, for
+ * evc.workers: transactional, idempotent, or NULL before it made one.
+ */
+PG_FUNCTION_INFO_V1(evc_relay_mode);
+Datum
+evc_relay_mode(PG_FUNCTION_ARGS)
+{
+	uint32		mode = evc_shmem_attached() ? pg_atomic_read_u32(&evc_shared->relay_mode) : 0;
+
+	if (mode == EVC_RELAY_MODE_TRANSACTIONAL)
+		PG_RETURN_TEXT_P(cstring_to_text("transactional"));
+	if (mode == EVC_RELAY_MODE_IDEMPOTENT)
+		PG_RETURN_TEXT_P(cstring_to_text("idempotent"));
+	PG_RETURN_NULL();
+}
