@@ -109,8 +109,28 @@ $restored$;
  * a restored evc.events has its invalidation trigger disabled, as the
  * install script leaves it, even when aggregations are declared.  Rows
  * arriving in evc.aggregations (a restore's COPY, or a declaration) turn
- * it on; evc_declare_aggregation does the same itself.
+ * it on; evc_declare_aggregation does the same itself.  A restore loads
+ * evc.aggregations before evc.events (pg_dump's order), so the restored
+ * events would then write the invalidation log again, which came restored
+ * with them: the trigger logs only rows landed now (a sink's insert leaves
+ * landed_at at its default, now()), not rows copied in with their own.
  */
+DO $log$
+DECLARE
+	was "char" := (SELECT tgenabled FROM pg_trigger
+				   WHERE tgrelid = 'evc.events'::regclass AND tgname = 'events_aggregate_log');
+BEGIN
+	DROP TRIGGER events_aggregate_log ON evc.events;
+	CREATE TRIGGER events_aggregate_log
+		AFTER INSERT ON evc.events
+		FOR EACH ROW WHEN (NEW.landed_at >= pg_catalog.now())
+		EXECUTE FUNCTION evc.note_event_insert();
+	IF was = 'D' THEN
+		ALTER TABLE evc.events DISABLE TRIGGER events_aggregate_log;
+	END IF;
+END
+$log$;
+
 CREATE FUNCTION evc.aggregations_arrived()
 RETURNS trigger
 LANGUAGE plpgsql
