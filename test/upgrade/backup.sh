@@ -5,8 +5,11 @@
 # for psql, custom for pg_restore) and restored into two new clusters; each
 # holds the same rows in every table of evc.  Then Kafka comes back and each
 # restored server in turn delivers: each pending event arrives once from
-# each, consumers land them from their stored offsets, and aggregation goes
-# on from its watermarks.
+# each.  The first one's consumers land them, once, from where their
+# offsets stood, and its aggregation goes on from its watermarks.  (The
+# second one's consumers share the first one's consumer groups, which have
+# moved on: two servers restored from one dump are not two copies of a
+# consumer, see docs/operations.md.)
 set -u
 . "$(dirname "$0")/clusters.inc"
 plan 22
@@ -89,9 +92,6 @@ topic_messages $(pending_topics "$EVC_RUN/tmp/pending.txt") >"$EVC_RUN/tmp/after
 read -r missing dups < <(delivered_once "$EVC_RUN/tmp/pending.txt" "$EVC_RUN/tmp/after-plain.tsv" "$EVC_RUN/tmp/after-custom.tsv")
 is "$missing" 0 "every pending event arrived from the pg_restore-restored server"
 is "$dups" 0 "none arrived twice"
-wait_for 60 bash -c "[ \"\$(psql -X -A -t -h 127.0.0.1 -p $PB -d evc_test -c \"SELECT count(*) FROM evc.events WHERE client = 'bk'\")\" = 800 ]"
-ok $? "its table sink landed them from its own stored offsets, not Kafka's group offset"
-
 cluster_stop "$CUSTOM"
 cluster_start "$EVC_PGDATA"
 exit $((TAP_FAILED > 0))
