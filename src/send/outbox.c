@@ -246,8 +246,10 @@ outbox_current_table(void)
  * Insert one row into the current outbox table in the caller's transaction.  This is the
  * hot path of evc_send, so it inserts the heap tuple and its index entries
  * directly, as COPY does, instead of planning and running an INSERT through
- * SPI for every event.  The table has no triggers, rules or policies of its
- * own (it is the extension's), so nothing an INSERT would do is skipped.
+ * SPI for every event.  The table has no rules or policies (it is the
+ * extension's), and its one trigger (outbox_N_restored, 0.7.0) is for rows
+ * that arrive by SQL, a restore's COPY: it sets what this insert sets
+ * anyway, this transaction's id and the current table.
  */
 void
 evc_outbox_enqueue(const char *topic, const char *key, int keylen,
