@@ -229,6 +229,9 @@ outbox_current_table(void)
 		table = (int) pg_atomic_read_u32(&evc_shared->outbox_current) - 1;
 	else
 	{
+		/* An older SQL (between make install and ALTER EXTENSION UPDATE). */
+		if (!evc_outbox_installed())
+			(void) outbox_relid(0);
 		SPI_connect();
 		if (SPI_execute("SELECT n FROM evc.outbox_tables WHERE current", true, 1) != SPI_OK_SELECT ||
 			SPI_processed != 1)
