@@ -148,20 +148,6 @@ REVOKE ALL ON FUNCTION evc.aggregations_arrived() FROM PUBLIC;
 CREATE TRIGGER aggregations_arrived AFTER INSERT ON evc.aggregations
 	FOR EACH STATEMENT EXECUTE FUNCTION evc.aggregations_arrived();
 
--- Restored consumers start at once, not at the launcher's next idle wake.
-CREATE FUNCTION evc.consumers_changed()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	PERFORM evc.wake_launcher();
-	RETURN NULL;
-END
-$$;
-REVOKE ALL ON FUNCTION evc.consumers_changed() FROM PUBLIC;
-CREATE TRIGGER consumer_defs_restored AFTER INSERT ON evc.consumer_defs
-	FOR EACH STATEMENT EXECUTE FUNCTION evc.consumers_changed();
 
 -- == relay: exactly once into Kafka (issue 13) ==
 

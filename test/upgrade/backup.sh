@@ -44,13 +44,13 @@ PLAIN=$EVC_RUN/restore-plain
 CUSTOM=$EVC_RUN/restore-custom
 PA=$(evc_free_port) && CLUSTERS+=("$PLAIN") && cluster_new "$PLAIN" "$PA"
 ok $? "a second cluster for the plain dump"
-psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PA" -U postgres -d evc_test -f "$EVC_RUN/tmp/plain.sql" >"$EVC_RUN/tmp/plain.out" 2>&1
-ok $? "the plain dump restores with psql"
+psql -X -q -1 -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PA" -U postgres -d evc_test -f "$EVC_RUN/tmp/plain.sql" >"$EVC_RUN/tmp/plain.out" 2>&1
+ok $? "the plain dump restores with psql, in one transaction"
 grep -E 'ERROR|WARNING' "$EVC_RUN/tmp/plain.out" | head -5 | sed 's/^/#   /'
 PB=$(evc_free_port) && CLUSTERS+=("$CUSTOM") && cluster_new "$CUSTOM" "$PB"
 ok $? "a third cluster for the custom dump"
-as_pg "$BINDIR/pg_restore" -h 127.0.0.1 -p "$PB" -U postgres -d evc_test --exit-on-error "$EVC_RUN/tmp/dump.custom" >"$EVC_RUN/tmp/custom.out" 2>&1
-ok $? "the custom dump restores with pg_restore"
+as_pg "$BINDIR/pg_restore" -h 127.0.0.1 -p "$PB" -U postgres -d evc_test --single-transaction "$EVC_RUN/tmp/dump.custom" >"$EVC_RUN/tmp/custom.out" 2>&1
+ok $? "the custom dump restores with pg_restore, in one transaction"
 head -5 "$EVC_RUN/tmp/custom.out" | sed 's/^/#   /'
 
 snapshot_state "$PA" "$EVC_RUN/tmp/plain.state"
@@ -70,6 +70,8 @@ is "$(qp "$PA" "SELECT evc_check_event('bk', 'reading', '{\"room\": \"x\", \"v\"
 cluster_stop "$CUSTOM"
 topic_messages $(pending_topics "$EVC_RUN/tmp/pending.txt") >"$EVC_RUN/tmp/before.tsv"
 landed0=$(qp "$PA" "SELECT landed FROM evc.consumers WHERE name = 'bk_rows'")
+# The restored consumers start at the launcher's next wake; now, here.
+qp "$PA" "SELECT evc.wake_launcher()" >/dev/null
 kafka_up
 is "$(qp "$PA" "SELECT evc_flush('90 s')")" 0 "the restored server (psql) delivers its outbox"
 topic_messages $(pending_topics "$EVC_RUN/tmp/pending.txt") >"$EVC_RUN/tmp/after-plain.tsv"
