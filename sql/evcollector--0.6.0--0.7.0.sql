@@ -35,9 +35,9 @@ SELECT pg_catalog.pg_extension_config_dump('evc.dead_letters_id_seq', '');
  * delivered tick has passed are dumped (pg_dump reads every table in one
  * snapshot, so the filter and the rows agree), and each restored row takes
  * the restoring transaction's id and goes into the current table (the
- * trigger below).  The first batch on
- * the restored server is then exactly what was pending, sent once.  The
- * sequence keeps ids unique across the rows restored and the new ones.
+ * trigger below).  The first batch on the restored server is then exactly
+ * what was pending, sent once.  The sequence keeps ids unique across the
+ * rows restored and the new ones.
  */
 SELECT pg_catalog.pg_extension_config_dump('evc.outbox_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('evc.outbox_0',
@@ -147,7 +147,6 @@ $$;
 REVOKE ALL ON FUNCTION evc.aggregations_arrived() FROM PUBLIC;
 CREATE TRIGGER aggregations_arrived AFTER INSERT ON evc.aggregations
 	FOR EACH STATEMENT EXECUTE FUNCTION evc.aggregations_arrived();
-
 
 -- == relay: exactly once into Kafka (issue 13) ==
 
