@@ -51,7 +51,7 @@ for i in $(seq 1 20); do
 	qp "$PP" "INSERT INTO fo_sent SELECT evc_send('fo', 'ev', jsonb_build_object('i', g)) FROM generate_series($((i * 100)), $((i * 100 + 99))) g"
 done
 is "$(qp "$PP" "SELECT count(*) FROM evc.outbox WHERE topic = 'fo.ev'")" 2000 "2000 events committed on the primary, pending"
-qp "$SP" "SELECT mid || '|fo.ev' FROM fo_sent" >"$EVC_RUN/tmp/fo-pending.txt"
+qp "$PP" "SELECT mid || '|fo.ev' FROM fo_sent" >"$EVC_RUN/tmp/fo-pending.txt"
 topic_messages fo.ev >"$EVC_RUN/tmp/fo-before.tsv"
 cluster_stop "$PRI" immediate
 ok $? "the primary killed with -m immediate"
