@@ -7,7 +7,7 @@
 # promoted server.  Duplicates are counted and reported, and must be none.
 set -u
 . "$(dirname "$0")/clusters.inc"
-plan 16
+plan 17
 
 PRI=$EVC_RUN/primary
 STB=$EVC_RUN/standby
@@ -57,6 +57,7 @@ cluster_stop "$PRI" immediate
 ok $? "the primary killed with -m immediate"
 as_pg "$BINDIR/pg_ctl" -D "$STB" -w -t 60 promote >/dev/null
 ok $? "the standby promoted"
+is "$(qp "$SP" "SELECT count(*) FROM fo_sent")" 2000 "every transaction committed on the primary is on the promoted server"
 wait_for 60 bash -c "[ -n \"\$(psql -X -A -t -h 127.0.0.1 -p $SP -d evc_test -c \"SELECT pid FROM evc.workers WHERE kind = 'relay' AND pid IS NOT NULL\")\" ]"
 ok $? "after promotion the launcher starts the relay"
 
