@@ -95,5 +95,8 @@ read -r missing dups < <(delivered_once "$EVC_RUN/tmp/pending.txt" "$EVC_RUN/tmp
 is "$missing" 0 "every pending event arrived from the pg_restore-restored server"
 is "$dups" 0 "none arrived twice"
 cluster_stop "$CUSTOM"
-cluster_start "$EVC_PGDATA"
+# The harness's server goes on for the next layers, without this test's workers.
+cluster_start "$EVC_PGDATA" &&
+	q "SELECT evc_consumer_drop(name) FROM evc.consumer_defs WHERE name LIKE 'bk\\_%';
+	   SELECT evc_drop_aggregation('bk', 'reading')" >/dev/null
 exit $((TAP_FAILED > 0))
