@@ -46,7 +46,9 @@ SELECT ok(pg_temp.wait_for(format($$SELECT regexp_count(pg_read_file(%L), 'does 
 	'the relay refuses the old layout, with a hint, and does not send');
 
 ALTER EXTENSION evcollector UPDATE;
-SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'evcollector'), '0.6.0', 'updated to 0.6.0');
+SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'evcollector'),
+	(SELECT default_version FROM pg_available_extensions WHERE name = 'evcollector'),
+	'updated to the current version');
 SELECT is(evc_flush('90 s'), 0::bigint, 'after the update the backlog is delivered');
 SELECT is((SELECT count(DISTINCT substring(headers FROM 'message_id=([0-9a-f-]{36})'))
 		   FROM pg_temp.read_topic('upgrade.Ev') t
