@@ -5,6 +5,149 @@
 
 -- == backups: pg_dump keeps user state (issue 15) ==
 
+/*
+ * pg_dump dumps an extension's objects as one CREATE EXTENSION, and the
+ * rows of the tables marked here (pg_extension_config_dump) as data that
+ * it restores after it.  0.4.0 and 0.5.0 marked the consumers' and the
+ * aggregation's tables; these are the rest of the user state.  A filter
+ * leaves out what the install script itself inserts, which the restore's
+ * CREATE EXTENSION has already put there.  See docs/operations.md.
+ */
+
+-- The registry.  The identity sequences go too, or the next registration
+-- after a restore would reuse an id.
+SELECT pg_catalog.pg_extension_config_dump('evc.event_types', '');
+SELECT pg_catalog.pg_extension_config_dump('evc.event_types_id_seq', '');
+-- The draft-07 meta-schema is the install script's own row.
+SELECT pg_catalog.pg_extension_config_dump('evc.schema_documents',
+	$$WHERE uri <> 'http://json-schema.org/draft-07/schema'$$);
+SELECT pg_catalog.pg_extension_config_dump('evc.dead_letters', '');
+SELECT pg_catalog.pg_extension_config_dump('evc.dead_letters_id_seq', '');
+
+/*
+ * The outbox.  Its state is made of transaction ids (each row's txid, each
+ * tick's snapshot), and those mean nothing in another cluster: a restored
+ * tick from a cluster further on in its xid count would hide every event
+ * the new one sends, and a restored row with a higher txid would wait
+ * until the new cluster got there.  So the ticks and the rotation state
+ * (evc.outbox_ticks, evc.outbox_tables) are not dumped: the restore keeps
+ * the install script's first tick, which sees nothing.  Only the rows no
+ * delivered tick has passed are dumped (pg_dump reads every table in one
+ * snapshot, so the filter and the rows agree), and each restored row takes
+ * the restoring transaction's id and goes into the current table (the
+ * trigger below).  The first batch on the restored server is then exactly
+ * what was pending, sent once.  The sequence keeps ids unique across the
+ * rows restored and the new ones.
+ */
+SELECT pg_catalog.pg_extension_config_dump('evc.outbox_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('evc.outbox_0',
+	$$WHERE NOT pg_catalog.pg_visible_in_snapshot(txid,
+		(SELECT t.snapshot FROM evc.outbox_ticks t ORDER BY t.id DESC LIMIT 1))$$);
+SELECT pg_catalog.pg_extension_config_dump('evc.outbox_1',
+	$$WHERE NOT pg_catalog.pg_visible_in_snapshot(txid,
+		(SELECT t.snapshot FROM evc.outbox_ticks t ORDER BY t.id DESC LIMIT 1))$$);
+SELECT pg_catalog.pg_extension_config_dump('evc.outbox_2',
+	$$WHERE NOT pg_catalog.pg_visible_in_snapshot(txid,
+		(SELECT t.snapshot FROM evc.outbox_ticks t ORDER BY t.id DESC LIMIT 1))$$);
+-- Retries wait by their due time, not by snapshot: all of them go.
+SELECT pg_catalog.pg_extension_config_dump('evc.outbox_retry', '');
+
+/*
+ * A row inserted by SQL into an outbox table belongs to the inserting
+ * transaction, whatever txid it names, and goes into the current table:
+ * that is what a restore's COPY needs.  The current table is read as
+ * evc_send reads it (send/outbox.c): after this transaction's id is
+ * assigned, with a fresh snapshot, once per transaction.  So the
+ * rotation's rule holds (only transactions below a table's switch mark
+ * write to it), however long the restore and whatever the relay rotates
+ * meanwhile.  evc_send inserts the heap tuple itself, so it never fires
+ * this.  ALWAYS, so that a restore under session_replication_role =
+ * replica goes through it too.
+ */
+CREATE FUNCTION evc.outbox_row_restored()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	me xid8 := pg_current_xact_id();
+	asked text := current_setting('evc_restore.outbox_table', true);
+	cur int;
+BEGIN
+	NEW.txid := me;
+	IF asked IS NOT NULL AND split_part(asked, ':', 1) = me::text THEN
+		cur := split_part(asked, ':', 2)::int;
+	ELSE
+		SELECT n INTO cur FROM evc.outbox_tables WHERE current;
+		IF cur IS NULL THEN
+			RAISE EXCEPTION 'table "evc.outbox_tables" names no current outbox table'
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = format('A row for evc.outbox_%s arrived by SQL (a restore?).', TG_ARGV[0]);
+		END IF;
+		PERFORM set_config('evc_restore.outbox_table', me || ':' || cur, true);
+	END IF;
+	IF cur = TG_ARGV[0]::int THEN
+		RETURN NEW;
+	END IF;
+	EXECUTE format('INSERT INTO evc.outbox_%s SELECT ($1).*', cur) USING NEW;
+	RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION evc.outbox_row_restored() FROM PUBLIC;
+DO $restored$
+BEGIN
+	FOR n IN 0..2 LOOP
+		EXECUTE format('CREATE TRIGGER outbox_%s_restored BEFORE INSERT ON evc.outbox_%s '
+					   'FOR EACH ROW EXECUTE FUNCTION evc.outbox_row_restored(%L)', n, n, n);
+		EXECUTE format('ALTER TABLE evc.outbox_%s ENABLE ALWAYS TRIGGER outbox_%s_restored', n, n);
+	END LOOP;
+END
+$restored$;
+
+/*
+ * What pg_dump does not keep is the state of the extension's own objects:
+ * a restored evc.events has its invalidation trigger disabled, as the
+ * install script leaves it, even when aggregations are declared.  Rows
+ * arriving in evc.aggregations (a restore's COPY, or a declaration) turn
+ * it on; evc_declare_aggregation does the same itself.  A restore loads
+ * evc.aggregations before evc.events (pg_dump's order), so the restored
+ * events would then write the invalidation log again, which came restored
+ * with them: the trigger logs only rows landed now (a sink's insert leaves
+ * landed_at at its default, now()), not rows copied in with their own.
+ */
+DO $log$
+DECLARE
+	was "char" := (SELECT tgenabled FROM pg_trigger
+				   WHERE tgrelid = 'evc.events'::regclass AND tgname = 'events_aggregate_log');
+BEGIN
+	DROP TRIGGER events_aggregate_log ON evc.events;
+	CREATE TRIGGER events_aggregate_log
+		AFTER INSERT ON evc.events
+		FOR EACH ROW WHEN (NEW.landed_at >= pg_catalog.now())
+		EXECUTE FUNCTION evc.note_event_insert();
+	IF was = 'D' THEN
+		ALTER TABLE evc.events DISABLE TRIGGER events_aggregate_log;
+	END IF;
+END
+$log$;
+
+CREATE FUNCTION evc.aggregations_arrived()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = 'evc.events'::regclass
+			   AND tgname = 'events_aggregate_log' AND tgenabled = 'D') THEN
+		ALTER TABLE evc.events ENABLE TRIGGER events_aggregate_log;
+	END IF;
+	RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION evc.aggregations_arrived() FROM PUBLIC;
+CREATE TRIGGER aggregations_arrived AFTER INSERT ON evc.aggregations
+	FOR EACH STATEMENT EXECUTE FUNCTION evc.aggregations_arrived();
+
 -- == relay: exactly once into Kafka (issue 13) ==
 -- Which producer the relay runs: transactional (exactly once, the default)
 -- or idempotent (evcollector.relay_exactly_once = off).

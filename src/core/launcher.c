@@ -16,6 +16,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -63,6 +64,17 @@ static List *supervised = NIL;	/* in TopMemoryContext */
 #define HEALTHY_RUN_MS (60 * 1000)
 #define BACKOFF_MAX_MS (60 * 1000)
 
+/*
+ * No evcollector worker runs on a hot standby: the relay, the consumers
+ * and evc_aggregate all write, and a standby's Kafka traffic would race
+ * its primary's.  So the launcher, like PostgreSQL's own autovacuum and
+ * logical replication launchers, starts at BgWorkerStart_RecoveryFinished:
+ * during recovery the postmaster does not start it at all, and it starts
+ * it when recovery ends, at promotion.  Nothing waits or polls meanwhile,
+ * and the dynamic workers it starts are registered the same way.  The
+ * relay then carries on from the outbox as the primary left it (see
+ * docs/operations.md, "Standby and failover").
+ */
 void
 evc_launcher_register(void)
 {
@@ -273,6 +285,8 @@ evc_launcher_main(Datum main_arg)
 
 	/* As every worker: handlers, then its slot, then evcollector.database. */
 	(void) evc_worker_startup(EVC_WORKER_LAUNCHER, "launcher");
+	/* Started at BgWorkerStart_RecoveryFinished: never on a standby. */
+	Assert(!RecoveryInProgress());
 	tick_context = AllocSetContextCreate(TopMemoryContext,
 										 "evcollector launcher tick",
 										 ALLOCSET_DEFAULT_SIZES);

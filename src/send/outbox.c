@@ -229,6 +229,9 @@ outbox_current_table(void)
 		table = (int) pg_atomic_read_u32(&evc_shared->outbox_current) - 1;
 	else
 	{
+		/* An older SQL (between make install and ALTER EXTENSION UPDATE). */
+		if (!evc_outbox_installed())
+			(void) outbox_relid(0);
 		SPI_connect();
 		if (SPI_execute("SELECT n FROM evc.outbox_tables WHERE current", true, 1) != SPI_OK_SELECT ||
 			SPI_processed != 1)
@@ -246,8 +249,10 @@ outbox_current_table(void)
  * Insert one row into the current outbox table in the caller's transaction.  This is the
  * hot path of evc_send, so it inserts the heap tuple and its index entries
  * directly, as COPY does, instead of planning and running an INSERT through
- * SPI for every event.  The table has no triggers, rules or policies of its
- * own (it is the extension's), so nothing an INSERT would do is skipped.
+ * SPI for every event.  The table has no rules or policies (it is the
+ * extension's), and its one trigger (outbox_N_restored, 0.7.0) is for rows
+ * that arrive by SQL, a restore's COPY: it sets what this insert sets
+ * anyway, this transaction's id and the current table.
  */
 void
 evc_outbox_enqueue(const char *topic, const char *key, int keylen,

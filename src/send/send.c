@@ -12,6 +12,7 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/json.h"
@@ -169,6 +170,13 @@ evc_send(PG_FUNCTION_ARGS)
 	TimestampTz received = GetCurrentTimestamp();
 	bytea	   *payload;
 
+	/*
+	 * On a hot standby (and in a read-only transaction) the outbox cannot
+	 * be written; say so as PostgreSQL does (25006) before any work, not
+	 * with the "cannot assign TransactionIds during recovery" the insert
+	 * would end in.
+	 */
+	PreventCommandIfReadOnly("evc_send()");
 	data = evc_arg_jsonb(fcinfo, 2, "data");
 	if (!JB_ROOT_IS_OBJECT(data) || JB_ROOT_IS_SCALAR(data))
 		ereport(ERROR,
@@ -252,6 +260,8 @@ evc_send_image(PG_FUNCTION_ARGS)
 	pg_uuid_t  *message_id = evc_new_uuid();
 	bytea	   *payload;
 
+	/* As evc_send: read-only here is PostgreSQL's 25006. */
+	PreventCommandIfReadOnly("evc_send_image()");
 	image = DatumGetByteaPP(evc_arg_required(fcinfo, 1, "image"));
 	len = VARSIZE_ANY_EXHDR(image);
 	if (strlen(source) == 0 || strlen(source) > MAX_SOURCE_LEN)

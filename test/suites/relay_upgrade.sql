@@ -48,7 +48,7 @@ SELECT ok(pg_temp.wait_for(format($$SELECT regexp_count(pg_read_file(%L), 'does 
 ALTER EXTENSION evcollector UPDATE;
 SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'evcollector'),
 	(SELECT default_version FROM pg_available_extensions WHERE name = 'evcollector'),
-	'updated to the default version (0.7.0 since it opened)');
+	'updated to the current version');
 SELECT is(evc_flush('90 s'), 0::bigint, 'after the update the backlog is delivered');
 SELECT is((SELECT count(DISTINCT substring(headers FROM 'message_id=([0-9a-f-]{36})'))
 		   FROM pg_temp.read_topic('upgrade.Ev') t
