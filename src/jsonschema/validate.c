@@ -801,6 +801,10 @@ eval_object(EvalCtx *cx, EvcNode *n, const JV *v)
 	else if (n->n_required > 0)
 		all_required = has_all_required(n, v);
 	if (!all_required)
+	{
+		/* which name is missing matters only to a message */
+		if (!WANT(cx) && (!cx->collect_all || cx->suppress > 0))
+			return false;
 		for (int i = 0; i < n->n_required; i++)
 			if (!evc_jv_object_get(v, n->required[i].name, n->required[i].len, &dummy))
 			{
@@ -808,6 +812,7 @@ eval_object(EvalCtx *cx, EvcNode *n, const JV *v)
 					   quote_short(n->required[i].name, n->required[i].len));
 				FAIL();
 			}
+	}
 
 	/*
 	 * A key that is not allowed makes the object invalid whatever its
