@@ -60,6 +60,7 @@ ctl_port=$(evc_free_port) || bail "a free port for the control server"
 EVC_ROOT=$EVC_ROOT python3 "$EVC_ROOT/test/kafka/realctl.py" serve --port "$ctl_port" \
 	</dev/null >"$EVC_RUN/realctl.log" 2>&1 &
 CTL_PID=$!
+echo "$CTL_PID" >"$EVC_RUN/realctl.pid"
 evc_wait_for 10 python3 "$EVC_ROOT/test/kafka/realctl.py" -c "127.0.0.1:$ctl_port" ping ||
 	bail "the control server answers" "$(cat "$EVC_RUN/realctl.log")"
 
@@ -121,6 +122,11 @@ for s in $SUITES; do
 		fails=$((fails + 1))
 		echo "not ok $n - $s: the suite did not finish (pg_prove exit $rc)"
 		echo "$out" | tail -15 | sed 's/^/# /'
+	fi
+	# Server 3's log goes with its run directory: its last lines say why.
+	if [ $notok -gt 0 ] || [ $rc -ne 0 ]; then
+		echo "# last lines of server 3's log:"
+		tail -8 "$PGK/postgresql.log" 2>/dev/null | cut -c1-300 | sed 's/^/#   /'
 	fi
 	echo "# ${SECONDS}s: $s: $ok ok, $notok not ok, in $((SECONDS - t0))s"
 done
