@@ -149,6 +149,19 @@ quote_short(const char *s, int len)
 	return psprintf("\"%.*s\"", len, s);
 }
 
+/*
+ * check_stack_depth for containers, at every fourth level of the instance
+ * only: it is a call into the server, made for every object and array, and
+ * a level of evaluation takes well under 2 kB of stack, far inside the
+ * slack PostgreSQL keeps beyond max_stack_depth.  Recursion that does not
+ * move into the instance (combinators, $ref) checks at every step.
+ */
+#define STACK_CHECK(cx) \
+	do { \
+		if (((cx)->depth & 3) == 0) \
+			check_stack_depth(); \
+	} while (0)
+
 /* ---------- instance paths ---------- */
 
 static inline void
@@ -455,7 +468,7 @@ eval_array(EvalCtx *cx, EvcNode *n, const JV *v)
 	int			i = 0;
 	bool		found = false;
 
-	check_stack_depth();
+	STACK_CHECK(cx);
 	CHECK_FOR_INTERRUPTS();
 
 	if (n->min_items >= 0 && v->len < n->min_items)
@@ -563,7 +576,7 @@ eval_additional(EvalCtx *cx, EvcNode *n, const JV *k, const JV *e)
  * one pass.  match[i], when given, is the property of key i (-1: none).
  */
 static bool
-eval_members(EvalCtx *cx, EvcNode *n, const JV *v, const int8 *match)
+eval_members(EvalCtx *cx, EvcNode *n, const JV *v, const int8 *match, uint32 keys_end)
 {
 	bool		valid = true;
 	JvIter		it;
@@ -586,7 +599,7 @@ eval_members(EvalCtx *cx, EvcNode *n, const JV *v, const int8 *match)
 	 */
 	defer = match != NULL && !WANT(cx) && n->n_pat_props == 0 && !n->property_names;
 
-	jv_iter_init(&it, v);
+	jv_iter_init_known(&it, v, match ? keys_end : 0);
 	while (jv_iter_next(&it, &k, &e))
 	{
 		bool		matched = false;
@@ -720,7 +733,8 @@ has_all_required(EvcNode *n, const JV *v)
  * value is looked at.
  */
 static void
-match_keys(EvcNode *n, const JV *v, int8 *match, bool *all_required, bool *undeclared)
+match_keys(EvcNode *n, const JV *v, int8 *match, bool *all_required, bool *undeclared,
+		   uint32 *keys_end)
 {
 	KeyWalk		w;
 	const char *key;
@@ -750,6 +764,7 @@ match_keys(EvcNode *n, const JV *v, int8 *match, bool *all_required, bool *undec
 	}
 	*all_required = n->required_in_props ? required_seen == n->n_required :
 		has_all_required(n, v);
+	*keys_end = w.off;
 }
 
 static pg_noinline bool
@@ -761,8 +776,9 @@ eval_object(EvalCtx *cx, EvcNode *n, const JV *v)
 	int8	   *match = NULL;
 	bool		all_required = true;
 	bool		undeclared = false;
+	uint32		keys_end = 0;
 
-	check_stack_depth();
+	STACK_CHECK(cx);
 	CHECK_FOR_INTERRUPTS();
 
 	if (n->min_props >= 0 && v->len < n->min_props)
@@ -780,11 +796,15 @@ eval_object(EvalCtx *cx, EvcNode *n, const JV *v)
 	if (n->n_props > 0 && n->n_props <= PG_INT8_MAX && v->len <= MATCH_LOCAL)
 	{
 		match = match_local;
-		match_keys(n, v, match, &all_required, &undeclared);
+		match_keys(n, v, match, &all_required, &undeclared, &keys_end);
 	}
 	else if (n->n_required > 0)
 		all_required = has_all_required(n, v);
 	if (!all_required)
+	{
+		/* which name is missing matters only to a message */
+		if (!WANT(cx) && (!cx->collect_all || cx->suppress > 0))
+			return false;
 		for (int i = 0; i < n->n_required; i++)
 			if (!evc_jv_object_get(v, n->required[i].name, n->required[i].len, &dummy))
 			{
@@ -792,6 +812,7 @@ eval_object(EvalCtx *cx, EvcNode *n, const JV *v)
 					   quote_short(n->required[i].name, n->required[i].len));
 				FAIL();
 			}
+	}
 
 	/*
 	 * A key that is not allowed makes the object invalid whatever its
@@ -800,7 +821,7 @@ eval_object(EvalCtx *cx, EvcNode *n, const JV *v)
 	 */
 	if (undeclared && !WANT(cx))
 		return false;
-	if ((n->kw & EVC_KW_MEMBERS) && !eval_members(cx, n, v, match))
+	if ((n->kw & EVC_KW_MEMBERS) && !eval_members(cx, n, v, match, keys_end))
 		FAIL();
 	for (int i = 0; i < n->n_deps; i++)
 	{

@@ -325,6 +325,30 @@ jv_iter_init(JvIter *it, const JV *v)
 		it->voff = getJsonbOffset(it->jc, it->n);
 }
 
+/*
+ * jv_iter_init for an object whose keys were just walked (KeyWalk): the
+ * first value starts where the last key ends, keys_end, which saves
+ * getJsonbOffset's walk back over the entries.  0 when not known.
+ */
+static inline void
+jv_iter_init_known(JvIter *it, const JV *v, uint32 keys_end)
+{
+	if (keys_end == 0 || v->src == JVS_TREE || v->type != JV_OBJECT)
+	{
+		jv_iter_init(it, v);
+		return;
+	}
+	it->n = v->len;
+	it->i = 0;
+	it->is_object = true;
+	it->is_tree = false;
+	it->koff = 0;
+	it->voff = keys_end;
+	it->items = NULL;
+	it->jc = v->u.jc;
+	it->base = (char *) &it->jc->children[it->n * 2];
+}
+
 /* Next element (key is left alone) or pair.  False at the end. */
 static pg_attribute_always_inline bool
 jv_iter_next(JvIter *it, JV *key, JV *val)

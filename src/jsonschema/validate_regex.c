@@ -45,6 +45,8 @@ typedef struct SimpleRe
 	int			n;				/* items; bit n is the accepting state */
 	bool		anchored_start;
 	bool		anchored_end;
+	bool		fixed;			/* anchored at both ends, no item repeats or may be
+								 * left out: a match is n bytes, byte i taken by item i */
 } SimpleRe;
 
 struct EvcRegex
@@ -470,7 +472,39 @@ simple_compile(const char *p, int len)
 				simple_add_item(sr, &c, false, true);
 	}
 	sr->start = simple_closure(sr, 1);
+	sr->fixed = sr->anchored_start && sr->anchored_end && sr->loop == 0 && sr->skip == 0;
 	return sr;
+}
+
+/*
+ * simple_match for a fixed pattern ("^ord_[0-9a-f]{12}$"): each byte is
+ * checked against its own item, with no state carried from one byte to the
+ * next, so the checks do not wait on each other.  Text that is not ASCII
+ * still goes to the regex engine: a negated class may take a character of
+ * several bytes.
+ */
+static int
+simple_match_fixed(const SimpleRe *sr, const char *s, int len)
+{
+	uint64		missed = 0;
+	unsigned char high = 0;
+
+	if (len != sr->n)
+	{
+		for (int i = 0; i < len; i++)
+			high |= (unsigned char) s[i];
+		return (high & 0x80) ? -1 : 0;
+	}
+	for (int i = 0; i < len; i++)
+	{
+		unsigned char ch = s[i];
+
+		high |= ch;
+		missed |= ~sr->accepts[ch & 0x7F] & (UINT64CONST(1) << i);
+	}
+	if (high & 0x80)
+		return -1;
+	return missed == 0;
 }
 
 /* 1 match, 0 no match, -1 the text is not ASCII (ask the regex engine). */
@@ -480,6 +514,8 @@ simple_match(const SimpleRe *sr, const char *s, int len)
 	uint64		accept = UINT64CONST(1) << sr->n;
 	uint64		d = sr->start;
 
+	if (sr->fixed)
+		return simple_match_fixed(sr, s, len);
 	if (!sr->anchored_end && (d & accept))
 		return 1;
 	for (int i = 0; i < len; i++)

@@ -95,7 +95,11 @@ SELECT is((SELECT (SELECT delivered FROM evc.stats WHERE kind = 'relay') = deliv
 	true, 'the total row sums the workers');
 
 -- The test Kafka does not implement CreateTopics: a clear error.
+\if :mock
 SELECT throws_like($$SELECT evc_create_topic('evc_created', 3)$$,
 	'could not create topic "evc_created"', 'evc_create_topic reports what the broker refused');
+\else
+SELECT skip('Apache Kafka implements CreateTopics: test/kafka/flows.sh checks evc_create_topic there', 1);
+\endif
 
 SELECT * FROM finish();

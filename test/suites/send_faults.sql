@@ -38,8 +38,8 @@ SELECT is(pg_temp.all_brokers('up'),
 SELECT is(evc_flush('90 s'), 0::bigint, 'the backlog is delivered once the brokers are back');
 
 -- Produce requests fail (leader moved, timeouts) a number of times.
-SELECT is(pg_temp.kafkactl('push_errors produce 6 NOT_LEADER_FOR_PARTITION REQUEST_TIMED_OUT NOT_LEADER_FOR_PARTITION LEADER_NOT_AVAILABLE REQUEST_TIMED_OUT NOT_LEADER_FOR_PARTITION'),
-	'ok', 'produce errors injected');
+SELECT pg_temp.mock_fault('push_errors produce 6 NOT_LEADER_FOR_PARTITION REQUEST_TIMED_OUT NOT_LEADER_FOR_PARTITION LEADER_NOT_AVAILABLE REQUEST_TIMED_OUT NOT_LEADER_FOR_PARTITION',
+	'produce errors injected');
 INSERT INTO sent
 SELECT i, evc_send('faulttest', 'Tick', jsonb_build_object('i', i, 'phase', 'errors'), key => (i % 7)::text)
 FROM generate_series(501, 1000) i;
