@@ -89,25 +89,34 @@ $(FUZZ_B)/bin/%: $(FUZZ_B)/obj/test/fuzz/fuzz_%.o $(FUZZ_HARNESS_OBJS) $(FUZZ_B)
 		-lrdkafka -lcurl -lprotobuf-c -lz $(FUZZ_PG_SYSLIBS) -lm
 
 # The documents a fuzzed $ref may name (fuzz_pg.c): the test suite's
-# remotes, and the draft-07 meta-schema as the install script stores it.
+# remotes, and the draft-07 meta-schema as the install script stores it,
+# with the change the 0.7.0 upgrade makes to it ("enum").
 FUZZ_SUITE = /usr/share/json-schema-test-suite
-$(FUZZ_B)/documents/.stamp: sql/evcollector--0.1.0--0.2.0.sql
+$(FUZZ_B)/documents/.stamp: sql/evcollector--0.1.0--0.2.0.sql mk/fuzz.mk
 	rm -rf $(FUZZ_B)/documents && mkdir -p $(FUZZ_B)/documents/json-schema.org/draft-07
 	cp -r $(FUZZ_SUITE)/remotes $(FUZZ_B)/documents/localhost:1234
 	sed -n '/^(.http:\/\/json-schema.org\/draft-07\/schema., $$meta\$$/,/^}\$$meta\$$/p' $< | \
-		sed -e '1s/.*\$$meta\$$//' -e '$$s/\$$meta\$$.*//' >$(FUZZ_B)/documents/json-schema.org/draft-07/schema
+		sed -e '1s/.*\$$meta\$$//' -e '$$s/\$$meta\$$.*//' | \
+		jq '.properties.enum = {"type": "array", "items": true}' >$(FUZZ_B)/documents/json-schema.org/draft-07/schema
 	test -s $(FUZZ_B)/documents/json-schema.org/draft-07/schema
 	touch $@
 
+# The validator as a filter, for the differential check (no libFuzzer).
+$(FUZZ_B)/bin/validate_cases: $(FUZZ_B)/obj/test/fuzz/tools/validate_cases.o $(FUZZ_HARNESS_OBJS) $(FUZZ_B)/libevc.a $(FUZZ_B)/libpgserver.a $(FUZZ_B)/libpgcommon.a
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_SAN) -Wl,--gc-sections -o $@ $< $(FUZZ_HARNESS_OBJS) \
+		$(FUZZ_B)/libevc.a $(FUZZ_B)/libpgserver.a $(FUZZ_B)/libpgcommon.a $(FUZZ_PG_LIBDIR)/libpgport.a \
+		-lrdkafka -lcurl -lprotobuf-c -lz $(FUZZ_PG_SYSLIBS) -lm
+
 .PHONY: fuzz fuzz-build fuzz-regress fuzz-differential
-fuzz-build: $(FUZZ_BINS) $(FUZZ_B)/documents/.stamp
+fuzz-build: $(FUZZ_BINS) $(FUZZ_B)/bin/validate_cases $(FUZZ_B)/documents/.stamp
 
 fuzz-regress: fuzz-build
 	test/fuzz/run.sh regress $(FUZZ_TARGETS)
 
 fuzz: fuzz-build
 	FUZZ_TIME=$(FUZZ_TIME) FUZZ_NICE="$(FUZZ_NICE)" test/fuzz/run.sh fuzz $(FUZZ_TARGETS)
-	FUZZ_CASES=$(FUZZ_CASES) test/fuzz/run.sh differential
+	FUZZ_CASES=$(FUZZ_CASES) FUZZ_SEED=$${FUZZ_SEED:-$$(date +%s)} test/fuzz/run.sh differential
 
-fuzz-differential: $(FUZZ_B)/bin/validate_instance
-	FUZZ_CASES=$(FUZZ_CASES) test/fuzz/run.sh differential
+fuzz-differential: $(FUZZ_B)/bin/validate_cases $(FUZZ_B)/documents/.stamp
+	FUZZ_CASES=$(FUZZ_CASES) FUZZ_SEED=$${FUZZ_SEED:-$$(date +%s)} test/fuzz/run.sh differential
