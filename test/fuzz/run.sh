@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # test/fuzz/run.sh: runs the libFuzzer targets built by `make fuzz-build`.
 #
-#   test/fuzz/run.sh regress TARGET..       each target once over its corpus;
+#   test/fuzz/run.sh regress [TARGET..]     each target once over its corpus;
 #                                           TAP, one line per target
-#   test/fuzz/run.sh fuzz TARGET..          each target for FUZZ_TIME seconds,
+#   test/fuzz/run.sh fuzz [TARGET..]        each target for FUZZ_TIME seconds,
 #                                           one at a time, with libFuzzer's
 #                                           own summary for each
 #   test/fuzz/run.sh differential           the validator against Python's
@@ -17,6 +17,10 @@ cd "$(dirname "$0")/../.."
 B=.build/fuzz
 mode=${1:?usage: run.sh regress|fuzz|differential [TARGET..]}
 shift
+# no target named: every test/fuzz/fuzz_<name>.c
+if [ $# -eq 0 ] && [ "$mode" != differential ]; then
+	set -- $(ls test/fuzz/fuzz_*.c | sed 's|test/fuzz/fuzz_\(.*\)\.c|\1|')
+fi
 
 case "$mode" in
 regress)
