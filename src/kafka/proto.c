@@ -13,8 +13,10 @@
 #include <math.h>
 
 #include "common/base64.h"
+#include "common/jsonapi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/json.h"
@@ -403,6 +405,24 @@ json_field(StringInfo buf, const char *name, const char *value, bool first)
 	escape_json(buf, value ? value : "");
 }
 
+/*
+ * Whether s is one JSON value, as jsonb_in would read it.  data_json goes
+ * into the decoded event's text as it is, so anything else would either
+ * break that text or add keys of its own ("1, \"client\": \"x\"").
+ */
+static bool
+is_json_value(const char *s, char **why)
+{
+	JsonLexContext *lex = makeJsonLexContextCstringLen((char *) s, strlen(s),
+													   GetDatabaseEncoding(), true);
+	JsonParseErrorType rc = pg_parse_json(lex, &nullSemAction);
+
+	if (rc == JSON_SUCCESS)
+		return true;
+	*why = json_errdetail(rc, lex);
+	return false;
+}
+
 /* Decode an Event into jsonb, for evc_decode_event() and tests. */
 Jsonb *
 evc_decode_event_jsonb(const uint8 *data, size_t len)
@@ -410,6 +430,7 @@ evc_decode_event_jsonb(const uint8 *data, size_t len)
 	Evcollector__Event *ev;
 	StringInfoData buf;
 	Datum		result;
+	char	   *why;
 
 	ev = evcollector__event__unpack(&evc_pb_allocator, len, data);
 	if (ev == NULL)
@@ -417,6 +438,11 @@ evc_decode_event_jsonb(const uint8 *data, size_t len)
 				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
 				 errmsg("could not decode evcollector event"),
 				 errdetail("The %zu bytes are not a valid evcollector.Event protobuf message.", len)));
+	if (ev->data_json && ev->data_json[0] && !is_json_value(ev->data_json, &why))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+				 errmsg("could not decode evcollector event"),
+				 errdetail("Its data_json is not valid JSON: %s", why)));
 
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
