@@ -32,6 +32,7 @@ FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer -ffunction-sections -fdata-sections
 	$(FUZZ_SAN) -fsanitize=fuzzer-no-link \
 	$(shell $(PG_CONFIG) --cppflags) -I$(shell $(PG_CONFIG) --includedir-server) -Iproto -Isrc -Itest/fuzz/harness \
 	-DEVC_VERSION_STR=\"$(EVC_VERSION)\" -DFUZZ_DOCUMENTS_DEFAULT=\"$(CURDIR)/$(FUZZ_B)/documents\" \
+	-DFUZZ_PG_BINDIR=\"$(shell $(PG_CONFIG) --bindir)\" \
 	-Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
 	-Wno-missing-field-initializers -Wno-ignored-attributes \
 	-Wno-compound-token-split-by-macro -Wno-unknown-warning-option
@@ -78,7 +79,8 @@ $(FUZZ_B)/libpgcommon.a: $(FUZZ_PG_LIBDIR)/libpgcommon.a
 	cd $(FUZZ_B)/common && ar x $< && rm -f $(FUZZ_COMMON_SKIP)
 	rm -f $@ && ar rcs $@ $(FUZZ_B)/common/*.o
 
-$(FUZZ_B)/obj/test/fuzz/%.o: test/fuzz/%.c test/fuzz/harness/fuzz_pg.h $(PROTO_H) $(wildcard src/*/*.h)
+# (a target may include a source file itself: sink_decode includes sinks.c)
+$(FUZZ_B)/obj/test/fuzz/%.o: test/fuzz/%.c test/fuzz/harness/fuzz_pg.h $(PROTO_H) $(wildcard src/*/*.h) $(SRCS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
 

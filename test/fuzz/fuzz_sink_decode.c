@@ -37,6 +37,8 @@ check_one(void *arg)
 	{
 		if (d.error == NULL || d.error[0] == '\0')
 			fuzz_fail("a message was refused without a reason");
+		if (getenv("FUZZ_VERBOSE"))
+			fprintf(stderr, "fuzz: refused: %s\n", d.error);
 		return;
 	}
 	if (d.error != NULL)

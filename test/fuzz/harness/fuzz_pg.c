@@ -26,8 +26,10 @@
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
+#include "utils/datetime.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/tzparser.h"
 
 #include "jsonschema/validate_int.h"
 
@@ -222,6 +224,21 @@ fuzz_pg_init(void)
 	/* what a backend's log would show goes to stderr, above WARNING only */
 	log_min_messages = ERROR;
 	client_min_messages = ERROR;
+
+	/*
+	 * The zone abbreviations ("Z", "UTC", "EST"), as the server loads them
+	 * for timezone_abbreviations = 'Default': from share/timezonesets, found
+	 * from the server's own path.
+	 */
+	{
+		TimeZoneAbbrevTable *abbrevs;
+
+		strlcpy(my_exec_path, FUZZ_PG_BINDIR "/postgres", MAXPGPATH);
+		abbrevs = load_tzoffsets("Default");
+		if (abbrevs == NULL)
+			fuzz_fail("could not load the zone abbreviations (timezonesets/Default)");
+		InstallTimeZoneAbbrevs(abbrevs);
+	}
 	fuzz_input_cxt = AllocSetContextCreate(TopMemoryContext, "fuzz input",
 										   ALLOCSET_DEFAULT_SIZES);
 	fuzz_keep_cxt = AllocSetContextCreate(TopMemoryContext, "fuzz input, kept across runs",
