@@ -128,5 +128,8 @@ evc_image_sniff(const uint8 *p, size_t len)
 	}
 	else if (len >= 16 && memcmp(p, "RIFF", 4) == 0 && memcmp(p + 8, "WEBP", 4) == 0)
 		sniff_webp(p, len, &info);
+	/* a size is both dimensions or none: callers print them as a pair */
+	if (info.width < 0 || info.height < 0)
+		info.width = info.height = -1;
 	return info;
 }

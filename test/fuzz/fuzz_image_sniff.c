@@ -2,7 +2,8 @@
  * fuzz_image_sniff.c
  *		The image header sniffer (src/send/image.c) on any bytes.  It must
  *		read nothing past the buffer (ASan) and answer a known type, or
- *		NULL, with sizes that are -1 or positive.
+ *		NULL, with a size that is positive in both dimensions or unknown
+ *		(-1) in both.
  */
 #include "fuzz_pg.h"
 
@@ -26,7 +27,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (strncmp(info.content_type, "image/", 6) != 0)
 		fuzz_fail("content type \"%s\" is not an image type", info.content_type);
-	if (info.width == 0 || info.width < -1 || info.height == 0 || info.height < -1)
+	if (info.width == 0 || info.width < -1 || info.height == 0 || info.height < -1 ||
+		(info.width == -1) != (info.height == -1))
 		fuzz_fail("size %dx%d for %s", info.width, info.height, info.content_type);
 	return 0;
 }
