@@ -266,6 +266,30 @@ find_field_slot(const uint8 *p, const uint8 *end, uint64 number,
 	return true;
 }
 
+/* Whether a decoded message, or one inside it, kept a field numbered 0. */
+static bool
+has_field_zero(const ProtobufCMessage *msg)
+{
+	const ProtobufCMessageDescriptor *desc = msg->descriptor;
+
+	for (unsigned i = 0; i < msg->n_unknown_fields; i++)
+		if (msg->unknown_fields[i].tag == 0)
+			return true;
+	for (unsigned i = 0; i < desc->n_fields; i++)
+	{
+		const ProtobufCFieldDescriptor *fd = &desc->fields[i];
+
+		if (fd->type == PROTOBUF_C_TYPE_MESSAGE && fd->label != PROTOBUF_C_LABEL_REPEATED)
+		{
+			const ProtobufCMessage *sub = *(ProtobufCMessage *const *) ((const char *) msg + fd->offset);
+
+			if (sub != NULL && has_field_zero(sub))
+				return true;
+		}
+	}
+	return false;
+}
+
 /*
  * The slow way, for an event that is not canonical (an outbox row written by
  * hand, or an event stamped by an older relay, which appended a second
@@ -284,6 +308,17 @@ set_processed_at_by_repacking(const uint8 *event, size_t len, const char *proces
 	size_t		n = 0;
 
 	ev = evcollector__event__unpack(&evc_pb_allocator, len, event);
+	/*
+	 * protobuf-c keeps a field numbered 0 as an unknown field when its tag
+	 * is written in two bytes (0x80 0x00), and then packs it as 0x00, which
+	 * no decoder takes.  Field 0 is not protobuf at all: such an event does
+	 * not decode, and is copied as it is.
+	 */
+	if (ev != NULL && has_field_zero(&ev->base))
+	{
+		evcollector__event__free_unpacked(ev, &evc_pb_allocator);
+		ev = NULL;
+	}
 	if (ev != NULL)
 	{
 		/* Put back what unpack made before free_unpacked frees it. */
