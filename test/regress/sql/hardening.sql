@@ -24,3 +24,8 @@ SELECT evc_send_image('cam', '\x89504e470d0a1a0a0000000d494844528000000000000001
 SELECT evc_decode_event(payload) -> 'data' ->> 'width' AS width, evc_decode_event(payload) -> 'data' ->> 'height' AS height
 FROM evc.outbox WHERE topic LIKE '%images' ORDER BY id DESC LIMIT 2;
 ROLLBACK;
+
+-- The text reader leaves a zero whose display scale numeric cannot hold to
+-- jsonb_in, so the text path raises the jsonb path's error.
+SELECT evc_validate('{}', '0e-20000'::text);
+SELECT evc_validate('{}', '0e-16383'::text) AS zero_ok;
