@@ -13,7 +13,7 @@ test/fuzz/README.md ("The differential check"):
     ipv6 (checked by the standard library) are generated;
   - numbers: jsonschema reads them as binary floats, evcollector as exact
     decimals, so multipleOf is generated with divisors and values that are
-    exact in binary, and magnitudes stay far below 2**53;
+    exact in binary; integers past 2**53 come only with integer divisors;
   - regexes: Python's re is not ECMA-262 ("$" matches before a final
     newline, "\\d" matches any Unicode digit), so patterns come from a set
     that means the same in both, and strings have no newline.
@@ -31,13 +31,25 @@ FORMATS = ["date", "ipv4", "ipv6"]
 FORMAT_VALUES = ["2026-12-01", "2026-02-30", "1.2.3.4", "256.1.1.1", "::1", "1:2:3:4:5:6:7:8",
                  "1::2::3", "x", "2026-1-01"]
 DIVISORS = [2, 3, 0.5, 0.25, 1.5, 7, 1]
+BIG_DIVISORS = [2, 3, 7, 1, 10 ** 20, 3 * 10 ** 15]
 NUMBERS = [0, 1, -1, 2, 3, 4.5, 0.25, 10, 100, -7, 1.0, 2.5, 6, 21, 1e6]
+# Integers past 2**53 are exact in both (Python's int), but jsonschema divides
+# them by a fractional multipleOf in binary floating point, and calls 10**20 a
+# multiple of 1.5: a case has big integers or fractional divisors, not both.
+BIG = [2 ** 64, -2 ** 63, 10 ** 20, 10 ** 20 + 1, 3 * 10 ** 30, 0, 7, -1]
 NAMES = ["a", "b", "c", "foo", "é"]
 
 
 class Gen:
     def __init__(self, rnd):
         self.r = rnd
+        self.big = False
+
+    def new_case(self):
+        self.big = self.r.random() < 0.2
+
+    def number(self):
+        return self.r.choice(BIG if self.big else NUMBERS)
 
     def string(self):
         if self.r.random() < 0.2:
@@ -52,7 +64,7 @@ class Gen:
         if k == 1:
             return r.choice([True, False])
         if k in (2, 3):
-            return r.choice(NUMBERS)
+            return self.number()
         if k == 4:
             return self.string()
         if k in (5, 6):
@@ -92,9 +104,9 @@ class Gen:
         elif kw == "const":
             s["const"] = self.value(2)
         elif kw in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-            s[kw] = r.choice(NUMBERS)
+            s[kw] = self.number()
         elif kw == "multipleOf":
-            s[kw] = r.choice(DIVISORS)
+            s[kw] = r.choice(BIG_DIVISORS if self.big else DIVISORS)
         elif kw in ("minLength", "maxLength", "minItems", "maxItems", "minProperties",
                     "maxProperties"):
             s[kw] = r.randint(0, 3)
@@ -187,6 +199,7 @@ def main():
     gen = Gen(random.Random(seed))
     pairs = []
     for _ in range(cases):
+        gen.new_case()
         s = gen.schema()
         pairs.append((s, gen.instance(s)))
     text = "".join(json.dumps(s) + "\t" + json.dumps(i) + "\n" for s, i in pairs)
