@@ -22,6 +22,8 @@
 #include "fuzz_pg.h"
 
 #include "nodes/pg_list.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/memutils.h"
 
 #include "jsonschema/validate_int.h"
@@ -107,6 +109,26 @@ keys_declared(const JV *v, List *names)
 	return true;
 }
 
+/* A value as JSON text, for the finding's message. */
+static char *
+jv_text(const JV *v)
+{
+	switch (v->type)
+	{
+		case JV_NULL:
+			return "null";
+		case JV_BOOL:
+			return v->u.boolean ? "true" : "false";
+		case JV_NUMBER:
+			return DatumGetCString(DirectFunctionCall1(numeric_out,
+													   NumericGetDatum(evc_jv_num_numeric(v))));
+		case JV_STRING:
+			return psprintf("\"%.*s\"", v->len, v->u.str);
+		default:
+			return JsonbToCString(NULL, v->u.jc, -1);
+	}
+}
+
 typedef struct CompatCase
 {
 	Jsonb	   *a;
@@ -130,8 +152,8 @@ check_claim(EvcCompiledSchema *sub, EvcCompiledSchema *sup, JV *vals, int n, con
 	for (int i = 0; i < n; i++)
 		if (keys_declared(&vals[i], declared) &&
 			evc_node_accepts(sub->root, &vals[i]) && !evc_node_accepts(sup->root, &vals[i]))
-			fuzz_fail("%s: inclusion proven, but value %d is valid under one and not the other",
-					  which, i);
+			fuzz_fail("%s: inclusion proven, but %s is valid under one and not the other",
+					  which, jv_text(&vals[i]));
 }
 
 static void
