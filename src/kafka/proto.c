@@ -47,6 +47,24 @@ nz(const char *s)
 	return (char *) (s ? s : "");
 }
 
+/*
+ * A decoded string field, checked before it goes into JSON text: jsonb_in
+ * takes text that the server has already checked for its encoding, and
+ * protobuf-c checks nothing, so a string that is not valid UTF-8 would
+ * land in the jsonb as it is.
+ */
+static const char *
+checked_text(const char *s, const char *message, const char *field)
+{
+	s = nz(s);
+	if (!pg_verifymbstr(s, strlen(s), true))
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("could not decode %s message", message),
+				 errdetail("Its field \"%s\" is not valid in the database encoding.", field)));
+	return s;
+}
+
 bytea *
 evc_encode_event(const EvcEventFields *f)
 {
@@ -437,7 +455,7 @@ json_field(StringInfo buf, const char *name, const char *value, bool first)
 		appendStringInfoChar(buf, ',');
 	escape_json(buf, name);
 	appendStringInfoChar(buf, ':');
-	escape_json(buf, value ? value : "");
+	escape_json(buf, checked_text(value, "evcollector.Event", name));
 }
 
 /*
@@ -473,7 +491,8 @@ evc_decode_event_jsonb(const uint8 *data, size_t len)
 				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
 				 errmsg("could not decode evcollector event"),
 				 errdetail("The %zu bytes are not a valid evcollector.Event protobuf message.", len)));
-	if (ev->data_json && ev->data_json[0] && !is_json_value(ev->data_json, &why))
+	if (ev->data_json && ev->data_json[0] &&
+		!is_json_value(checked_text(ev->data_json, "evcollector.Event", "data_json"), &why))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
 				 errmsg("could not decode evcollector event"),
@@ -570,7 +589,8 @@ append_double_json(StringInfo buf, double d)
 
 /* One value of a field; member points at it (an array element when repeated). */
 static void
-append_value_json(StringInfo buf, const ProtobufCFieldDescriptor *fd, const void *member)
+append_value_json(StringInfo buf, const ProtobufCMessageDescriptor *desc,
+				  const ProtobufCFieldDescriptor *fd, const void *member)
 {
 	switch (fd->type)
 	{
@@ -603,7 +623,7 @@ append_value_json(StringInfo buf, const ProtobufCFieldDescriptor *fd, const void
 			appendStringInfoString(buf, *(const protobuf_c_boolean *) member ? "true" : "false");
 			break;
 		case PROTOBUF_C_TYPE_STRING:
-			escape_json(buf, nz(*(char *const *) member));
+			escape_json(buf, checked_text(*(char *const *) member, desc->name, fd->name));
 			break;
 		case PROTOBUF_C_TYPE_BYTES:
 			{
@@ -675,12 +695,12 @@ append_message_json(StringInfo buf, const ProtobufCMessage *msg)
 			{
 				if (j > 0)
 					appendStringInfoChar(buf, ',');
-				append_value_json(buf, fd, arr + j * field_element_size(fd->type));
+				append_value_json(buf, desc, fd, arr + j * field_element_size(fd->type));
 			}
 			appendStringInfoChar(buf, ']');
 		}
 		else
-			append_value_json(buf, fd, member);
+			append_value_json(buf, desc, fd, member);
 	}
 	appendStringInfoChar(buf, '}');
 }

@@ -7,7 +7,7 @@
  * Input: one byte choosing what to run, then the message bytes.
  *	0-6	evc_decode(bytes, <type>) for each type it knows.  Bytes that are
  *		not that message must be refused as such (22P03); a message that
- *		decodes must come out as JSON that jsonb accepts.
+ *		decodes must come out as JSON that jsonb accepts, in valid UTF-8.
  *	7	evc_decode_event_jsonb, as evc_decode_event() calls it.
  *	8	evc_event_set_processed_at, whose splice of the encoded bytes must
  *		give the message protobuf-c gives by decoding, setting the field
@@ -16,7 +16,9 @@
 #include "fuzz_pg.h"
 
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 
 #include "evcollector.pb-c.h"
 
@@ -42,17 +44,27 @@ decode(void *arg)
 	ProtoCase  *pc = arg;
 	bytea	   *b = palloc(VARHDRSZ + pc->len);
 
+	Datum		json;
+	char	   *text;
+
 	SET_VARSIZE(b, VARHDRSZ + pc->len);
 	memcpy(VARDATA(b), pc->bytes, pc->len);
-	DirectFunctionCall2(evc_decode, PointerGetDatum(b), CStringGetTextDatum(types[pc->mode]));
+	json = DirectFunctionCall2(evc_decode, PointerGetDatum(b), CStringGetTextDatum(types[pc->mode]));
+	/* jsonb_in checks no encoding: the decoder must have */
+	text = DatumGetCString(DirectFunctionCall1(jsonb_out, json));
+	if (!pg_verifymbstr(text, strlen(text), true))
+		fuzz_fail("evc_decode made a jsonb that is not valid UTF-8");
 }
 
 static void
 decode_event(void *arg)
 {
 	ProtoCase  *pc = arg;
+	Jsonb	   *jb = evc_decode_event_jsonb(pc->bytes, pc->len);
+	char	   *text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
 
-	evc_decode_event_jsonb(pc->bytes, pc->len);
+	if (!pg_verifymbstr(text, strlen(text), true))
+		fuzz_fail("evc_decode_event made a jsonb that is not valid UTF-8");
 }
 
 /* An Event re-encoded by protobuf-c, or NULL when it does not decode. */

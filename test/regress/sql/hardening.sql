@@ -29,3 +29,7 @@ ROLLBACK;
 -- jsonb_in, so the text path raises the jsonb path's error.
 SELECT evc_validate('{}', '0e-20000'::text);
 SELECT evc_validate('{}', '0e-16383'::text) AS zero_ok;
+
+-- A decoded string that is not valid UTF-8 is refused, not put in the jsonb.
+SELECT evc_decode('\x0a01ff'::bytea, 'Event');
+SELECT evc_decode_event('\x0a01ff'::bytea);
