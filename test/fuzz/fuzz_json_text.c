@@ -9,6 +9,7 @@
  */
 #include "fuzz_pg.h"
 
+#include "mb/pg_wchar.h"
 #include "utils/memutils.h"
 
 #include "jsonschema/validate_int.h"
@@ -57,6 +58,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* jsonb_in reads a C string: a NUL in the input ends the text for both */
 	tc.text = fuzz_cstring(data, size);
 	tc.len = strlen(tc.text);
+	/* text reaches evc_validate only once the server checked its encoding */
+	if (!pg_verifymbstr(tc.text, tc.len, true))
+		return 0;
 	tc.buf = &buf;
 	fuzz_run(read_both, &tc);
 	return 0;

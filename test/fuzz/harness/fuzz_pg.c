@@ -406,5 +406,17 @@ fuzz_parse_jsonb(const char *text)
 {
 	void	   *io[2] = {(void *) text, NULL};
 
+	/*
+	 * The server checks the encoding of text when it comes in, before any
+	 * input function sees it, and jsonb_in checks none: text that is not
+	 * UTF-8 never reaches it there, so it does not here.
+	 */
+	if (!pg_verifymbstr(text, strlen(text), true))
+	{
+		fuzz_last_sqlerrcode = ERRCODE_CHARACTER_NOT_IN_REPERTOIRE;
+		strlcpy(fuzz_last_message, "invalid byte sequence for encoding \"UTF8\"",
+				sizeof(fuzz_last_message));
+		return NULL;
+	}
 	return fuzz_run(parse_jsonb, io) ? io[1] : NULL;
 }

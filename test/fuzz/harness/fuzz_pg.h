@@ -50,7 +50,10 @@ extern void fuzz_fail(const char *fmt,...) pg_attribute_printf(1, 2) pg_attribut
 /* The bytes as a NUL-terminated string, in fuzz_keep_cxt. */
 extern char *fuzz_cstring(const uint8_t *data, size_t len);
 
-/* jsonb_in's result in fuzz_keep_cxt, or NULL when it raised an error. */
+/*
+ * jsonb_in's result in fuzz_keep_cxt, or NULL when it raised an error or
+ * the text is not valid UTF-8 (which the server refuses before jsonb_in).
+ */
 extern Jsonb *fuzz_parse_jsonb(const char *text);
 
 /*
