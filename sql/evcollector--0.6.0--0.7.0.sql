@@ -165,4 +165,14 @@ COMMENT ON VIEW evc.workers IS 'evcollector background workers: launcher, relay 
 
 -- == live rooms (issue 17) ==
 
+-- == hardening: fuzzing and the differential check (issue 18) ==
+-- The draft-07 meta-schema stored in 0.2.0 gave "enum" draft-06's
+-- "minItems": 1 and "uniqueItems": true.  The published draft-07
+-- meta-schema has neither, so {"enum": [1, 1]} and {"enum": []} are valid
+-- schemas; the differential check against Python's jsonschema found it.
+UPDATE evc.schema_documents
+   SET document = jsonb_set(document, '{properties,enum}', '{"type": "array", "items": true}')
+ WHERE uri = 'http://json-schema.org/draft-07/schema'
+   AND document -> 'properties' -> 'enum' = '{"type": "array", "items": true, "minItems": 1, "uniqueItems": true}';
+
 SELECT evc.wake_launcher();

@@ -278,6 +278,30 @@ append_context(StringInfo buf, Evcollector__EventContext *ctx)
 	appendStringInfoChar(buf, '}');
 }
 
+/*
+ * JSON text that decode_message checked, on one line: JSON Lines ends a
+ * record at a newline, and JSON may have newlines between its tokens
+ * (pretty-printed data_json).  Inside a string a newline is always escaped,
+ * so every raw CR or LF of checked JSON is whitespace, and a space keeps
+ * the same value.
+ */
+static void
+append_json_one_line(StringInfo buf, const char *json)
+{
+	const char *run = json;
+	const char *p;
+
+	for (p = json; *p; p++)
+	{
+		if (*p != '\n' && *p != '\r')
+			continue;
+		appendBinaryStringInfo(buf, run, p - run);
+		appendStringInfoChar(buf, ' ');
+		run = p + 1;
+	}
+	appendBinaryStringInfo(buf, run, p - run);
+}
+
 /* One JSON Lines record: the event with its context, data and position. */
 static void
 append_archive_line(StringInfo buf, EvcPartitionBatch *pb, DecodedEvent *d)
@@ -293,7 +317,7 @@ append_archive_line(StringInfo buf, EvcPartitionBatch *pb, DecodedEvent *d)
 	appendStringInfo(buf, ",\"schema_version\":%d,\"context\":", ev->schema_version);
 	append_context(buf, ev->context);
 	appendStringInfoString(buf, ",\"data\":");
-	appendStringInfoString(buf, ev->data_json);
+	append_json_one_line(buf, ev->data_json);
 	if (ev->blob.len > 0)
 	{
 		int			enclen = pg_b64_enc_len(ev->blob.len);

@@ -338,11 +338,12 @@ find_resource(CompileCtx *cc, const char *uri)
 }
 
 /*
- * A document another schema refers to, from evc.schema_documents.  The copy
- * is made in the compiled schema's context so that it lives as long.
+ * A document from evc.schema_documents, read as the table's owner, or NULL.
+ * The result lives in the caller's context only until SPI_finish, so the
+ * caller copies it.
  */
-static bool
-fetch_document(CompileCtx *cc, const char *uri)
+static Jsonb *
+lookup_document_table(const char *uri, MemoryContext cxt)
 {
 	Oid			nsp = get_namespace_oid("evc", true);
 	Jsonb	   *doc = NULL;
@@ -352,11 +353,8 @@ fetch_document(CompileCtx *cc, const char *uri)
 	Oid			save_user;
 	int			save_sec;
 
-	if (list_member(cc->fetched, makeString((char *) uri)))
-		return false;
-	cc->fetched = lappend(cc->fetched, makeString(pstrdup(uri)));
 	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("schema_documents", nsp)))
-		return false;
+		return NULL;
 
 	args[0] = CStringGetTextDatum(uri);
 	/* read as the table owner: the registry's tables are not public */
@@ -375,7 +373,7 @@ fetch_document(CompileCtx *cc, const char *uri)
 
 		if (!isnull)
 		{
-			MemoryContext old = MemoryContextSwitchTo(cc->cxt);
+			MemoryContext old = MemoryContextSwitchTo(cxt);
 
 			doc = DatumGetJsonbPCopy(d);
 			MemoryContextSwitchTo(old);
@@ -383,6 +381,28 @@ fetch_document(CompileCtx *cc, const char *uri)
 	}
 	SPI_finish();
 	SetUserIdAndSecContext(save_user, save_sec);
+	return doc;
+}
+
+/*
+ * Where documents come from.  The fuzz targets (test/fuzz), which run
+ * without a server and so without tables, put their own lookup here.
+ */
+EvcDocumentLookup evc_schema_document_lookup = lookup_document_table;
+
+/*
+ * A document another schema refers to.  The copy is made in the compiled
+ * schema's context so that it lives as long.
+ */
+static bool
+fetch_document(CompileCtx *cc, const char *uri)
+{
+	Jsonb	   *doc;
+
+	if (list_member(cc->fetched, makeString((char *) uri)))
+		return false;
+	cc->fetched = lappend(cc->fetched, makeString(pstrdup(uri)));
+	doc = evc_schema_document_lookup(uri, cc->cxt);
 	if (doc == NULL)
 		return false;
 	add_document(cc, uri, doc);

@@ -518,6 +518,13 @@ struct EvcCompiledSchema
 
 extern char *evc_node_path(EvcNode *node);
 
+/*
+ * The lookup of an external $ref's document by URI (no fragment): a copy
+ * in cxt, or NULL when there is none.  evc.schema_documents by default.
+ */
+typedef Jsonb *(*EvcDocumentLookup) (const char *uri, MemoryContext cxt);
+extern EvcDocumentLookup evc_schema_document_lookup;
+
 /* Evaluate one value against a node (compat.c proves enum values). */
 extern bool evc_node_accepts(EvcNode *node, const JV *value);
 

@@ -367,7 +367,17 @@ evc_num_from_text(const char *s, int len, EvcNum *out)
 	if (s != end)
 		return false;
 	if (acc == 0)
+	{
+		/*
+		 * Zero is exact at any exponent, but numeric keeps its display
+		 * scale, the digits after the point less the exponent, and refuses
+		 * one past EVC_NUMERIC_DSCALE_MASK ("0e-20000" overflows numeric
+		 * format).  Such a zero is numeric_in's to judge.
+		 */
+		if (-exp10 > EVC_NUMERIC_DSCALE_MASK)
+			return false;
 		return num_normalise(0, 0, false, out);
+	}
 	return num_normalise(acc, exp10, neg, out);
 }
 

@@ -34,6 +34,7 @@ typedef struct ProofCtx
 } ProofCtx;
 
 static bool subset(ProofCtx *pc, EvcNode *a, EvcNode *b, const char *where);
+static bool subset_keywords_of(ProofCtx *pc, EvcNode *a, EvcNode *b, const char *where);
 
 static bool
 fail(ProofCtx *pc, const char *where, const char *fmt,...)
@@ -340,7 +341,12 @@ subset(ProofCtx *pc, EvcNode *a, EvcNode *b, const char *where)
 	if (b->is_bool)
 		return fail(pc, where, "%s", "no value is allowed here any more");
 
-	/* recursive schemas: a pair already being proven is assumed to hold */
+	/*
+	 * Recursive schemas: a pair already being proven, further up this
+	 * proof, is assumed to hold.  Only while it is being proven: once its
+	 * proof returns, the pair comes off the list, so that a pair whose proof
+	 * failed is never taken as proven by a later step.
+	 */
 	for (lc = list_head(pc->assumed); lc; lc = lnext(pc->assumed, lc))
 	{
 		EvcNode   **pair = lfirst(lc);
@@ -350,12 +356,23 @@ subset(ProofCtx *pc, EvcNode *a, EvcNode *b, const char *where)
 	}
 	{
 		EvcNode   **pair = palloc(sizeof(EvcNode *) * 2);
+		bool		proven;
 
 		pair[0] = a;
 		pair[1] = b;
 		pc->assumed = lappend(pc->assumed, pair);
+		proven = subset_keywords_of(pc, a, b, where);
+		Assert(llast(pc->assumed) == pair);
+		pc->assumed = list_delete_last(pc->assumed);
+		pfree(pair);
+		return proven;
 	}
+}
 
+/* subset() past the trivial cases, with the pair (a, b) assumed. */
+static bool
+subset_keywords_of(ProofCtx *pc, EvcNode *a, EvcNode *b, const char *where)
+{
 	/* A with a finite set of values: check each value */
 	if (a->enum_vals || a->has_const)
 	{

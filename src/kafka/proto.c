@@ -13,8 +13,10 @@
 #include <math.h>
 
 #include "common/base64.h"
+#include "common/jsonapi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/json.h"
@@ -43,6 +45,24 @@ static char *
 nz(const char *s)
 {
 	return (char *) (s ? s : "");
+}
+
+/*
+ * A decoded string field, checked before it goes into JSON text: jsonb_in
+ * takes text that the server has already checked for its encoding, and
+ * protobuf-c checks nothing, so a string that is not valid UTF-8 would
+ * land in the jsonb as it is.
+ */
+static const char *
+checked_text(const char *s, const char *message, const char *field)
+{
+	s = nz(s);
+	if (!pg_verifymbstr(s, strlen(s), true))
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("could not decode %s message", message),
+				 errdetail("Its field \"%s\" is not valid in the database encoding.", field)));
+	return s;
 }
 
 bytea *
@@ -264,6 +284,30 @@ find_field_slot(const uint8 *p, const uint8 *end, uint64 number,
 	return true;
 }
 
+/* Whether a decoded message, or one inside it, kept a field numbered 0. */
+static bool
+has_field_zero(const ProtobufCMessage *msg)
+{
+	const ProtobufCMessageDescriptor *desc = msg->descriptor;
+
+	for (unsigned i = 0; i < msg->n_unknown_fields; i++)
+		if (msg->unknown_fields[i].tag == 0)
+			return true;
+	for (unsigned i = 0; i < desc->n_fields; i++)
+	{
+		const ProtobufCFieldDescriptor *fd = &desc->fields[i];
+
+		if (fd->type == PROTOBUF_C_TYPE_MESSAGE && fd->label != PROTOBUF_C_LABEL_REPEATED)
+		{
+			const ProtobufCMessage *sub = *(ProtobufCMessage *const *) ((const char *) msg + fd->offset);
+
+			if (sub != NULL && has_field_zero(sub))
+				return true;
+		}
+	}
+	return false;
+}
+
 /*
  * The slow way, for an event that is not canonical (an outbox row written by
  * hand, or an event stamped by an older relay, which appended a second
@@ -282,6 +326,17 @@ set_processed_at_by_repacking(const uint8 *event, size_t len, const char *proces
 	size_t		n = 0;
 
 	ev = evcollector__event__unpack(&evc_pb_allocator, len, event);
+	/*
+	 * protobuf-c keeps a field numbered 0 as an unknown field when its tag
+	 * is written in two bytes (0x80 0x00), and then packs it as 0x00, which
+	 * no decoder takes.  Field 0 is not protobuf at all: such an event does
+	 * not decode, and is copied as it is.
+	 */
+	if (ev != NULL && has_field_zero(&ev->base))
+	{
+		evcollector__event__free_unpacked(ev, &evc_pb_allocator);
+		ev = NULL;
+	}
 	if (ev != NULL)
 	{
 		/* Put back what unpack made before free_unpacked frees it. */
@@ -400,7 +455,25 @@ json_field(StringInfo buf, const char *name, const char *value, bool first)
 		appendStringInfoChar(buf, ',');
 	escape_json(buf, name);
 	appendStringInfoChar(buf, ':');
-	escape_json(buf, value ? value : "");
+	escape_json(buf, checked_text(value, "evcollector.Event", name));
+}
+
+/*
+ * Whether s is one JSON value, as jsonb_in would read it.  data_json goes
+ * into the decoded event's text as it is, so anything else would either
+ * break that text or add keys of its own ("1, \"client\": \"x\"").
+ */
+static bool
+is_json_value(const char *s, char **why)
+{
+	JsonLexContext *lex = makeJsonLexContextCstringLen((char *) s, strlen(s),
+													   GetDatabaseEncoding(), true);
+	JsonParseErrorType rc = pg_parse_json(lex, &nullSemAction);
+
+	if (rc == JSON_SUCCESS)
+		return true;
+	*why = json_errdetail(rc, lex);
+	return false;
 }
 
 /* Decode an Event into jsonb, for evc_decode_event() and tests. */
@@ -410,6 +483,7 @@ evc_decode_event_jsonb(const uint8 *data, size_t len)
 	Evcollector__Event *ev;
 	StringInfoData buf;
 	Datum		result;
+	char	   *why;
 
 	ev = evcollector__event__unpack(&evc_pb_allocator, len, data);
 	if (ev == NULL)
@@ -417,6 +491,12 @@ evc_decode_event_jsonb(const uint8 *data, size_t len)
 				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
 				 errmsg("could not decode evcollector event"),
 				 errdetail("The %zu bytes are not a valid evcollector.Event protobuf message.", len)));
+	if (ev->data_json && ev->data_json[0] &&
+		!is_json_value(checked_text(ev->data_json, "evcollector.Event", "data_json"), &why))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+				 errmsg("could not decode evcollector event"),
+				 errdetail("Its data_json is not valid JSON: %s", why)));
 
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
@@ -509,7 +589,8 @@ append_double_json(StringInfo buf, double d)
 
 /* One value of a field; member points at it (an array element when repeated). */
 static void
-append_value_json(StringInfo buf, const ProtobufCFieldDescriptor *fd, const void *member)
+append_value_json(StringInfo buf, const ProtobufCMessageDescriptor *desc,
+				  const ProtobufCFieldDescriptor *fd, const void *member)
 {
 	switch (fd->type)
 	{
@@ -542,7 +623,7 @@ append_value_json(StringInfo buf, const ProtobufCFieldDescriptor *fd, const void
 			appendStringInfoString(buf, *(const protobuf_c_boolean *) member ? "true" : "false");
 			break;
 		case PROTOBUF_C_TYPE_STRING:
-			escape_json(buf, nz(*(char *const *) member));
+			escape_json(buf, checked_text(*(char *const *) member, desc->name, fd->name));
 			break;
 		case PROTOBUF_C_TYPE_BYTES:
 			{
@@ -614,12 +695,12 @@ append_message_json(StringInfo buf, const ProtobufCMessage *msg)
 			{
 				if (j > 0)
 					appendStringInfoChar(buf, ',');
-				append_value_json(buf, fd, arr + j * field_element_size(fd->type));
+				append_value_json(buf, desc, fd, arr + j * field_element_size(fd->type));
 			}
 			appendStringInfoChar(buf, ']');
 		}
 		else
-			append_value_json(buf, fd, member);
+			append_value_json(buf, desc, fd, member);
 	}
 	appendStringInfoChar(buf, '}');
 }

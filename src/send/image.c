@@ -29,6 +29,18 @@ be32(const uint8 *p)
 	return ((uint32) p[0] << 24) | ((uint32) p[1] << 16) | ((uint32) p[2] << 8) | p[3];
 }
 
+/*
+ * A width or height as the header gives it, or -1 (unknown) when it gives
+ * none: 0 is no size (JPEG's height 0 means "see the DNL marker", GIF's and
+ * VP8's 0 are corrupt), and PNG's 32 bits may not fit an int.  So a size
+ * stored in evc.images is always positive or unknown.
+ */
+static int
+dimension(uint32 v)
+{
+	return v >= 1 && v <= PG_INT32_MAX ? (int) v : -1;
+}
+
 static void
 sniff_png(const uint8 *p, size_t len, EvcImageInfo *info)
 {
@@ -36,8 +48,8 @@ sniff_png(const uint8 *p, size_t len, EvcImageInfo *info)
 	/* The IHDR chunk comes first: width and height at bytes 16 and 20. */
 	if (len >= 24 && memcmp(p + 12, "IHDR", 4) == 0)
 	{
-		info->width = (int) be32(p + 16);
-		info->height = (int) be32(p + 20);
+		info->width = dimension(be32(p + 16));
+		info->height = dimension(be32(p + 20));
 	}
 }
 
@@ -63,8 +75,8 @@ sniff_jpeg(const uint8 *p, size_t len, EvcImageInfo *info)
 		if (marker >= 0xC0 && marker <= 0xCF &&
 			marker != 0xC4 && marker != 0xC8 && marker != 0xCC)
 		{
-			info->height = be16(p + i + 5);
-			info->width = be16(p + i + 7);
+			info->height = dimension(be16(p + i + 5));
+			info->width = dimension(be16(p + i + 7));
 			return;
 		}
 		if (marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7) || marker == 0x01)
@@ -82,8 +94,8 @@ sniff_webp(const uint8 *p, size_t len, EvcImageInfo *info)
 	info->content_type = "image/webp";
 	if (len >= 30 && memcmp(p + 12, "VP8 ", 4) == 0)
 	{
-		info->width = le16(p + 26) & 0x3FFF;
-		info->height = le16(p + 28) & 0x3FFF;
+		info->width = dimension(le16(p + 26) & 0x3FFF);
+		info->height = dimension(le16(p + 28) & 0x3FFF);
 	}
 	else if (len >= 25 && memcmp(p + 12, "VP8L", 4) == 0 && p[20] == 0x2F)
 	{
@@ -111,10 +123,13 @@ evc_image_sniff(const uint8 *p, size_t len)
 	else if (len >= 10 && (memcmp(p, "GIF87a", 6) == 0 || memcmp(p, "GIF89a", 6) == 0))
 	{
 		info.content_type = "image/gif";
-		info.width = le16(p + 6);
-		info.height = le16(p + 8);
+		info.width = dimension(le16(p + 6));
+		info.height = dimension(le16(p + 8));
 	}
 	else if (len >= 16 && memcmp(p, "RIFF", 4) == 0 && memcmp(p + 8, "WEBP", 4) == 0)
 		sniff_webp(p, len, &info);
+	/* a size is both dimensions or none: callers print them as a pair */
+	if (info.width < 0 || info.height < 0)
+		info.width = info.height = -1;
 	return info;
 }
