@@ -348,7 +348,7 @@ echo "1..$TAP_N"
 	echo "# The chaos run"
 	echo
 	echo "Written by \`make chaos\` ([test/chaos/chaos.sh](../test/chaos/chaos.sh)); what it does and how"
-	echo "to run it is in [testing.md](testing.md#chaos). This is the report of the last run."
+	echo "to run it is in [testing.md](testing.md#chaos-make-chaos). This is the report of the last run."
 	echo
 	echo "Run at $start_time on $(nproc) cores, with the test Kafka (librdkafka's mock cluster, 3 brokers,"
 	echo "$PARTITIONS partitions) and s3rver; exactly-once relay: $([ "$exactly_once" = 1 ] && echo on || echo off)."
