@@ -53,8 +53,13 @@ t0=$SECONDS
 runuser -u postgres -- "$bindir/pg_ctl" -D "$EVC_PGDATA" -p "$EVC_RUN/bin/postgres-valgrind" \
 	-l "$EVC_RUN/postgresql.log" -w -t 600 start >/dev/null
 tap $? "the server started under valgrind ($((SECONDS - t0)) s)"
-evc_wait_for 300 bash -c "[ -n \"\$(psql -X -A -t -d evc_test -c \"SELECT pid FROM evc.workers WHERE kind = 'relay' AND pid IS NOT NULL\" 2>/dev/null)\" ]" ||
-	psql -X -q -d evc_test -c "CREATE EXTENSION IF NOT EXISTS evcollector" >/dev/null 2>&1
+psql -X -q -d evc_test -c "SET client_min_messages = warning; CREATE EXTENSION IF NOT EXISTS evcollector" >/dev/null
+# Which workers ran, and as which processes: polled all along the suites.
+(while :; do
+	psql -X -A -t -F ' ' -d evc_test -c "SELECT kind, pid FROM evc.workers WHERE pid IS NOT NULL" 2>/dev/null
+	sleep 1
+done) >"$EVC_RUN/workers.txt" &
+poller=$!
 
 for f in "${suites[@]}"; do
 	PGOPTIONS="-c client_min_messages=warning" psql -X -q -d evc_test \
@@ -67,11 +72,18 @@ for f in "${suites[@]}"; do
 	tap $((okn == 0)) "$(basename "$f") ran under valgrind in $((SECONDS - t0)) s: $okn ok, $notok not ok"
 done
 
-# The relay and a consumer really were in the run.
-workers=$(psql -X -A -t -d evc_test -c "SELECT string_agg(DISTINCT kind, ',' ORDER BY kind) FROM evc.workers WHERE starts > 0" 2>/dev/null)
-tap $([[ "$workers" == *consumer*relay* ]] && echo 0 || echo 1) "the relay and a consumer ran under valgrind ($workers)"
+kill "$poller"
 runuser -u postgres -- "$bindir/pg_ctl" -D "$EVC_PGDATA" -m fast -w -t 300 stop >/dev/null 2>&1 ||
 	runuser -u postgres -- "$bindir/pg_ctl" -D "$EVC_PGDATA" -m immediate stop >/dev/null 2>&1
+
+# The relay and a consumer really ran under valgrind: each has a log.
+for kind in relay consumer; do
+	logged=0
+	for pid in $(awk -v k="$kind" '$1 == k { print $2 }' "$EVC_RUN/workers.txt" | sort -u); do
+		[ -s "$vg/vg.$pid" ] && logged=$((logged + 1))
+	done
+	tap $((logged == 0)) "$kind processes under valgrind: $logged"
+done
 
 # One error is one block of a log, from its heading to the blank line.
 ours=$(cd "$EVC_ROOT/src" && ls */*.c | xargs -n1 basename | sed 's/\./\\./' | paste -sd'|')
