@@ -181,7 +181,9 @@ sender() {
 			retries=$((retries + 1))
 		done
 		sent=$((sent + n))
-		echo "$b $sent $rb_txn $rb_ev $sp $retries" >"$EVC_RUN/sender.progress"
+		# Renamed into place, so that the watcher never reads a half-written file.
+		echo "$b $sent $rb_txn $rb_ev $sp $retries" >"$EVC_RUN/sender.progress.new"
+		mv "$EVC_RUN/sender.progress.new" "$EVC_RUN/sender.progress"
 	done
 	touch "$EVC_RUN/sender.done"
 }
