@@ -337,6 +337,16 @@ is "$(q "SELECT count(*) FROM evc.dead_letters WHERE topic = '$TOPIC' AND source
 is "$(q "SELECT count(*) FROM evc.dead_letters d WHERE EXISTS (SELECT FROM chaos_sent s WHERE s.mid = d.message_id)")/$(q "SELECT count(*) FROM evc.dead_letters WHERE source NOT LIKE 'consumer:chaos_%'")" \
 	0/0 "no committed event is a dead letter, and the relay dead-lettered nothing"
 
+# SANITIZE=1: the crashes under ASan and UBSan, counted as test/run counts
+# them (a report with a frame of ours fails).
+if [ "${SANITIZE:-0}" = 1 ]; then
+	pmap=$(grep -c libasan "/proc/$(head -1 "$EVC_PGDATA/postmaster.pid")/maps" 2>/dev/null)
+	evc_cluster_stop
+	san=$(grep -lE ' in evc_|[ /](src|proto)/[A-Za-z0-9_/.-]+\.[ch]:[0-9]|evcollector\.so' "$EVC_RUN"/sanitize/* 2>/dev/null | wc -l)
+	[ "$san" -gt 0 ] && head -30 "$EVC_RUN"/sanitize/* | sed 's/^/# /'
+	is "${pmap:-0}/$san" "$([ "${pmap:-0}" -gt 0 ] && echo "$pmap")/0" "SANITIZE=1: the ASan runtime was in the server, and no sanitizer report has a frame of ours"
+fi
+
 total_s=$((SECONDS - t0))
 kills_relay=$(grep -c 'kill relay' "$EVC_RUN/chaos.log")
 kills_consumer=$(grep -c 'kill consumer' "$EVC_RUN/chaos.log")
