@@ -7,4 +7,4 @@
 # its report goes to docs/chaos.md.
 .PHONY: chaos
 chaos:
-	CHAOS_EVENTS=$(or $(CHAOS_EVENTS),1000000) test/chaos/chaos.sh
+	CHAOS_EVENTS=$(or $(CHAOS_EVENTS),1000000) SANITIZE=$(SANITIZE) test/chaos/chaos.sh
