@@ -9,6 +9,7 @@ EVC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 EVC_PIDS=()
 EVC_RUN=""
 EVC_PGDATA=""
+EVC_SANITIZE_ENV=${EVC_SANITIZE_ENV:-}
 EVC_S3_BUCKET=evc-test
 EVC_S3_KEY=S3RVER
 EVC_S3_SECRET=S3RVER
@@ -159,10 +160,30 @@ CONF
 	echo "CREATE DATABASE evc_test" | runuser -u postgres -- "$bindir/postgres" --single \
 		-D "$EVC_PGDATA" -c shared_preload_libraries= postgres >"$EVC_RUN/single.log" 2>&1 ||
 		evc_die "could not create database evc_test; see $EVC_RUN/single.log"
-	runuser -u postgres -- "$bindir/pg_ctl" -D "$EVC_PGDATA" -l "$EVC_RUN/postgresql.log" \
+	evc_sanitize_env
+	runuser -u postgres -- env $EVC_SANITIZE_ENV "$bindir/pg_ctl" -D "$EVC_PGDATA" -l "$EVC_RUN/postgresql.log" \
 		-w -t 60 start >/dev/null || evc_die "PostgreSQL did not start; see $EVC_RUN/postgresql.log"
 	export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres
 	evc_log "PostgreSQL on 127.0.0.1:$port, data in $EVC_PGDATA"
+}
+
+# SANITIZE=1 (mk/sanitize.mk, docs/testing.md): the library has ASan and
+# UBSan in it but postgres does not, so the ASan runtime is preloaded into the
+# postmaster (it must be bound before libc's malloc).  Leaks are not reported:
+# memory contexts are freed wholesale at exit, not chunk by chunk.  Reports go
+# to $EVC_RUN/sanitize, which test/run reads.  Set once per run, exported, and
+# given to every `pg_ctl start` as `env $EVC_SANITIZE_ENV` (empty otherwise).
+evc_sanitize_env() {
+	[ "${SANITIZE:-0}" = 1 ] && [ -z "${EVC_SANITIZE_ENV:-}" ] || return 0
+	local asan
+	asan=$(ldd "$(pg_config --pkglibdir)/evcollector.so" | awk '/libasan/ { print $3 }')
+	[ -n "$asan" ] || evc_die "SANITIZE=1 but the installed evcollector.so has no ASan runtime; make clean first"
+	mkdir -p "$EVC_RUN/sanitize" && chown postgres:postgres "$EVC_RUN/sanitize"
+	# evc-asan-first.so (test/sanitize/asan_first.c) lets the runtime start.
+	EVC_SANITIZE_ENV="LD_PRELOAD=$asan:$EVC_RUN/bin/evc-asan-first.so"
+	EVC_SANITIZE_ENV+=" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:quarantine_size_mb=32:log_path=$EVC_RUN/sanitize/asan"
+	EVC_SANITIZE_ENV+=" UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$EVC_RUN/sanitize/ubsan"
+	export EVC_SANITIZE_ENV
 }
 
 evc_cluster_stop() {

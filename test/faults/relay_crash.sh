@@ -37,7 +37,7 @@ ok $? "the launcher started a new relay"
 q "INSERT INTO crash_sent SELECT evc_send('crashtest', 'Ev', jsonb_build_object('i', i), key => (i % 13)::text)
    FROM generate_series($N + 1, $N + 5000) i" >/dev/null
 runuser -u postgres -- "$(pg_config --bindir)/pg_ctl" -D "$EVC_PGDATA" -m immediate stop >/dev/null 2>&1
-runuser -u postgres -- "$(pg_config --bindir)/pg_ctl" -D "$EVC_PGDATA" -l "$EVC_RUN/postgresql.log" -w -t 60 start >/dev/null
+runuser -u postgres -- env ${EVC_SANITIZE_ENV:-} "$(pg_config --bindir)/pg_ctl" -D "$EVC_PGDATA" -l "$EVC_RUN/postgresql.log" -w -t 60 start >/dev/null
 ok $? "server crashed (-m immediate) and restarted"
 wait_for 60 server_up
 
