@@ -42,6 +42,7 @@
 #include "gateway/gateway_int.h"
 #include "gateway/server.h"
 
+EvcWorkerSlot *evc_gw_slot = NULL;
 static int	wake_fd = -1;
 static volatile bool postmaster_gone = false;
 
@@ -117,14 +118,17 @@ wake_setup(void)
 	pqsignal(SIGUSR1, gw_sigusr1);
 }
 
+#define WATCH_WAKE 1
+#define WATCH_POSTMASTER 2
+
 static void
-on_watched_fd(int fd, bool closed)
+on_watched_fd(int tag, int fd, bool closed)
 {
-	if (fd == wake_fd)
+	if (tag == WATCH_WAKE)
 	{
 		struct signalfd_siginfo si;
 
-		while (read(wake_fd, &si, sizeof(si)) == sizeof(si))
+		while (read(fd, &si, sizeof(si)) == sizeof(si))
 			;
 	}
 	else
@@ -169,13 +173,11 @@ idle_until_reloaded(const char *why, const char *hint)
 			 errmsg("evcollector gateway is not serving"),
 			 errdetail("%s", why),
 			 hint ? errhint("%s", hint) : 0));
-	for (;;)
+	while (!settings_changed())
 	{
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		evc_worker_handle_interrupts();
-		if (settings_changed())
-			proc_exit(1);
 	}
 }
 
@@ -222,13 +224,13 @@ serve(void)
 			proc_exit(1);
 		ResetLatch(MyLatch);
 		evc_worker_handle_interrupts();
+		commit_incoming();
 		if (settings_changed())
 		{
 			ereport(LOG,
-					(errmsg("evcollector gateway restarting to apply changed settings")));
-			proc_exit(1);
+					(errmsg("evcollector gateway rebuilding its server to apply changed settings")));
+			return;
 		}
-		commit_incoming();
 
 		flush_ms = evc_stats_report_idle(-1);
 		if (flush_ms >= 0)
@@ -242,40 +244,70 @@ gateway_on_exit(int code, Datum arg)
 	evc_gw_server_stop();
 }
 
-void
-evc_gateway_main(Datum main_arg)
+/*
+ * Check the settings and build the server; NULL when serving, else why not
+ * (with a hint, or NULL).
+ */
+static char *
+build_server(const char **hint)
 {
 	char		host[256];
 	int			port;
 	const char *why;
 	char	   *start_why;
 
-	(void) evc_worker_startup(EVC_WORKER_GATEWAY, "gateway");
-	wake_setup();
-	remember_settings();
-
+	*hint = NULL;
 	if (!evc_gw_parse_listen(evc_gw_listen, host, sizeof(host), &port, &why))
-		idle_until_reloaded(psprintf("evcollector.gateway_listen \"%s\" is not host:port: %s.",
-									 evc_gw_listen, why), NULL);
+		return psprintf("evcollector.gateway_listen \"%s\" is not host:port: %s.", evc_gw_listen, why);
 	if (!evc_gw_auth && !evc_gw_host_is_loopback(host))
-		idle_until_reloaded(psprintf("evcollector.gateway_auth is off and evcollector.gateway_listen \"%s\" is not a loopback address.",
-									 evc_gw_listen),
-							"Turn evcollector.gateway_auth on, or listen on 127.0.0.1 or [::1]; a gateway without keys is for demos on one machine.");
+	{
+		*hint = "Turn evcollector.gateway_auth on, or listen on 127.0.0.1 or [::1]; a gateway without keys is for demos on one machine.";
+		return psprintf("evcollector.gateway_auth is off and evcollector.gateway_listen \"%s\" is not a loopback address.",
+						evc_gw_listen);
+	}
 	if ((evc_gw_tls_cert[0] == '\0') != (evc_gw_tls_key[0] == '\0'))
-		idle_until_reloaded("Only one of evcollector.gateway_tls_cert and evcollector.gateway_tls_key is set.",
-							"Set both to serve HTTPS, or neither to serve HTTP.");
-
-	before_shmem_exit(gateway_on_exit, (Datum) 0);
+	{
+		*hint = "Set both to serve HTTPS, or neither to serve HTTP.";
+		return pstrdup("Only one of evcollector.gateway_tls_cert and evcollector.gateway_tls_key is set.");
+	}
 	if (!evc_gw_server_start(host, port, &start_why))
-		idle_until_reloaded(psprintf("The gateway could not serve on \"%s\": %s.", evc_gw_listen, start_why),
-							NULL);
-	if (!evc_gw_server_watch_fd(wake_fd, on_watched_fd) ||
-		!evc_gw_server_watch_fd(postmaster_alive_fds[POSTMASTER_FD_WATCH], on_watched_fd))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not watch the gateway's wake-up descriptors")));
-	ereport(LOG,
-			(errmsg("evcollector gateway listening on %s (%s)", evc_gw_listen,
-					evc_gw_tls_cert[0] ? "HTTPS" : "HTTP")));
-	serve();
+	{
+		evc_gw_server_stop();
+		return psprintf("The gateway could not serve on \"%s\": %s.", evc_gw_listen, start_why);
+	}
+	if (!evc_gw_server_watch_fd(wake_fd, WATCH_WAKE, on_watched_fd) ||
+		!evc_gw_server_watch_fd(postmaster_alive_fds[POSTMASTER_FD_WATCH], WATCH_POSTMASTER, on_watched_fd))
+	{
+		evc_gw_server_stop();
+		return pstrdup("Its wake-up descriptors could not be added to the server's poll.");
+	}
+	return NULL;
+}
+
+void
+evc_gateway_main(Datum main_arg)
+{
+	evc_gw_slot = evc_worker_startup(EVC_WORKER_GATEWAY, "gateway");
+	wake_setup();
+	before_shmem_exit(gateway_on_exit, (Datum) 0);
+
+	/* Serve until a reload changes what the server was built with; rebuild. */
+	for (;;)
+	{
+		const char *hint;
+		char	   *why;
+
+		remember_settings();
+		why = build_server(&hint);
+		if (why != NULL)
+		{
+			idle_until_reloaded(why, hint);
+			continue;
+		}
+		ereport(LOG,
+				(errmsg("evcollector gateway listening on %s (%s)", evc_gw_listen,
+						evc_gw_tls_cert[0] ? "HTTPS" : "HTTP")));
+		serve();
+		evc_gw_server_stop();
+	}
 }

@@ -49,6 +49,10 @@ typedef struct GwPending
 	bool		answered;		/* resp is filled */
 } GwPending;
 
+/* This worker's slot, for its counters in evc.stats (gateway.c). */
+struct EvcWorkerSlot;
+extern struct EvcWorkerSlot *evc_gw_slot;
+
 /* group.c: validate, enqueue and commit a group; fill every answer. */
 extern void evc_gw_run_group(dlist_head *group);
 

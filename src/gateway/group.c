@@ -23,6 +23,8 @@
 #include "pgstat.h"
 #include "utils/memutils.h"
 
+#include "core/shmem.h"
+#include "core/stats.h"
 #include "gateway/gateway_int.h"
 #include "util/worker_xact.h"
 
@@ -135,7 +137,16 @@ evc_gw_run_group(dlist_head *group)
 		return;
 	}
 	if (run_in_one_transaction(group, &error))
+	{
+		/* A group is a batch; bytes in are the request bodies. */
+		uint64		bytes = 0;
+
+		dlist_foreach(it, group)
+			bytes += dlist_container(GwPending, node, it.cur)->req.body_len;
+		evc_stats_add(&evc_gw_slot->counters.batches, 1);
+		evc_stats_add(&evc_gw_slot->counters.bytes_in, bytes);
 		return;
+	}
 	log_group_error(error, n);
 	if (n == 1)
 	{

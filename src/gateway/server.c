@@ -14,6 +14,8 @@
  */
 #include "postgres.h"
 
+#include <unistd.h>
+
 #include <libwebsockets.h>
 
 #include "utils/memutils.h"
@@ -123,13 +125,28 @@ evc_gw_server_start(const char *host, int port, char **why)
 	return true;
 }
 
+static lws_sorted_usec_list_t wake_sul;
+
+/*
+ * Close every connection and the listener.  Requests still queued were
+ * never dispatched: nothing of theirs was committed, and their clients see
+ * the connection close, as on a crash, and may retry.
+ */
 void
 evc_gw_server_stop(void)
 {
-	if (gw_context != NULL)
-		lws_context_destroy(gw_context);
+	if (gw_context == NULL)
+		return;
+	lws_sul_cancel(&wake_sul);
+	memset(&wake_sul, 0, sizeof(wake_sul));
+	while (!dlist_is_empty(&gw_incoming))
+		(void) dlist_pop_head_node(&gw_incoming);
+	lws_context_destroy(gw_context);
 	gw_context = NULL;
 	gw_vhost = NULL;
+	open_connections = 0;
+	MemoryContextDelete(gw_requests_cxt);
+	gw_requests_cxt = NULL;
 }
 
 /* Wait for socket activity (or a watched descriptor) and serve it. */
@@ -152,14 +169,29 @@ evc_gw_server_cancel_wait(void)
  * closed.  libwebsockets closes it when the context is destroyed.
  */
 bool
-evc_gw_server_watch_fd(int fd, GwServerFdCallback cb)
+evc_gw_server_watch_fd(int fd, int tag, GwServerFdCallback cb)
 {
 	lws_sock_file_fd_type u;
+	int			copy = dup(fd);
+	struct lws *wsi;
 
+	/*
+	 * libwebsockets closes what it adopted when the context goes (a
+	 * settings change rebuilds it): give it a copy, and keep ours.
+	 */
+	if (copy < 0)
+		return false;
 	fd_callback = cb;
-	u.filefd = (lws_filefd_type) (intptr_t) fd;
-	return lws_adopt_descriptor_vhost(gw_vhost, LWS_ADOPT_RAW_FILE_DESC, u,
-									  "evc-gateway-fd", NULL) != NULL;
+	u.filefd = (lws_filefd_type) (intptr_t) copy;
+	wsi = lws_adopt_descriptor_vhost(gw_vhost, LWS_ADOPT_RAW_FILE_DESC, u,
+									 "evc-gateway-fd", NULL);
+	if (wsi == NULL)
+	{
+		close(copy);
+		return false;
+	}
+	lws_set_opaque_user_data(wsi, (void *) (intptr_t) tag);
+	return true;
 }
 
 static int
@@ -169,10 +201,10 @@ gw_fd_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	switch (reason)
 	{
 		case LWS_CALLBACK_RAW_RX_FILE:
-			fd_callback(lws_get_socket_fd(wsi), false);
+			fd_callback((int) (intptr_t) lws_get_opaque_user_data(wsi), lws_get_socket_fd(wsi), false);
 			break;
 		case LWS_CALLBACK_RAW_CLOSE_FILE:
-			fd_callback(lws_get_socket_fd(wsi), true);
+			fd_callback((int) (intptr_t) lws_get_opaque_user_data(wsi), lws_get_socket_fd(wsi), true);
 			break;
 		default:
 			break;
@@ -393,6 +425,19 @@ access_log(GwRequest *r)
 			 errhidestmt(true)));
 }
 
+/*
+ * One line per error answer, with its body (the code and the message that
+ * names what was wrong), never one per request.
+ */
+static void
+error_log(GwRequest *r)
+{
+	ereport(LOG,
+			(errmsg("gateway %s %s %s: %d %.*s", r->p.peer, r->p.req.method, r->p.req.path,
+					r->p.resp.status, Min(r->p.resp.body.len, 400), r->p.resp.body.data),
+			 errhidestmt(true)));
+}
+
 /* The answer, headers and body in one write. */
 static int
 on_writeable(struct lws *wsi, GwSession *s)
@@ -431,6 +476,8 @@ on_writeable(struct lws *wsi, GwSession *s)
 		return -1;
 	if (evc_gw_access_log)
 		access_log(r);
+	else if (r->p.resp.status >= 400)
+		error_log(r);
 	if (r->close_after)
 		return -1;
 	request_free(s);
@@ -490,8 +537,6 @@ evc_gw_server_connections(void)
 {
 	return open_connections;
 }
-
-static lws_sorted_usec_list_t wake_sul;
 
 /* Nothing to do: the wake-up itself makes the worker loop run again. */
 static void
