@@ -32,7 +32,6 @@
 typedef struct GwSession
 {
 	GwPending  *cur;
-	bool		counted;		/* counted in open_connections */
 } GwSession;
 
 /* A GwPending with the memory context that holds it and its strings. */
@@ -95,6 +94,13 @@ evc_gw_server_start(const char *host, int port, char **why)
 	info.max_http_header_pool = 0;
 	info.max_http_header_data = (unsigned short) evc_gw_max_header_bytes;
 	info.timeout_secs = evc_gw_read_timeout_s;
+	/*
+	 * A connection holds a header buffer from its request's first byte
+	 * until the request is complete; libwebsockets closes one that holds it
+	 * longer than this.  That is the read timeout: a client that dribbles
+	 * its headers (slowloris) or its body is cut off.
+	 */
+	info.timeout_secs_ah_idle = evc_gw_read_timeout_s;
 	info.fd_limit_per_thread = evc_gw_max_connections + 64;
 	gw_context = lws_create_context(&info);
 	if (gw_context == NULL)
@@ -293,7 +299,8 @@ request_begin(struct lws *wsi, const char *uri)
 	r->p.req.client_header = custom_header_copy(wsi, "x-evc-client:");
 	r->p.authorization = header_copy(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
 	lws_get_peer_simple(wsi, peer, sizeof(peer));
-	r->p.peer = pstrdup(peer);
+	/* An IPv4 client of the dual-stack socket reads ::ffff:a.b.c.d. */
+	r->p.peer = pstrdup(strncmp(peer, "::ffff:", 7) == 0 && strchr(peer, '.') ? peer + 7 : peer);
 	initStringInfo(&r->body);
 	initStringInfo(&r->p.resp.body);
 	MemoryContextSwitchTo(old);
@@ -496,22 +503,18 @@ gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	{
 		case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
 			/* Over the limit: refused at once, before any byte is read. */
-			return open_connections >= evc_gw_max_connections ? -1 : 0;
-		case LWS_CALLBACK_HTTP_BIND_PROTOCOL:
-			if (s != NULL && !s->counted)
-			{
-				s->counted = true;
-				open_connections++;
-			}
+			if (open_connections >= evc_gw_max_connections)
+				return -1;
+			open_connections++;
+			return 0;
+		case LWS_CALLBACK_WSI_DESTROY:
+			/* Every accepted connection, bound to a session or not. */
+			if (open_connections > 0)
+				open_connections--;
 			return 0;
 		case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
 			if (s != NULL)
-			{
 				request_free(s);
-				if (s->counted)
-					open_connections--;
-				s->counted = false;
-			}
 			return 0;
 		case LWS_CALLBACK_HTTP:
 			return on_headers(wsi, s, (const char *) in);
