@@ -1,4 +1,4 @@
--- wrk: POST /store with a 10 ms pause per connection between requests, so
+-- wrk: POST /store with a 9 ms pause per connection between requests, so
 -- 50 connections send about 5,000 requests/s; latency is per request.
 local counter = 0
 request = function()
@@ -7,5 +7,5 @@ request = function()
 	return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
 end
 delay = function()
-	return 10
+	return 9
 end

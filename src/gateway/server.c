@@ -307,14 +307,22 @@ request_begin(struct lws *wsi, const char *uri)
 	return r;
 }
 
-/* Queue a request whose body is complete for the next group. */
+/*
+ * Queue a request whose body is complete for the next group.  Reading
+ * stops on its connection until the answer is out: libwebsockets keeps the
+ * bytes of a pipelined next request in its buffer list and would otherwise
+ * hand them over (and complete this body again) at once.
+ */
 static void
 request_queue(GwRequest *r)
 {
+	if (r->p.node.next != NULL || r->p.answered)
+		return;					/* already queued, or answered early */
 	r->p.req.body = r->body.data;
 	r->p.req.body_len = r->body.len;
 	/* The commit follows within this service round: no read timeout now. */
 	lws_set_timeout(r->p.wsi, NO_PENDING_TIMEOUT, 0);
+	lws_rx_flow_control(r->p.wsi, 0);
 	dlist_push_tail(&gw_incoming, &r->p.node);
 }
 
@@ -375,6 +383,8 @@ on_headers(struct lws *wsi, GwSession *s, const char *uri)
 	bool		chunked = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
 	long		content_length = 0;
 
+	if (s->cur != NULL)
+		return -1;				/* can't happen: reading stops while one waits */
 	r = request_begin(wsi, uri);
 	s->cur = &r->p;
 	if (cl_len > 0)
@@ -488,6 +498,8 @@ on_writeable(struct lws *wsi, GwSession *s)
 	if (r->close_after)
 		return -1;
 	request_free(s);
+	/* Read again: the next (maybe pipelined) request may come in. */
+	lws_rx_flow_control(wsi, 1);
 	if (lws_http_transaction_completed(wsi))
 		return -1;
 	return 0;
