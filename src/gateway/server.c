@@ -145,6 +145,11 @@ evc_gw_server_stop(void)
 		return;
 	lws_sul_cancel(&wake_sul);
 	memset(&wake_sul, 0, sizeof(wake_sul));
+	/*
+	 * Destroying the context closes the watched descriptors (our dups):
+	 * that close is not the postmaster going away, so nobody is told.
+	 */
+	fd_callback = NULL;
 	while (!dlist_is_empty(&gw_incoming))
 		(void) dlist_pop_head_node(&gw_incoming);
 	lws_context_destroy(gw_context);
@@ -204,6 +209,8 @@ static int
 gw_fd_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			   void *in, size_t len)
 {
+	if (fd_callback == NULL)
+		return 0;
 	switch (reason)
 	{
 		case LWS_CALLBACK_RAW_RX_FILE:
