@@ -17,11 +17,14 @@
 -- registry's compatibility config: a global level and one per subject
 -- (<client>.<event>-value).  A subject without a row has no config of its
 -- own (GET /config/{subject} answers 40408); the global row, when there is
--- none, is the registry's default, backward.
+-- none, is the registry's default, backward.  The levels are the registry's
+-- modes; a _transitive one checks the mode against every stored version,
+-- not only the latest.
 CREATE TABLE evc.registry_config (
 	client text CHECK (client ~ '^[A-Za-z0-9_-]{1,100}$'),
 	event_name text CHECK (event_name ~ '^[A-Za-z0-9_.-]{1,100}$'),
-	compatibility text NOT NULL CHECK (compatibility IN ('none', 'backward', 'forward', 'full')),
+	compatibility text NOT NULL CHECK (compatibility IN ('none', 'backward', 'forward', 'full',
+		'backward_transitive', 'forward_transitive', 'full_transitive')),
 	updated_at timestamptz NOT NULL DEFAULT now(),
 	updated_by name NOT NULL DEFAULT current_user,
 	CHECK ((client IS NULL) = (event_name IS NULL)),

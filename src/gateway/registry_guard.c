@@ -39,7 +39,8 @@ map_sqlstate(EvcRegCall *call, int sqlerrcode)
 
 	if (sqlerrcode == EVC_ERRCODE_INVALID_SCHEMA || sqlerrcode == EVC_ERRCODE_REF_CYCLE ||
 		(call->in_schema && (ERRCODE_TO_CATEGORY(sqlerrcode) == ERRCODE_DATA_EXCEPTION ||
-							 sqlerrcode == ERRCODE_STATEMENT_TOO_COMPLEX)))
+							 sqlerrcode == ERRCODE_STATEMENT_TOO_COMPLEX ||
+							 sqlerrcode == ERRCODE_FEATURE_NOT_SUPPORTED)))
 		m = (RegErrorMap) {422, EVC_REG_INVALID_SCHEMA, "invalid_schema"};
 	else if (ERRCODE_TO_CATEGORY(sqlerrcode) == ERRCODE_DATA_EXCEPTION ||
 			 sqlerrcode == ERRCODE_STATEMENT_TOO_COMPLEX)
@@ -54,8 +55,9 @@ map_sqlstate(EvcRegCall *call, int sqlerrcode)
 		m = (RegErrorMap) {403, 40301, "forbidden"};
 	else if (sqlerrcode == ERRCODE_READ_ONLY_SQL_TRANSACTION ||
 			 ERRCODE_TO_CATEGORY(sqlerrcode) == ERRCODE_OPERATOR_INTERVENTION ||
+			 sqlerrcode == ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE ||
 			 sqlerrcode == ERRCODE_UNDEFINED_TABLE || sqlerrcode == ERRCODE_UNDEFINED_FUNCTION)
-		/* a standby, a shutdown, or no extension in the database (yet) */
+		/* a standby, a shutdown, not preloaded, or no extension (yet) */
 		m = (RegErrorMap) {503, EVC_REG_BACKEND_ERROR, "unavailable"};
 	return m;
 }
