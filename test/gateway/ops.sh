@@ -17,7 +17,7 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../tap.sh"
 
-URL=${EVC_GW_URL:?EVC_GW_URL is not set}
+URL=${EVC_GW_URL:-${GW_URL:?neither EVC_GW_URL nor GW_URL (test/gateway/lib.sh) is set}}
 KEY=${EVC_GW_ADMIN_KEY:-}
 tmp=$(mktemp -d)
 prom_pid=

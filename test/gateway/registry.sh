@@ -14,7 +14,7 @@
 set -u
 . "$(dirname "$0")/../tap.sh"
 
-URL=${EVC_GW_URL:?EVC_GW_URL is not set}
+URL=${EVC_GW_URL:-${GW_URL:?neither EVC_GW_URL nor GW_URL (test/gateway/lib.sh) is set}}
 ADMIN=${EVC_GW_ADMIN_KEY:-}
 READ=${EVC_GW_READ_KEY:-}
 OTHER=${EVC_GW_OTHER_KEY:-}
@@ -236,7 +236,17 @@ expect "register_event of an invalid event name answers 400" 400 '.error.code ==
 gw GET "/$C/signup/register_event"
 expect "GET on register_event answers 405" 405 '.error.code == "method_not_allowed"'
 
-# --- keys (only when the gateway checks them) ---
+# --- keys ---
+# Under test/run the gateway runs with gateway_auth = off; the key checks
+# turn it on for themselves (gw_set, test/gateway/lib.sh) and back off.
+auth_was_off=
+if [ -z "$ADMIN" ] && type gw_set >/dev/null 2>&1; then
+	ADMIN=$(q "SELECT evc_gateway_key_create('$C', 'admin')")
+	READ=$(q "SELECT evc_gateway_key_create('$C', 'read')")
+	OTHER=$(q "SELECT evc_gateway_key_create('${C}o', 'admin')")
+	gw_set gateway_auth on
+	auth_was_off=1
+fi
 if [ -n "$ADMIN" ]; then
 	call GET /subjects -
 	expect "no key answers 401" 401 '.error_code == 40101'
@@ -254,9 +264,17 @@ if [ -n "$ADMIN" ]; then
 	expect "a read key may not register_event: 403" 403 '.error.code == "forbidden"'
 	call PUT /config '{"compatibility": "NONE"}' "$READ"
 	expect "a read key may not set config: 403" 403 '.error_code == 40301'
+	call GET "/subjects/$S/versions" "" "$READ:x"
+	expect "a key that is not one answers 401" 401
+	out=$(curl -s -o "$tmp/body" -w '%{http_code}' -u "anyone:$READ" "$URL/subjects/$S/versions")
+	[ "$out" = 200 ] && [ "$(jq -c . "$tmp/body")" = "[1,2,3]" ]
+	tap $? "the key as the Basic password (registry clients) reads" "$out $(cat "$tmp/body")"
+	out=$(curl -s -o "$tmp/body" -w '%{http_code}' "$URL/healthz")
+	[ "$out" = 200 ]; tap $? "the operations routes need no key" "$out"
 else
-	echo "# gateway_auth is off: the key checks are not run"
+	echo "# gateway_auth is off and cannot be turned on here: the key checks are not run"
 fi
+[ -n "$auth_was_off" ] && gw_reset gateway_auth
 
 echo "1..$n"
 [ "$fails" -eq 0 ]
