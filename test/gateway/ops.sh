@@ -85,10 +85,9 @@ tap $? "Prometheus scrapes /metrics: up == 1 for the target" \
 	"$(promq 'up{job="evc"}'; tail -5 "$tmp/prometheus.log")"
 [ "$(promq 'count({job="evc", __name__=~"evc_.+"})' | jq -r '.data.result[0].value[1]' 2>/dev/null)" -gt 0 ] 2>/dev/null
 tap $? "and stores evc_ series from it" "$(promq 'count({job="evc", __name__=~"evc_.+"})')"
-[ "$(promq 'scrape_samples_post_metric_relabeling{job="evc"}' | jq -r '.data.result[0].value[1]' 2>/dev/null)" = \
-	"$(grep -vc '^#' "$tmp/metrics")" ] ||
-	[ "$(promq 'scrape_samples_post_metric_relabeling{job="evc"}' | jq -r '.data.result[0].value[1]' 2>/dev/null)" -gt 0 ]
-tap $? "every sample of the scrape is kept" "$(promq 'scrape_samples_post_metric_relabeling{job="evc"}')"
+# up is 1 only when the scrape parsed: a line Prometheus cannot read fails it.
+[ "$(promq 'scrape_samples_scraped{job="evc"}' | jq -r '.data.result[0].value[1]' 2>/dev/null)" -gt 10 ] 2>/dev/null
+tap $? "the scrape carries evc_metrics()'s samples" "$(promq 'scrape_samples_scraped{job="evc"}')"
 kill "$prom_pid" 2>/dev/null
 wait "$prom_pid" 2>/dev/null
 prom_pid=
@@ -115,7 +114,8 @@ st=$(dirname "$py")/schemathesis
 auth=()
 [ -n "$KEY" ] && auth=(-H "Authorization: Bearer $KEY")
 timeout 300 "$st" run "$URL/openapi.json" --checks not_a_server_error \
-	--max-examples "${EVC_GW_SCHEMATHESIS_EXAMPLES:-10}" --workers 1 --request-timeout 10 \
+	--phases examples,coverage,fuzzing --max-examples "${EVC_GW_SCHEMATHESIS_EXAMPLES:-10}" \
+	--workers 1 --request-timeout 10 \
 	--seed 16 --no-color "${auth[@]}" >"$tmp/schemathesis.log" 2>&1
 rc=$?
 tap $rc "schemathesis against /openapi.json: no server error" "$(grep -vE '^\s*$' "$tmp/schemathesis.log" | tail -40)"
