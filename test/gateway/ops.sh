@@ -14,7 +14,7 @@
 #   EVC_GW_CLIENT     the key's client
 #   EVC_GW_SCHEMATHESIS_EXAMPLES  examples per operation (default 10)
 set -u
-here=$(cd "$(dirname "$0")" && pwd)
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../tap.sh"
 
 URL=${EVC_GW_URL:-${GW_URL:?neither EVC_GW_URL nor GW_URL (test/gateway/lib.sh) is set}}

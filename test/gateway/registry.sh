@@ -12,7 +12,8 @@
 # psql reaches the server under test through the usual PG* variables, as
 # test/run sets them (database evc_test).
 set -u
-. "$(dirname "$0")/../tap.sh"
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/../tap.sh"
 
 URL=${EVC_GW_URL:-${GW_URL:?neither EVC_GW_URL nor GW_URL (test/gateway/lib.sh) is set}}
 ADMIN=${EVC_GW_ADMIN_KEY:-}

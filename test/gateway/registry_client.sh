@@ -5,7 +5,7 @@
 # registry clients send it.  Under test/run (gateway_auth = off) it turns
 # authentication on for the run and off again.  Prints the script's TAP.
 set -u
-here=$(cd "$(dirname "$0")" && pwd)
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../tap.sh"
 export EVC_GW_URL=${EVC_GW_URL:-${GW_URL:?neither EVC_GW_URL nor GW_URL is set}}
 py=$(bash "$here/registry_pyenv.sh") || { echo "not ok 1 - the Python clients install (registry_pyenv.sh)"; exit 1; }
