@@ -113,10 +113,10 @@ done < <("$py" "$here/ops_openapi.py" "$here/../../src/gateway/openapi.json" 2>&
 st=$(dirname "$py")/schemathesis
 auth=()
 [ -n "$KEY" ] && auth=(-H "Authorization: Bearer $KEY")
-timeout 300 "$st" run "$URL/openapi.json" --checks not_a_server_error \
+(cd "$tmp" && timeout 300 "$st" run "$URL/openapi.json" --checks not_a_server_error \
 	--phases examples,coverage,fuzzing --max-examples "${EVC_GW_SCHEMATHESIS_EXAMPLES:-10}" \
 	--workers 1 --request-timeout 10 \
-	--seed 16 --no-color "${auth[@]}" >"$tmp/schemathesis.log" 2>&1
+	--seed 16 --no-color "${auth[@]}") >"$tmp/schemathesis.log" 2>&1
 rc=$?
 tap $rc "schemathesis against /openapi.json: no server error" "$(grep -vE '^\s*$' "$tmp/schemathesis.log" | tail -40)"
 grep -E "passed|failed|errors?" "$tmp/schemathesis.log" | tail -3 | sed 's/^/# /'
