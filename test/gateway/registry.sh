@@ -250,7 +250,7 @@ if [ -z "$ADMIN" ] && type gw_set >/dev/null 2>&1; then
 fi
 if [ -n "$ADMIN" ]; then
 	call GET /subjects -
-	expect "no key answers 401" 401 '.error_code == 40101'
+	expect "no key answers 401 (the server's own answer, before any route)" 401 '.error.code == "missing_key"'
 	call POST "/subjects/$S/versions" "$(schema_req "$V2")" "$READ"
 	expect "a read key may not register: 403" 403 '.error_code == 40301'
 	call GET "/subjects/$S/versions" "" "$READ"
