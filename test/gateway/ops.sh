@@ -18,6 +18,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../tap.sh"
 
 URL=${EVC_GW_URL:-${GW_URL:?neither EVC_GW_URL nor GW_URL (test/gateway/lib.sh) is set}}
+export EVC_GW_URL=$URL
 KEY=${EVC_GW_ADMIN_KEY:-}
 tmp=$(mktemp -d)
 prom_pid=

@@ -19,5 +19,6 @@ if [ -z "${EVC_GW_ADMIN_KEY:-}" ] && type gw_set >/dev/null 2>&1; then
 fi
 "$py" "$here/registry_client.py"
 rc=$?
-[ -n "$auth_was_off" ] && gw_reset gateway_auth
+# back to what test/run set (gw_start): off
+[ -n "$auth_was_off" ] && gw_set gateway_auth off
 exit $rc
