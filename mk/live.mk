@@ -28,3 +28,14 @@ fuzz-live: $(TOOLS_BIN)/fuzz-live-packet
 		.build/fuzz/live_packet test/fuzz/corpus/live_packet
 
 .PHONY: live-packet-test fuzz-live
+
+# The /live and /status pages, served by the gateway from
+# share/extension/evcollector_pages (plain files, no build step).
+LIVE_PAGES = $(wildcard src/gateway/pages/*)
+LIVE_PAGES_DIR = $(DESTDIR)$(datadir)/extension/evcollector_pages
+
+install: install-live-pages
+install-live-pages:
+	$(MKDIR_P) '$(LIVE_PAGES_DIR)'
+	$(INSTALL_DATA) $(LIVE_PAGES) '$(LIVE_PAGES_DIR)/'
+.PHONY: install-live-pages
