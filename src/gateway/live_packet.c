@@ -348,6 +348,84 @@ evc_json_object_field(EvcSlice json, const char *field, char **value)
 	return NULL;
 }
 
+/* ---- a field's raw value ---- */
+
+typedef struct SliceWalk
+{
+	JsonLexContext *lex;
+	const char *want;
+	bool		top_is_object;
+	bool		in_field;
+	bool		found;
+	EvcSlice	value;
+} SliceWalk;
+
+static void
+slice_object_start(void *state)
+{
+	SliceWalk  *w = state;
+
+	if (w->lex->lex_level == 0)
+		w->top_is_object = true;
+}
+
+static void
+slice_field_start(void *state, char *fname, bool isnull)
+{
+	SliceWalk  *w = state;
+
+	/* the lexer has read past the colon: token_start is the value's */
+	if (w->lex->lex_level == 1 && !w->found && strcmp(fname, w->want) == 0)
+	{
+		w->in_field = true;
+		w->value.p = w->lex->token_start;
+	}
+	pfree(fname);
+}
+
+static void
+slice_field_end(void *state, char *fname, bool isnull)
+{
+	SliceWalk  *w = state;
+
+	if (w->in_field && w->lex->lex_level == 1)
+	{
+		w->value.len = w->lex->prev_token_terminator - w->value.p;
+		w->in_field = false;
+		w->found = true;
+	}
+	/* fname is the pointer slice_field_start got, and freed */
+}
+
+const char *
+evc_json_object_slice(EvcSlice json, const char *field, EvcSlice *value)
+{
+	SliceWalk	w = {0};
+	JsonSemAction sem = {0};
+	JsonParseErrorType rc;
+	const char *why = json_check(json);
+
+	value->p = NULL;
+	value->len = 0;
+	if (why)
+		return why;
+	w.lex = json_lexer(json);
+	w.want = field;
+	sem.semstate = &w;
+	sem.object_start = slice_object_start;
+	sem.object_field_start = slice_field_start;
+	sem.object_field_end = slice_field_end;
+	rc = pg_parse_json(w.lex, &sem);
+	json_lexer_free(w.lex);
+	if (rc != JSON_SUCCESS)
+		return "the JSON body is not valid JSON";
+	if (!w.top_is_object)
+		return "expected a JSON object";
+	if (w.found)
+		*value = w.value;
+	return NULL;
+}
+
 const char *
 evc_sio_connect_token(EvcSlice json, char **token)
 {

@@ -102,6 +102,9 @@ extern const char *evc_sio_connect_token(EvcSlice json, char **token);
 /* The value of a string or number field of an object, or NULL. */
 extern const char *evc_json_object_field(EvcSlice json, const char *field, char **value);
 
+/* The raw JSON of an object's field; value->p NULL when absent. */
+extern const char *evc_json_object_slice(EvcSlice json, const char *field, EvcSlice *value);
+
 /* Encoders append one packet to buf (no Engine.IO type for SIO ones). */
 extern void evc_json_quote(StringInfo buf, const char *s);
 extern void evc_eio_encode_open(StringInfo buf, const char *sid, int ping_interval_ms,

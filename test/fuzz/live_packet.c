@@ -23,12 +23,20 @@ sio_message(const char *p, size_t len)
 	if (pkt.type == EVC_SIO_CONNECT && evc_sio_connect_token(pkt.data, &token) == NULL && token)
 		pfree(token);
 	for (int i = 0; i < pkt.nargs; i++)
+	{
+		EvcSlice	v;
+		char	   *since;
+
+		if (evc_json_object_slice(pkt.args[i], "last", &v) == NULL && v.p != NULL &&
+			evc_json_object_field(v, "start", &since) == NULL && since)
+			pfree(since);
 		if (evc_json_string_array(pkt.args[i], EVC_LIVE_MAX_ROOMS, EVC_LIVE_MAX_ROOM_LEN, &rooms, &n) == NULL)
 		{
 			for (int j = 0; j < n; j++)
 				pfree(rooms[j]);
 			pfree(rooms);
 		}
+	}
 	evc_sio_packet_free(&pkt);
 }
 

@@ -138,6 +138,24 @@ test_sio(void)
 }
 
 static void
+test_fields(void)
+{
+	EvcSlice	v;
+	char	   *since;
+	const char *obj = "{\"a\": 1, \"last\": {\"start\": \"2026-01-01T00:00:00Z\", \"x\": [1]} , \"since\":\"t\"}";
+
+	ok(evc_json_object_slice((EvcSlice) {obj, strlen(obj)}, "last", &v) == NULL &&
+	   slice_is(v, "{\"start\": \"2026-01-01T00:00:00Z\", \"x\": [1]}"), "fields: an object's raw value");
+	ok(evc_json_object_slice((EvcSlice) {obj, strlen(obj)}, "nope", &v) == NULL && v.p == NULL,
+	   "fields: an absent field");
+	ok(evc_json_object_field((EvcSlice) {obj, strlen(obj)}, "since", &since) == NULL &&
+	   since && strcmp(since, "t") == 0, "fields: a string field");
+	ok(evc_json_object_field((EvcSlice) {obj, strlen(obj)}, "last", &since) != NULL,
+	   "fields: an object where a string is wanted is refused");
+	ok(evc_json_object_slice((EvcSlice) {"[1]", 3}, "a", &v) != NULL, "fields: not an object");
+}
+
+static void
 test_encode(void)
 {
 	StringInfoData b;
@@ -165,6 +183,7 @@ main(void)
 {
 	test_eio();
 	test_sio();
+	test_fields();
 	test_encode();
 	printf("1..%d\n", ntests);
 	return nfailed ? 1 : 0;
