@@ -60,6 +60,8 @@ worker_kind_name(EvcWorkerKind kind)
 			return "relay";
 		case EVC_WORKER_CONSUMER:
 			return "consumer";
+		case EVC_WORKER_GATEWAY:
+			return "gateway";
 	}
 	return "unknown";
 }

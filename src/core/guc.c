@@ -17,6 +17,7 @@
 #include "utils/guc.h"
 
 #include "core/guc.h"
+#include "gateway/gateway.h"
 
 char	   *evc_database = NULL;
 char	   *evc_brokers = NULL;
@@ -353,6 +354,9 @@ evc_define_gucs(bool preloading)
 								   &evc_database, "postgres",
 								   PGC_POSTMASTER, 0,
 								   check_database, NULL, NULL);
+
+	/* The HTTP gateway's own (gateway/settings.c). */
+	evc_gateway_define_gucs();
 
 	DefineCustomStringVariable("evcollector.brokers",
 							   "Kafka bootstrap servers, as a comma-separated list of host:port.",

@@ -30,6 +30,7 @@
 #include "core/shmem.h"
 #include "core/stats.h"
 #include "core/worker.h"
+#include "gateway/gateway.h"
 #include "util/worker_xact.h"
 
 /* Seconds before the postmaster restarts a launcher that died. */
@@ -86,11 +87,36 @@ kind_from_name(const char *kind)
 		return EVC_WORKER_RELAY;
 	if (strcmp(kind, "consumer") == 0)
 		return EVC_WORKER_CONSUMER;
+	if (strcmp(kind, "gateway") == 0)
+		return EVC_WORKER_GATEWAY;
 	ereport(ERROR,
 			(errcode(ERRCODE_DATA_EXCEPTION),
 			 errmsg("unknown evcollector worker kind \"%s\"", kind),
 			 errdetail("evc.wanted_workers returned a kind other than relay or consumer.")));
 	return EVC_WORKER_RELAY;	/* keep compiler quiet */
+}
+
+static Supervised *find_supervised(EvcWorkerKind kind, const char *name);
+
+/* Mark a worker wanted, adding it to the supervised list if new. */
+static void
+want_worker(EvcWorkerKind kind, const char *name, const char *function, int32 arg)
+{
+	Supervised *w = find_supervised(kind, name);
+
+	if (w == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		w = palloc0(sizeof(Supervised));
+		w->kind = kind;
+		strlcpy(w->name, name, EVC_WORKER_NAME_LEN);
+		supervised = lappend(supervised, w);
+		MemoryContextSwitchTo(old);
+	}
+	strlcpy(w->function, function, BGW_MAXLEN);
+	w->arg = arg;
+	w->wanted = true;
 }
 
 static Supervised *
@@ -131,25 +157,13 @@ read_wanted_workers(void)
 		{
 			HeapTuple	tup = SPI_tuptable->vals[i];
 			TupleDesc	desc = SPI_tuptable->tupdesc;
-			EvcWorkerKind kind = kind_from_name(SPI_getvalue(tup, desc, 1));
-			char	   *name = SPI_getvalue(tup, desc, 2);
-			Supervised *w = find_supervised(kind, name);
-
-			if (w == NULL)
-			{
-				MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-				w = palloc0(sizeof(Supervised));
-				w->kind = kind;
-				strlcpy(w->name, name, EVC_WORKER_NAME_LEN);
-				supervised = lappend(supervised, w);
-				MemoryContextSwitchTo(old);
-			}
-			strlcpy(w->function, SPI_getvalue(tup, desc, 3), BGW_MAXLEN);
-			w->arg = atoi(SPI_getvalue(tup, desc, 4));
-			w->wanted = true;
+			want_worker(kind_from_name(SPI_getvalue(tup, desc, 1)), SPI_getvalue(tup, desc, 2),
+						SPI_getvalue(tup, desc, 3), atoi(SPI_getvalue(tup, desc, 4)));
 		}
 	}
+	/* The gateway is wanted by a setting, not by a table. */
+	if (extension_seen && evc_gw_listen != NULL && evc_gw_listen[0] != '\0')
+		want_worker(EVC_WORKER_GATEWAY, "gateway", "evc_gateway_main", 0);
 
 	evc_worker_xact_end();
 }
@@ -168,7 +182,8 @@ start_worker(Supervised *w)
 	strlcpy(worker.bgw_function_name, w->function, BGW_MAXLEN);
 	snprintf(worker.bgw_name, BGW_MAXLEN, "evcollector %s", w->name);
 	snprintf(worker.bgw_type, BGW_MAXLEN, "evcollector %s",
-			 w->kind == EVC_WORKER_RELAY ? "relay" : "consumer");
+			 w->kind == EVC_WORKER_RELAY ? "relay" :
+			 w->kind == EVC_WORKER_GATEWAY ? "gateway" : "consumer");
 	strlcpy(worker.bgw_extra, w->name, BGW_EXTRALEN);
 	worker.bgw_main_arg = Int32GetDatum(w->arg);
 	worker.bgw_notify_pid = MyProcPid;

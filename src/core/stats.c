@@ -140,7 +140,8 @@ static const char *
 kind_name(EvcWorkerKind kind)
 {
 	return kind == EVC_WORKER_LAUNCHER ? "launcher" :
-		kind == EVC_WORKER_RELAY ? "relay" : "consumer";
+		kind == EVC_WORKER_RELAY ? "relay" :
+		kind == EVC_WORKER_GATEWAY ? "gateway" : "consumer";
 }
 
 /*

@@ -37,6 +37,8 @@ typedef struct EvcHttpRequest
 	const char *content_type;	/* Content-Type header, or NULL */
 	const char *body;			/* request body, not NUL-terminated */
 	size_t		body_len;
+	const char *user_agent;		/* User-Agent header, or NULL */
+	const char *client_header;	/* X-Evc-Client header, or NULL */
 
 	/* Filled by the server's authentication before dispatch. */
 	EvcGwRole	role;

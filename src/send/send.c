@@ -23,6 +23,7 @@
 #include "send/image.h"
 #include "kafka/kafka.h"
 #include "send/outbox.h"
+#include "send/send.h"
 #include "kafka/proto.h"
 #include "registry/registry.h"
 #include "util/fmgr_args.h"
@@ -150,17 +151,16 @@ check_event_size(bytea *payload, int limit_kb, const char *setting)
 }
 
 /*
- * evc_send(client, event_name, data, context, key) returns uuid
+ * Validate and encode one event: everything evc_send does except the write
+ * to the outbox, so that the gateway can check each request of a group in
+ * a subtransaction of its own and enqueue the valid ones in the group's
+ * transaction.  Bad input is an ERROR with the SQLSTATE and detail
+ * evc_send gives.
  */
-PG_FUNCTION_INFO_V1(evc_send);
-Datum
-evc_send(PG_FUNCTION_ARGS)
+void
+evc_send_prepare(const char *client, const char *event_name, Jsonb *data, Jsonb *ctx,
+				 EvcPreparedEvent *out)
 {
-	char	   *client = evc_arg_text(fcinfo, 0, "client");
-	char	   *event_name = evc_arg_text(fcinfo, 1, "event_name");
-	Jsonb	   *data;
-	Jsonb	   *ctx = evc_arg_jsonb_or_null(fcinfo, 3);
-	char	   *key = evc_arg_text_or_null(fcinfo, 4);
 	EvcEventType *et;
 	EvcEventFields f = {0};
 	const char *topic;
@@ -169,7 +169,6 @@ evc_send(PG_FUNCTION_ARGS)
 	TimestampTz received = GetCurrentTimestamp();
 	bytea	   *payload;
 
-	data = evc_arg_jsonb(fcinfo, 2, "data");
 	if (!JB_ROOT_IS_OBJECT(data) || JB_ROOT_IS_SCALAR(data))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -209,9 +208,31 @@ evc_send(PG_FUNCTION_ARGS)
 
 	payload = evc_encode_event(&f);
 	check_event_size(payload, evc_max_event_size_kb, "evcollector.max_event_size");
-	evc_outbox_enqueue(topic, key, key ? strlen(key) : 0, payload, message_id,
-					   f.schema_version, EVC_CONTENT_TYPE_EVENT);
-	PG_RETURN_UUID_P(message_id);
+	out->topic = topic;
+	out->payload = payload;
+	out->message_id = message_id;
+	out->schema_version = f.schema_version;
+}
+
+/*
+ * evc_send(client, event_name, data, context, key) returns uuid
+ */
+PG_FUNCTION_INFO_V1(evc_send);
+Datum
+evc_send(PG_FUNCTION_ARGS)
+{
+	char	   *client = evc_arg_text(fcinfo, 0, "client");
+	char	   *event_name = evc_arg_text(fcinfo, 1, "event_name");
+	Jsonb	   *data;
+	Jsonb	   *ctx = evc_arg_jsonb_or_null(fcinfo, 3);
+	char	   *key = evc_arg_text_or_null(fcinfo, 4);
+	EvcPreparedEvent ev;
+
+	data = evc_arg_jsonb(fcinfo, 2, "data");
+	evc_send_prepare(client, event_name, data, ctx, &ev);
+	evc_outbox_enqueue(ev.topic, key, key ? strlen(key) : 0, ev.payload, ev.message_id,
+					   ev.schema_version, EVC_CONTENT_TYPE_EVENT);
+	PG_RETURN_UUID_P(ev.message_id);
 }
 
 static char *

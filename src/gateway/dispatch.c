@@ -1,0 +1,108 @@
+/*
+ * gateway/dispatch.c
+ *		Owns the routing of a request to its handler and the JSON error
+ *		bodies every handler answers with.
+ *
+ * The route tables are tried in order; the first that owns the path
+ * answers.  Nothing here touches the network, so the fuzz target calls
+ * evc_http_dispatch exactly as the server does.
+ */
+#include "postgres.h"
+
+#include "utils/json.h"
+
+#include "gateway/gateway_int.h"
+#include "gateway/http.h"
+
+/*
+ * The schema-registry and operations tables are written on another branch
+ * (routes_registry.c, routes_ops.c).  Until both are merged they are weak
+ * references: a table that is not linked in is skipped, and its paths
+ * answer 404 like any unknown path.
+ */
+extern bool evc_http_route_registry(const EvcHttpRequest *req, EvcHttpResponse *resp) __attribute__((weak));
+extern bool evc_http_route_ops(const EvcHttpRequest *req, EvcHttpResponse *resp) __attribute__((weak));
+
+void
+evc_http_dispatch(const EvcHttpRequest *req, EvcHttpResponse *resp)
+{
+	EvcHttpRoute routes[3];
+	int			n = 0;
+
+	routes[n++] = evc_http_route_send;
+	if (evc_http_route_registry != NULL)
+		routes[n++] = evc_http_route_registry;
+	if (evc_http_route_ops != NULL)
+		routes[n++] = evc_http_route_ops;
+
+	for (int i = 0; i < n; i++)
+		if (routes[i] (req, resp))
+			return;
+	evc_http_error(resp, 404, "not_found", "no route for %s %s", req->method, req->path);
+}
+
+/* Formats the message once, for both error shapes. */
+static char *format_message(const char *fmt, va_list args) pg_attribute_printf(1, 0);
+
+static char *
+format_message(const char *fmt, va_list args)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (;;)
+	{
+		va_list		copy;
+		int			needed;
+
+		va_copy(copy, args);
+		needed = appendStringInfoVA(&buf, fmt, copy);
+		va_end(copy);
+		if (needed == 0)
+			break;
+		enlargeStringInfo(&buf, needed);
+	}
+	return buf.data;
+}
+
+/* {"error": {"code": "...", "message": "..."}} */
+void
+evc_http_error(EvcHttpResponse *resp, int status, const char *code, const char *fmt,...)
+{
+	va_list		args;
+	char	   *message;
+
+	va_start(args, fmt);
+	message = format_message(fmt, args);
+	va_end(args);
+
+	resp->status = status;
+	resp->content_type = NULL;
+	resetStringInfo(&resp->body);
+	appendStringInfoString(&resp->body, "{\"error\":{\"code\":");
+	escape_json(&resp->body, code);
+	appendStringInfoString(&resp->body, ",\"message\":");
+	escape_json(&resp->body, message);
+	appendStringInfoString(&resp->body, "}}");
+	pfree(message);
+}
+
+/* The Confluent Schema Registry's {"error_code": n, "message": "..."}. */
+void
+evc_http_registry_error(EvcHttpResponse *resp, int status, int error_code, const char *fmt,...)
+{
+	va_list		args;
+	char	   *message;
+
+	va_start(args, fmt);
+	message = format_message(fmt, args);
+	va_end(args);
+
+	resp->status = status;
+	resp->content_type = "application/vnd.schemaregistry.v1+json";
+	resetStringInfo(&resp->body);
+	appendStringInfo(&resp->body, "{\"error_code\":%d,\"message\":", error_code);
+	escape_json(&resp->body, message);
+	appendStringInfoChar(&resp->body, '}');
+	pfree(message);
+}

@@ -1,0 +1,634 @@
+/*
+ * gateway/routes_send.c
+ *		Owns the routes that send events: the event collector's POST
+ *		/store, the event gateway's POST /<client>/<event>/send_event, and
+ *		our POST /v1/events and POST /v1/batch.
+ *
+ * Each event is checked by evc_send_prepare, the checks of evc_send, in a
+ * subtransaction of its own: its error (path and keyword for a schema
+ * error) becomes its answer and the group's transaction goes on.  The
+ * subtransaction only reads, so it takes no transaction id; the valid
+ * event is then written to the outbox in the group's transaction, which
+ * the server commits before any answer leaves.
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+
+#include "access/xact.h"
+#include "common/cryptohash.h"
+#include "common/sha1.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "gateway/gateway_int.h"
+#include "jsonschema/validate.h"
+#include "kafka/proto.h"
+#include "registry/registry.h"
+#include "send/outbox.h"
+#include "send/send.h"
+
+/* One event as a send route read it from its request. */
+typedef struct SendItem
+{
+	const char *client;
+	const char *event_name;
+	Jsonb	   *data;
+	Jsonb	   *context;		/* caller's context: sent_at, message_id, user_agent */
+	const char *key;			/* partition key, or NULL */
+	const char *client_message_id;	/* as the client sent it, when not a UUID */
+} SendItem;
+
+/* The outcome of one event: its answer as a JSON object, and a status. */
+typedef struct SendResult
+{
+	int			status;
+	StringInfoData json;		/* {"message_id":...} or {"error":{...}} */
+} SendResult;
+
+/* An ERROR raised while reading or checking one event, as HTTP. */
+static bool
+error_to_http(ErrorData *e, int *status, const char **code)
+{
+	if (e->sqlerrcode == EVC_ERRCODE_VALIDATION_FAILED)
+		*status = 422, *code = "schema_violation";
+	else if (e->sqlerrcode == EVC_ERRCODE_UNKNOWN_EVENT_TYPE)
+		*status = 404, *code = "unknown_event";
+	else if (e->sqlerrcode == EVC_ERRCODE_INVALID_NAME)
+		*status = 400, *code = "invalid_name";
+	else if (e->sqlerrcode == ERRCODE_PROGRAM_LIMIT_EXCEEDED)
+		*status = 413, *code = "event_too_large";
+	else if (e->sqlerrcode == ERRCODE_INVALID_TEXT_REPRESENTATION &&
+			 e->message && strstr(e->message, "json") != NULL)
+		*status = 400, *code = "invalid_json";
+	else if (ERRCODE_TO_CATEGORY(e->sqlerrcode) == ERRCODE_DATA_EXCEPTION ||
+			 e->sqlerrcode == ERRCODE_INVALID_PARAMETER_VALUE)
+		*status = 400, *code = "invalid_event";
+	else
+		return false;
+	return true;
+}
+
+static void
+result_error(SendResult *r, int status, const char *code, const char *message)
+{
+	r->status = status;
+	resetStringInfo(&r->json);
+	appendStringInfoString(&r->json, "{\"error\":{\"code\":");
+	escape_json(&r->json, code);
+	appendStringInfoString(&r->json, ",\"message\":");
+	escape_json(&r->json, message);
+	appendStringInfoString(&r->json, "}}");
+}
+
+/* "message: detail", as evc_send's error reads in psql. */
+static char *
+error_text(ErrorData *e)
+{
+	return e->detail ? psprintf("%s: %s", e->message, e->detail) : pstrdup(e->message);
+}
+
+typedef void (*SendStep) (void *arg);
+
+/*
+ * Run step in a subtransaction; an ERROR that is bad input becomes the
+ * result (false), anything else (out of memory, cancel) is re-thrown and
+ * fails the group.
+ */
+static bool
+in_subtransaction(SendStep step, void *arg, SendResult *r)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		step(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *e;
+		int			status;
+		const char *code;
+
+		MemoryContextSwitchTo(cxt);
+		e = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (!error_to_http(e, &status, &code))
+			ReThrowError(e);
+		result_error(r, status, code, error_text(e));
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/* --- reading a request's JSON ------------------------------------------ */
+
+static JsonbValue *
+object_get(Jsonb *obj, const char *key)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(&obj->root, key, strlen(key), NULL);
+
+	return (v == NULL || v->type == jbvNull) ? NULL : v;
+}
+
+static Jsonb *
+value_as_jsonb(JsonbValue *v)
+{
+	return JsonbValueToJsonb(v);
+}
+
+static char *
+value_as_string(JsonbValue *v, const char *where)
+{
+	if (v->type != jbvString)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid event"),
+				 errdetail("At %s: expected a string.", where)));
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+static bool
+is_container(JsonbValue *v, bool object)
+{
+	if (v->type != jbvBinary)
+		return false;
+	return object ? JsonContainerIsObject(v->val.binary.data) :
+		JsonContainerIsArray(v->val.binary.data);
+}
+
+/* A canonical 8-4-4-4-12 UUID: kept as it is. */
+static bool
+looks_like_uuid(const char *s)
+{
+	if (strlen(s) != 36)
+		return false;
+	for (int i = 0; i < 36; i++)
+	{
+		if (i == 8 || i == 13 || i == 18 || i == 23)
+		{
+			if (s[i] != '-')
+				return false;
+		}
+		else if (!isxdigit((unsigned char) s[i]))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * A message_id that is not a UUID (the seed's clients send any string)
+ * becomes a name-based UUID (RFC 4122 version 5) of the client and the
+ * string: the same retry gets the same id, so the sinks, which keep one
+ * row per message_id, drop the duplicate.
+ */
+static char *
+message_uuid(const char *client, const char *message_id)
+{
+	/* evcollector's namespace for client message ids (a fixed random UUID). */
+	static const uint8 ns[16] = {0x6b, 0x1e, 0x3c, 0x52, 0x9a, 0x4d, 0x4f, 0x0e,
+	0x8c, 0x31, 0x5d, 0x27, 0xa0, 0x99, 0x13, 0x64};
+	uint8		digest[SHA1_DIGEST_LENGTH];
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA1);
+	pg_uuid_t	u;
+
+	if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, ns, sizeof(ns)) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) client, strlen(client)) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) "/", 1) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) message_id, strlen(message_id)) < 0 ||
+		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+		elog(ERROR, "could not compute SHA-1: %s", pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
+	memcpy(u.data, digest, UUID_LEN);
+	u.data[6] = (u.data[6] & 0x0f) | 0x50;
+	u.data[8] = (u.data[8] & 0x3f) | 0x80;
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&u)));
+}
+
+/* sent_at as the seed sends it (Unix seconds) or as RFC 3339 text. */
+static char *
+sent_at_text(JsonbValue *v)
+{
+	double		secs;
+
+	if (v->type == jbvString)
+	{
+		char	   *s = pnstrdup(v->val.string.val, v->val.string.len);
+		char	   *end;
+
+		secs = strtod(s, &end);
+		if (*s == '\0' || *end != '\0')
+			return s;			/* RFC 3339; evc_send parses and checks it */
+	}
+	else if (v->type == jbvNumeric)
+		secs = DatumGetFloat8(DirectFunctionCall1(numeric_float8,
+												  NumericGetDatum(v->val.numeric)));
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid event context"),
+				 errdetail("At /context/sent_at: expected Unix seconds or an RFC 3339 timestamp.")));
+	if (!(secs > -1e11 && secs < 1e11))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("invalid event context"),
+				 errdetail("At /context/sent_at: %g is out of range for Unix seconds.", secs)));
+	return pstrdup(timestamptz_to_str((TimestampTz) ((secs - ((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY)) * USECS_PER_SEC)));
+}
+
+/*
+ * The context evc_send takes: sent_at, message_id (as a UUID) and
+ * user_agent.  received_at and processed_at, which the seed's clients may
+ * send, are evcollector's to set and are dropped.
+ */
+static Jsonb *
+build_context(const EvcHttpRequest *req, SendItem *item, JsonbValue *ctx)
+{
+	StringInfoData buf;
+	JsonbValue *v;
+	Jsonb	   *c = NULL;
+	bool		any = false;
+	char	   *ua = NULL;
+
+	if (ctx != NULL && !is_container(ctx, true))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid event context"),
+				 errdetail("At /context: expected an object.")));
+	if (ctx != NULL)
+		c = value_as_jsonb(ctx);
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	if (c && (v = object_get(c, "sent_at")) != NULL)
+	{
+		appendStringInfoString(&buf, "\"sent_at\":");
+		escape_json(&buf, sent_at_text(v));
+		any = true;
+	}
+	if (c && (v = object_get(c, "message_id")) != NULL)
+	{
+		char	   *mid = value_as_string(v, "/context/message_id");
+
+		if (!looks_like_uuid(mid))
+		{
+			item->client_message_id = mid;
+			mid = message_uuid(item->client, mid);
+		}
+		appendStringInfoString(&buf, any ? ",\"message_id\":" : "\"message_id\":");
+		escape_json(&buf, mid);
+		any = true;
+	}
+	if (c && (v = object_get(c, "user_agent")) != NULL)
+		ua = value_as_string(v, "/context/user_agent");
+	else if (req->user_agent != NULL)
+		ua = (char *) req->user_agent;
+	if (ua != NULL)
+	{
+		appendStringInfoString(&buf, any ? ",\"user_agent\":" : "\"user_agent\":");
+		escape_json(&buf, ua);
+	}
+	appendStringInfoChar(&buf, '}');
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
+
+/* --- sending ------------------------------------------------------------ */
+
+typedef struct PrepareArgs
+{
+	const EvcHttpRequest *req;
+	JsonbValue *event;			/* the request's event object (not /send_event) */
+	const char *client;			/* from the path, the key or the header */
+	const char *event_name;		/* from the path, or NULL */
+	Jsonb	   *data;			/* /send_event's body */
+	SendItem	item;
+	EvcPreparedEvent ev;
+} PrepareArgs;
+
+static void
+prepare_step(void *arg)
+{
+	PrepareArgs *a = arg;
+	SendItem   *it = &a->item;
+	JsonbValue *ctx = NULL;
+
+	it->client = a->client;
+	it->event_name = a->event_name;
+	it->data = a->data;
+	if (a->event != NULL)
+	{
+		Jsonb	   *obj;
+		JsonbValue *v;
+
+		if (!is_container(a->event, true))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid event"),
+					 errdetail("An event is a JSON object with event_name and data.")));
+		obj = value_as_jsonb(a->event);
+		if ((v = object_get(obj, "event_name")) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid event"),
+					 errdetail("At /event_name: required.")));
+		it->event_name = value_as_string(v, "/event_name");
+		if ((v = object_get(obj, "data")) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid event"),
+					 errdetail("At /data: required.")));
+		it->data = value_as_jsonb(v);
+		if ((v = object_get(obj, "key")) != NULL)
+			it->key = value_as_string(v, "/key");
+		ctx = object_get(obj, "context");
+	}
+	it->context = build_context(a->req, it, ctx);
+	evc_send_prepare(it->client, it->event_name, it->data, it->context, &a->ev);
+}
+
+/* Check one event, and enqueue it when valid; the result says which. */
+static void
+send_one(const EvcHttpRequest *req, const char *client, const char *event_name,
+		 JsonbValue *event, Jsonb *data, SendResult *r)
+{
+	PrepareArgs a;
+
+	memset(&a, 0, sizeof(a));
+	a.req = req;
+	a.client = client;
+	a.event_name = event_name;
+	a.event = event;
+	a.data = data;
+	if (!in_subtransaction(prepare_step, &a, r))
+		return;
+	evc_outbox_enqueue(a.ev.topic, a.item.key, a.item.key ? strlen(a.item.key) : 0,
+					   a.ev.payload, a.ev.message_id, a.ev.schema_version,
+					   EVC_CONTENT_TYPE_EVENT);
+	r->status = 200;
+	resetStringInfo(&r->json);
+	appendStringInfoString(&r->json, "{\"message_id\":");
+	escape_json(&r->json, DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(a.ev.message_id))));
+	if (a.item.client_message_id)
+	{
+		appendStringInfoString(&r->json, ",\"client_message_id\":");
+		escape_json(&r->json, a.item.client_message_id);
+	}
+	appendStringInfoString(&r->json, ",\"topic\":");
+	escape_json(&r->json, a.ev.topic);
+	appendStringInfo(&r->json, ",\"schema_version\":%d}", a.ev.schema_version);
+}
+
+/* --- the routes --------------------------------------------------------- */
+
+typedef struct ParseArgs
+{
+	const EvcHttpRequest *req;
+	Jsonb	   *body;
+} ParseArgs;
+
+static void
+parse_step(void *arg)
+{
+	ParseArgs  *a = arg;
+
+	a->body = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+												 CStringGetDatum(pnstrdup(a->req->body, a->req->body_len))));
+}
+
+/* The body as JSON, or false with the answer (415, 400) in resp. */
+static bool
+parse_body(const EvcHttpRequest *req, EvcHttpResponse *resp, Jsonb **body)
+{
+	ParseArgs	a = {req, NULL};
+	SendResult	r;
+
+	if (req->content_type != NULL &&
+		pg_strncasecmp(req->content_type, "application/json", 16) != 0)
+	{
+		evc_http_error(resp, 415, "unsupported_media_type",
+					   "Content-Type is \"%s\"; the send routes take application/json", req->content_type);
+		return false;
+	}
+	if (req->body_len == 0)
+	{
+		evc_http_error(resp, 400, "invalid_json", "the request has no body; it must be JSON");
+		return false;
+	}
+	initStringInfo(&r.json);
+	if (!in_subtransaction(parse_step, &a, &r))
+	{
+		resp->status = r.status;
+		resetStringInfo(&resp->body);
+		appendBinaryStringInfo(&resp->body, r.json.data, r.json.len);
+		return false;
+	}
+	*body = a.body;
+	return true;
+}
+
+/*
+ * The client the events go to.  With a key, only the key's own; with the
+ * gateway open (auth off), the named one, the X-Evc-Client header, or
+ * evcollector.gateway_default_client.  NULL, with resp filled, if the
+ * caller may not send as it.
+ */
+static const char *
+send_client(const EvcHttpRequest *req, const char *named, EvcHttpResponse *resp)
+{
+	const char *client = named ? named : req->client_header;
+
+	if (!req->auth_off)
+	{
+		if (req->role < EVC_GW_ROLE_WRITE)
+		{
+			evc_http_error(resp, 403, "forbidden", "a read-only key cannot send events");
+			return NULL;
+		}
+		if (client != NULL && strcmp(client, req->client) != 0)
+		{
+			evc_http_error(resp, 403, "forbidden",
+						   "the key of client \"%s\" cannot send as client \"%s\"", req->client, client);
+			return NULL;
+		}
+		return req->client;
+	}
+	return client ? client : evc_gw_default_client;
+}
+
+static void
+answer_result(EvcHttpResponse *resp, SendResult *r)
+{
+	resp->status = r->status;
+	resetStringInfo(&resp->body);
+	appendBinaryStringInfo(&resp->body, r->json.data, r->json.len);
+}
+
+/* POST /store and POST /v1/events: one event object. */
+static void
+route_one_event(const EvcHttpRequest *req, EvcHttpResponse *resp)
+{
+	Jsonb	   *body;
+	const char *client;
+	JsonbValue	whole;
+	JsonbValue *v;
+	char	   *named = NULL;
+	SendResult	r;
+
+	if (!parse_body(req, resp, &body))
+		return;
+	if (!JB_ROOT_IS_OBJECT(body) || JB_ROOT_IS_SCALAR(body))
+	{
+		evc_http_error(resp, 400, "invalid_event",
+					   "the body must be a JSON object with event_name, context and data");
+		return;
+	}
+	if ((v = object_get(body, "client")) != NULL && v->type == jbvString)
+		named = pnstrdup(v->val.string.val, v->val.string.len);
+	if ((client = send_client(req, named, resp)) == NULL)
+		return;
+	whole.type = jbvBinary;
+	whole.val.binary.data = &body->root;
+	whole.val.binary.len = VARSIZE(body) - VARHDRSZ;
+	initStringInfo(&r.json);
+	send_one(req, client, NULL, &whole, NULL, &r);
+	answer_result(resp, &r);
+}
+
+/* POST /v1/batch: an array of event objects, a result per index. */
+static void
+route_batch(const EvcHttpRequest *req, EvcHttpResponse *resp)
+{
+	Jsonb	   *body;
+	const char *client;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			n;
+	int			index = 0;
+	int			accepted = 0;
+	SendResult	r;
+
+	if (!parse_body(req, resp, &body))
+		return;
+	if (!JB_ROOT_IS_ARRAY(body) || JB_ROOT_IS_SCALAR(body))
+	{
+		evc_http_error(resp, 400, "invalid_batch", "the body must be a JSON array of events");
+		return;
+	}
+	n = JB_ROOT_COUNT(body);
+	if (n == 0 || n > evc_gw_batch_max)
+	{
+		evc_http_error(resp, n == 0 ? 400 : 413, n == 0 ? "invalid_batch" : "batch_too_large",
+					   "the batch has %d events; evcollector.gateway_batch_max allows 1 to %d",
+					   n, evc_gw_batch_max);
+		return;
+	}
+	if ((client = send_client(req, NULL, resp)) == NULL)
+		return;
+
+	initStringInfo(&r.json);
+	resetStringInfo(&resp->body);
+	appendStringInfoString(&resp->body, "{\"results\":[");
+	it = JsonbIteratorInit(&body->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok != WJB_ELEM)
+			continue;
+		send_one(req, client, NULL, &v, NULL, &r);
+		if (r.status == 200)
+			accepted++;
+		appendStringInfo(&resp->body, "%s{\"index\":%d,\"status\":%d,", index ? "," : "", index, r.status);
+		/* r.json is an object: splice its members after ours. */
+		appendBinaryStringInfo(&resp->body, r.json.data + 1, r.json.len - 1);
+		index++;
+	}
+	appendStringInfo(&resp->body, "],\"accepted\":%d,\"rejected\":%d}", accepted, index - accepted);
+	resp->status = 200;
+}
+
+/* POST /<client>/<event>/send_event: the body is the data. */
+static void
+route_send_event(const EvcHttpRequest *req, EvcHttpResponse *resp, const char *path_client,
+				 const char *event_name)
+{
+	Jsonb	   *body;
+	const char *client;
+	SendResult	r;
+
+	if ((client = send_client(req, path_client, resp)) == NULL)
+		return;
+	if (!parse_body(req, resp, &body))
+		return;
+	initStringInfo(&r.json);
+	send_one(req, client, event_name, NULL, body, &r);
+	answer_result(resp, &r);
+}
+
+/* "/a/b/send_event": a and b, or false. */
+static bool
+split_send_event(const char *path, char **client, char **event)
+{
+	const char *p = path + 1;
+	const char *s1 = strchr(p, '/');
+	const char *s2;
+
+	if (path[0] != '/' || s1 == NULL || s1 == p)
+		return false;
+	s2 = strchr(s1 + 1, '/');
+	if (s2 == NULL || s2 == s1 + 1 || strcmp(s2, "/send_event") != 0)
+		return false;
+	*client = pnstrdup(p, s1 - p);
+	*event = pnstrdup(s1 + 1, s2 - s1 - 1);
+	return true;
+}
+
+bool
+evc_http_route_send(const EvcHttpRequest *req, EvcHttpResponse *resp)
+{
+	char	   *client;
+	char	   *event;
+	bool		is_post = strcmp(req->method, "POST") == 0;
+
+	if (strcmp(req->path, "/store") == 0 || strcmp(req->path, "/v1/events") == 0)
+	{
+		if (!is_post)
+			evc_http_error(resp, 405, "method_not_allowed", "%s takes POST", req->path);
+		else
+			route_one_event(req, resp);
+		return true;
+	}
+	if (strcmp(req->path, "/v1/batch") == 0)
+	{
+		if (!is_post)
+			evc_http_error(resp, 405, "method_not_allowed", "%s takes POST", req->path);
+		else
+			route_batch(req, resp);
+		return true;
+	}
+	if (split_send_event(req->path, &client, &event))
+	{
+		if (!is_post)
+			evc_http_error(resp, 405, "method_not_allowed", "%s takes POST", req->path);
+		else
+			route_send_event(req, resp, client, event);
+		return true;
+	}
+	return false;
+}

@@ -1,0 +1,552 @@
+/*
+ * gateway/server.c
+ *		Owns the HTTP side of the gateway on libwebsockets: the context and
+ *		its vhost (address, TLS, header room, timeouts), reading a request
+ *		off a connection into a GwPending, the limits applied before a
+ *		request is queued, and writing each answer back.
+ *
+ * libwebsockets parses HTTP; nothing here reads protocol bytes.  A request
+ * whose headers and body are complete goes on the incoming list; the
+ * worker loop (gateway.c) hands the list to the group commit after each
+ * service round and then asks for each connection to become writable,
+ * where the answer is written.  The connection reads nothing more until
+ * its answer is out, which keeps pipelined requests in order.
+ */
+#include "postgres.h"
+
+#include <unistd.h>
+
+#include <libwebsockets.h>
+
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "gateway/gateway_int.h"
+#include "gateway/server.h"
+
+/*
+ * The per-connection state libwebsockets allocates (per_session_data_size):
+ * the request being read, queued or answered.  Idle keep-alive
+ * connections hold only this struct.
+ */
+typedef struct GwSession
+{
+	GwPending  *cur;
+	bool		counted;		/* counted in open_connections */
+} GwSession;
+
+/* A GwPending with the memory context that holds it and its strings. */
+typedef struct GwRequest
+{
+	GwPending	p;
+	MemoryContext cxt;
+	StringInfoData body;
+	bool		has_body;
+	bool		close_after;	/* answered before its body was read */
+	TimestampTz started;
+} GwRequest;
+
+static struct lws_context *gw_context = NULL;
+static struct lws_vhost *gw_vhost = NULL;
+static dlist_head gw_incoming = DLIST_STATIC_INIT(gw_incoming);
+static int	open_connections = 0;
+static MemoryContext gw_requests_cxt = NULL;
+
+static GwServerFdCallback fd_callback = NULL;
+
+static int	gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
+							 void *user, void *in, size_t len);
+static int	gw_fd_callback(struct lws *wsi, enum lws_callback_reasons reason,
+						   void *user, void *in, size_t len);
+
+static const struct lws_protocols gw_protocols[] = {
+	{"http", gw_http_callback, sizeof(GwSession), 0, 0, NULL, 0},
+	{"evc-gateway-fd", gw_fd_callback, 0, 0, 0, NULL, 0},
+	{NULL, NULL, 0, 0, 0, NULL, 0}
+};
+
+/* libwebsockets logs through this; its errors become our LOG lines. */
+static void
+gw_lws_log(int level, const char *line)
+{
+	size_t		n = strlen(line);
+
+	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		n--;
+	ereport(level == LLL_ERR ? LOG : DEBUG1,
+			(errmsg_internal("libwebsockets: %.*s", (int) n, line)));
+}
+
+bool
+evc_gw_server_start(const char *host, int port, char **why)
+{
+	struct lws_context_creation_info info;
+	bool		tls = evc_gw_tls_cert[0] != '\0' && evc_gw_tls_key[0] != '\0';
+
+	lws_set_log_level(LLL_ERR, gw_lws_log);
+	gw_requests_cxt = AllocSetContextCreate(TopMemoryContext, "evcollector gateway requests",
+											ALLOCSET_DEFAULT_SIZES);
+
+	memset(&info, 0, sizeof(info));
+	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+	if (tls)
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	/* 0: as many header buffers as connections, allocated while in use. */
+	info.max_http_header_pool = 0;
+	info.max_http_header_data = (unsigned short) evc_gw_max_header_bytes;
+	info.timeout_secs = evc_gw_read_timeout_s;
+	info.fd_limit_per_thread = evc_gw_max_connections + 64;
+	gw_context = lws_create_context(&info);
+	if (gw_context == NULL)
+	{
+		*why = "lws_create_context failed";
+		return false;
+	}
+
+	info.port = port;
+	info.iface = host[0] ? host : NULL;
+	info.protocols = gw_protocols;
+	info.vhost_name = "evcollector";
+	info.keepalive_timeout = evc_gw_idle_timeout_s;
+	/* HTTP/1.1 only: answers are written as one header-and-body block. */
+	info.alpn = "http/1.1";
+	if (tls)
+	{
+		info.ssl_cert_filepath = evc_gw_tls_cert;
+		info.ssl_private_key_filepath = evc_gw_tls_key;
+	}
+	gw_vhost = lws_create_vhost(gw_context, &info);
+	if (gw_vhost == NULL)
+	{
+		*why = tls ? "could not listen, or could not load the TLS certificate and key"
+			: "could not listen (address in use, or not an address of this host)";
+		return false;
+	}
+	return true;
+}
+
+static lws_sorted_usec_list_t wake_sul;
+
+/*
+ * Close every connection and the listener.  Requests still queued were
+ * never dispatched: nothing of theirs was committed, and their clients see
+ * the connection close, as on a crash, and may retry.
+ */
+void
+evc_gw_server_stop(void)
+{
+	if (gw_context == NULL)
+		return;
+	lws_sul_cancel(&wake_sul);
+	memset(&wake_sul, 0, sizeof(wake_sul));
+	while (!dlist_is_empty(&gw_incoming))
+		(void) dlist_pop_head_node(&gw_incoming);
+	lws_context_destroy(gw_context);
+	gw_context = NULL;
+	gw_vhost = NULL;
+	open_connections = 0;
+	MemoryContextDelete(gw_requests_cxt);
+	gw_requests_cxt = NULL;
+}
+
+/* Wait for socket activity (or a watched descriptor) and serve it. */
+void
+evc_gw_server_service(void)
+{
+	lws_service(gw_context, 0);
+}
+
+/* Make the next evc_gw_server_service return at once. */
+void
+evc_gw_server_cancel_wait(void)
+{
+	lws_cancel_service(gw_context);
+}
+
+/*
+ * Watch a descriptor of our own (the wake-up signalfd, the postmaster-death
+ * pipe) in the same poll as the sockets; cb runs when it is readable or
+ * closed.  libwebsockets closes it when the context is destroyed.
+ */
+bool
+evc_gw_server_watch_fd(int fd, int tag, GwServerFdCallback cb)
+{
+	lws_sock_file_fd_type u;
+	int			copy = dup(fd);
+	struct lws *wsi;
+
+	/*
+	 * libwebsockets closes what it adopted when the context goes (a
+	 * settings change rebuilds it): give it a copy, and keep ours.
+	 */
+	if (copy < 0)
+		return false;
+	fd_callback = cb;
+	u.filefd = (lws_filefd_type) (intptr_t) copy;
+	wsi = lws_adopt_descriptor_vhost(gw_vhost, LWS_ADOPT_RAW_FILE_DESC, u,
+									 "evc-gateway-fd", NULL);
+	if (wsi == NULL)
+	{
+		close(copy);
+		return false;
+	}
+	lws_set_opaque_user_data(wsi, (void *) (intptr_t) tag);
+	return true;
+}
+
+static int
+gw_fd_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+			   void *in, size_t len)
+{
+	switch (reason)
+	{
+		case LWS_CALLBACK_RAW_RX_FILE:
+			fd_callback((int) (intptr_t) lws_get_opaque_user_data(wsi), lws_get_socket_fd(wsi), false);
+			break;
+		case LWS_CALLBACK_RAW_CLOSE_FILE:
+			fd_callback((int) (intptr_t) lws_get_opaque_user_data(wsi), lws_get_socket_fd(wsi), true);
+			break;
+		default:
+			break;
+	}
+	return 0;
+}
+
+/* Requests whose headers and body are in: the worker commits them. */
+dlist_head *
+evc_gw_server_incoming(void)
+{
+	return &gw_incoming;
+}
+
+static const char *
+request_method(struct lws *wsi)
+{
+	static const struct
+	{
+		enum lws_token_indexes tok;
+		const char *name;
+	}			methods[] = {
+		{WSI_TOKEN_GET_URI, "GET"},
+		{WSI_TOKEN_POST_URI, "POST"},
+		{WSI_TOKEN_PUT_URI, "PUT"},
+		{WSI_TOKEN_DELETE_URI, "DELETE"},
+		{WSI_TOKEN_OPTIONS_URI, "OPTIONS"},
+		{WSI_TOKEN_PATCH_URI, "PATCH"},
+		{WSI_TOKEN_HEAD_URI, "HEAD"},
+	};
+
+	for (int i = 0; i < lengthof(methods); i++)
+		if (lws_hdr_total_length(wsi, methods[i].tok) > 0)
+			return methods[i].name;
+	return "UNKNOWN";
+}
+
+/* A header's value in the request context, or NULL when absent. */
+static const char *
+header_copy(struct lws *wsi, enum lws_token_indexes tok)
+{
+	int			n = lws_hdr_total_length(wsi, tok);
+	char	   *s;
+
+	if (n <= 0)
+		return NULL;
+	s = palloc(n + 1);
+	if (lws_hdr_copy(wsi, s, n + 1, tok) < 0)
+		return NULL;
+	return s;
+}
+
+static const char *
+custom_header_copy(struct lws *wsi, const char *name)
+{
+	int			nlen = strlen(name);
+	int			n = lws_hdr_custom_length(wsi, name, nlen);
+	char	   *s;
+
+	if (n <= 0)
+		return NULL;
+	s = palloc(n + 1);
+	if (lws_hdr_custom_copy(wsi, s, n + 1, name, nlen) < 0)
+		return NULL;
+	return s;
+}
+
+/* The new request of a connection, with what the handlers read. */
+static GwRequest *
+request_begin(struct lws *wsi, const char *uri)
+{
+	MemoryContext cxt = AllocSetContextCreate(gw_requests_cxt, "evcollector gateway request",
+											  ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	GwRequest  *r = palloc0(sizeof(GwRequest));
+	char		peer[64];
+
+	r->cxt = cxt;
+	r->started = GetCurrentTimestamp();
+	r->p.wsi = wsi;
+	r->p.req.method = request_method(wsi);
+	r->p.req.path = pstrdup(uri);
+	r->p.req.query = header_copy(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+	r->p.req.content_type = header_copy(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE);
+	r->p.req.user_agent = header_copy(wsi, WSI_TOKEN_HTTP_USER_AGENT);
+	r->p.req.client_header = custom_header_copy(wsi, "x-evc-client:");
+	r->p.authorization = header_copy(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+	lws_get_peer_simple(wsi, peer, sizeof(peer));
+	r->p.peer = pstrdup(peer);
+	initStringInfo(&r->body);
+	initStringInfo(&r->p.resp.body);
+	MemoryContextSwitchTo(old);
+	return r;
+}
+
+/* Queue a request whose body is complete for the next group. */
+static void
+request_queue(GwRequest *r)
+{
+	r->p.req.body = r->body.data;
+	r->p.req.body_len = r->body.len;
+	/* The commit follows within this service round: no read timeout now. */
+	lws_set_timeout(r->p.wsi, NO_PENDING_TIMEOUT, 0);
+	dlist_push_tail(&gw_incoming, &r->p.node);
+}
+
+/* Answer at once, without the group (limits, bad framing). */
+static void
+request_answer_now(GwRequest *r, int status, const char *code, const char *message)
+{
+	MemoryContext old = MemoryContextSwitchTo(r->cxt);
+
+	evc_http_error(&r->p.resp, status, code, "%s", message);
+	MemoryContextSwitchTo(old);
+	r->p.answered = true;
+	lws_callback_on_writable(r->p.wsi);
+}
+
+static void
+request_free(GwSession *s)
+{
+	GwRequest  *r = (GwRequest *) s->cur;
+
+	if (r == NULL)
+		return;
+	/* A connection closed while its request waits in a group: leave it
+	 * to the group, which frees it after answering (see evc_gw_server_answered). */
+	if (!r->p.answered && r->p.node.next != NULL)
+	{
+		r->p.wsi = NULL;
+		s->cur = NULL;
+		return;
+	}
+	MemoryContextDelete(r->cxt);
+	s->cur = NULL;
+}
+
+/*
+ * Called by the worker after the group: each answered request asks for its
+ * connection to become writable; one whose connection went away is freed.
+ */
+void
+evc_gw_server_answered(GwPending *p)
+{
+	GwRequest  *r = (GwRequest *) p;
+
+	p->node.next = p->node.prev = NULL;
+	p->answered = true;
+	if (p->wsi == NULL)
+		MemoryContextDelete(r->cxt);
+	else
+		lws_callback_on_writable(p->wsi);
+}
+
+/* Headers are in: apply the limits, then wait for the body or queue it. */
+static int
+on_headers(struct lws *wsi, GwSession *s, const char *uri)
+{
+	GwRequest  *r;
+	int			cl_len = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+	bool		chunked = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
+	long		content_length = 0;
+
+	r = request_begin(wsi, uri);
+	s->cur = &r->p;
+	if (cl_len > 0)
+	{
+		char		buf[32];
+
+		lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_HTTP_CONTENT_LENGTH);
+		content_length = strtol(buf, NULL, 10);
+	}
+	if (content_length > (long) evc_gw_max_body_kb * 1024)
+	{
+		char		msg[128];
+
+		snprintf(msg, sizeof(msg), "the body has %ld bytes; evcollector.gateway_max_body allows %d kB",
+				 content_length, evc_gw_max_body_kb);
+		r->close_after = true;
+		request_answer_now(r, 413, "body_too_large", msg);
+		return 0;
+	}
+	r->has_body = content_length > 0 || chunked;
+	if (!r->has_body)
+		request_queue(r);
+	return 0;
+}
+
+static int
+on_body(GwSession *s, const char *in, size_t len)
+{
+	GwRequest  *r = (GwRequest *) s->cur;
+
+	if (r == NULL || r->close_after)
+		return 0;
+	if (r->body.len + len > (size_t) evc_gw_max_body_kb * 1024)
+	{
+		char		msg[128];
+
+		snprintf(msg, sizeof(msg), "the body is larger than evcollector.gateway_max_body (%d kB)",
+				 evc_gw_max_body_kb);
+		r->close_after = true;
+		request_answer_now(r, 413, "body_too_large", msg);
+		return 0;
+	}
+	appendBinaryStringInfo(&r->body, in, len);
+	return 0;
+}
+
+static void
+access_log(GwRequest *r)
+{
+	long		us = (long) (GetCurrentTimestamp() - r->started);
+
+	ereport(LOG,
+			(errmsg("gateway %s %s %s %d %d %ld us", r->p.peer, r->p.req.method, r->p.req.path,
+					r->p.resp.status, r->p.resp.body.len, us),
+			 errhidestmt(true)));
+}
+
+/*
+ * One line per error answer, with its body (the code and the message that
+ * names what was wrong), never one per request.
+ */
+static void
+error_log(GwRequest *r)
+{
+	ereport(LOG,
+			(errmsg("gateway %s %s %s: %d %.*s", r->p.peer, r->p.req.method, r->p.req.path,
+					r->p.resp.status, Min(r->p.resp.body.len, 400), r->p.resp.body.data),
+			 errhidestmt(true)));
+}
+
+/* The answer, headers and body in one write. */
+static int
+on_writeable(struct lws *wsi, GwSession *s)
+{
+	GwRequest  *r = (GwRequest *) s->cur;
+	size_t		room;
+	unsigned char *buf,
+			   *start,
+			   *p,
+			   *end;
+	char		clen[24];
+	const char *ctype;
+	int			n;
+
+	if (r == NULL || !r->p.answered)
+		return 0;
+	ctype = r->p.resp.content_type ? r->p.resp.content_type : "application/json";
+	room = LWS_PRE + 512 + strlen(ctype) + r->p.resp.body.len;
+	buf = MemoryContextAlloc(r->cxt, room);
+	start = p = buf + LWS_PRE;
+	end = buf + room;
+	n = snprintf(clen, sizeof(clen), "%d", r->p.resp.body.len);
+	if (lws_add_http_header_status(wsi, r->p.resp.status, &p, end) ||
+		lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
+									 (const unsigned char *) ctype, strlen(ctype), &p, end) ||
+		lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH,
+									 (const unsigned char *) clen, n, &p, end) ||
+		(r->close_after &&
+		 lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
+									  (const unsigned char *) "close", 5, &p, end)) ||
+		lws_finalize_http_header(wsi, &p, end))
+		return -1;
+	memcpy(p, r->p.resp.body.data, r->p.resp.body.len);
+	p += r->p.resp.body.len;
+	if (lws_write(wsi, start, p - start, LWS_WRITE_HTTP_HEADERS) != (int) (p - start))
+		return -1;
+	if (evc_gw_access_log)
+		access_log(r);
+	else if (r->p.resp.status >= 400)
+		error_log(r);
+	if (r->close_after)
+		return -1;
+	request_free(s);
+	if (lws_http_transaction_completed(wsi))
+		return -1;
+	return 0;
+}
+
+static int
+gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+				 void *in, size_t len)
+{
+	GwSession  *s = (GwSession *) user;
+
+	switch (reason)
+	{
+		case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+			/* Over the limit: refused at once, before any byte is read. */
+			return open_connections >= evc_gw_max_connections ? -1 : 0;
+		case LWS_CALLBACK_HTTP_BIND_PROTOCOL:
+			if (s != NULL && !s->counted)
+			{
+				s->counted = true;
+				open_connections++;
+			}
+			return 0;
+		case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+			if (s != NULL)
+			{
+				request_free(s);
+				if (s->counted)
+					open_connections--;
+				s->counted = false;
+			}
+			return 0;
+		case LWS_CALLBACK_HTTP:
+			return on_headers(wsi, s, (const char *) in);
+		case LWS_CALLBACK_HTTP_BODY:
+			return on_body(s, (const char *) in, len);
+		case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+			if (s->cur != NULL && !((GwRequest *) s->cur)->close_after)
+				request_queue((GwRequest *) s->cur);
+			return 0;
+		case LWS_CALLBACK_HTTP_WRITEABLE:
+			return on_writeable(wsi, s);
+		case LWS_CALLBACK_CLOSED_HTTP:
+			request_free(s);
+			return 0;
+		default:
+			break;
+	}
+	return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+int
+evc_gw_server_connections(void)
+{
+	return open_connections;
+}
+
+/* Nothing to do: the wake-up itself makes the worker loop run again. */
+static void
+wake_sul_cb(lws_sorted_usec_list_t *sul)
+{
+}
+
+/* Make the service return after ms at the latest (a deferred stats flush). */
+void
+evc_gw_server_wake_after(long ms)
+{
+	lws_sul_schedule(gw_context, 0, &wake_sul, wake_sul_cb, (lws_usec_t) ms * LWS_US_PER_MS);
+}

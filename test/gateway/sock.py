@@ -1,0 +1,143 @@
+"""test/gateway/sock.py: raw-socket checks of the gateway's HTTP/1.1 handling.
+
+    sock.py pipeline PORT N         N requests in one write; N answers, in order
+    sock.py slowloris PORT SECS     headers one byte a second; closed within SECS
+    sock.py idle PORT SECS          a kept-alive idle connection is closed within SECS
+    sock.py hold PORT N SECS        open N connections, hold them SECS; prints how many
+                                    the server closed at once (refused)
+    sock.py bigheader PORT BYTES    one header of BYTES; prints the status line
+
+Each prints one line of JSON for the shell script to check.
+"""
+import json
+import socket
+import sys
+import time
+
+
+def connect(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def request(i):
+    body = json.dumps({"event_name": "page_view", "context": {"message_id": "pipe-%d" % i},
+                       "data": {"url": "/p%d" % i}}).encode()
+    return (b"POST /store HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)) + body
+
+
+def read_answers(s, n):
+    """Read n HTTP answers (Content-Length framed); return their bodies."""
+    buf = b""
+    out = []
+    while len(out) < n:
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out
+            buf += chunk
+        head, rest = buf.split(b"\r\n\r\n", 1)
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            k, _, v = line.partition(b":")
+            if k.strip().lower() == b"content-length":
+                length = int(v.strip())
+        while len(rest) < length:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out
+            rest += chunk
+        out.append({"status": int(head.split(b" ")[1]), "body": json.loads(rest[:length] or b"null")})
+        buf = rest[length:]
+    return out
+
+
+def closed_within(s, secs):
+    """Seconds until the server closed s, or None if it stayed open."""
+    t0 = time.time()
+    s.settimeout(0.2)
+    while time.time() - t0 < secs:
+        try:
+            if s.recv(4096) == b"":
+                return time.time() - t0
+        except socket.timeout:
+            continue
+        except (ConnectionResetError, BrokenPipeError):
+            return time.time() - t0
+    return None
+
+
+def main():
+    cmd, port = sys.argv[1], int(sys.argv[2])
+    if cmd == "pipeline":
+        n = int(sys.argv[3])
+        s = connect(port)
+        s.sendall(b"".join(request(i) for i in range(n)))
+        answers = read_answers(s, n)
+        print(json.dumps({"n": len(answers), "statuses": [a["status"] for a in answers],
+                          "ids": [a["body"].get("client_message_id") for a in answers]}))
+    elif cmd == "slowloris":
+        secs = float(sys.argv[3])
+        s = connect(port)
+        t0 = time.time()
+        head = b"POST /store HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200
+        closed = None
+        for b in head:
+            try:
+                s.send(bytes([b]))
+            except (BrokenPipeError, ConnectionResetError):
+                closed = time.time() - t0
+                break
+            c = closed_within(s, 1.0)
+            if c is not None:
+                closed = time.time() - t0
+                break
+            if time.time() - t0 > secs:
+                break
+        print(json.dumps({"closed_after": closed}))
+    elif cmd == "idle":
+        secs = float(sys.argv[3])
+        s = connect(port)
+        s.sendall(request(0))
+        first = read_answers(s, 1)
+        print(json.dumps({"first": first[0]["status"] if first else None,
+                          "closed_after": closed_within(s, secs)}))
+    elif cmd == "hold":
+        n, secs = int(sys.argv[3]), float(sys.argv[4])
+        socks = [connect(port) for _ in range(n)]
+        time.sleep(0.5)
+        refused = 0
+        for s in socks:
+            s.settimeout(0.05)
+            try:
+                if s.recv(1) == b"":
+                    refused += 1
+            except socket.timeout:
+                pass
+            except ConnectionResetError:
+                refused += 1
+        time.sleep(max(0.0, secs - 0.5))
+        print(json.dumps({"refused": refused}))
+    elif cmd == "bigheader":
+        size = int(sys.argv[3])
+        s = connect(port)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * size + b"\r\n\r\n")
+        s.settimeout(5)
+        data = b""
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+                if b"\r\n\r\n" in data:
+                    break
+        except (socket.timeout, ConnectionResetError):
+            pass
+        line = data.split(b"\r\n", 1)[0].decode(errors="replace")
+        print(json.dumps({"status_line": line}))
+
+
+main()
