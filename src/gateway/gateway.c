@@ -41,6 +41,7 @@
 #include "gateway/gateway.h"
 #include "gateway/gateway_int.h"
 #include "gateway/server.h"
+#include "gateway/live_server.h"
 
 EvcWorkerSlot *evc_gw_slot = NULL;
 static int	wake_fd = -1;
@@ -225,6 +226,7 @@ serve(void)
 		ResetLatch(MyLatch);
 		evc_worker_handle_interrupts();
 		commit_incoming();
+		evc_live_after_service();
 		if (settings_changed())
 		{
 			ereport(LOG,

@@ -41,6 +41,7 @@ if ! live_venv_install || ! gw_start || ! live_setup; then
 fi
 live_tap seed-default timeout 300 "$LIVE_PY" "$LIVE_DIR/sio_test.py" seed "$GW_URL" "$LIVE_KEY" default
 live_tap seed-websocket timeout 300 "$LIVE_PY" "$LIVE_DIR/sio_test.py" seed "$GW_URL" "$LIVE_KEY" websocket
+live_tap plain timeout 120 "$LIVE_PY" "$LIVE_DIR/sio_test.py" plain "$GW_URL" "$LIVE_KEY"
 live_tap bad timeout 300 "$LIVE_PY" "$LIVE_DIR/sio_test.py" bad "$GW_URL" "$LIVE_KEY" 65536
 live_tap browser timeout 300 node "$LIVE_DIR/browser.js" "$GW_URL" "$LIVE_KEY" "$EVC_ROOT/.build/live"
 live_tap crowd timeout 600 "$LIVE_PY" "$LIVE_DIR/sio_test.py" crowd "$GW_URL" "$LIVE_KEY" "${LIVE_CROWD:-1000}" 100
