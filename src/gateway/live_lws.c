@@ -43,7 +43,7 @@ typedef struct LiveWsi
 
 static char pages_dir[MAXPGPATH];
 
-static struct lws_http_mount mount_status;
+static struct lws_http_mount mount_status;	/* the pages */
 static struct lws_http_mount mount_live;
 static struct lws_http_mount mount_v1_live;
 static struct lws_http_mount mount_socketio;
@@ -65,24 +65,12 @@ mount_callback(struct lws_http_mount *m, const struct lws_http_mount *next, cons
 	m->origin_protocol = LWSMPRO_CALLBACK;
 }
 
-static void
-mount_files(struct lws_http_mount *m, const struct lws_http_mount *next, const char *point,
-			const char *def)
-{
-	memset(m, 0, sizeof(*m));
-	m->mount_next = next;
-	m->mountpoint = point;
-	m->mountpoint_len = (unsigned char) strlen(point);
-	m->origin = pages_dir;
-	m->def = def;
-	m->origin_protocol = LWSMPRO_FILE;
-	m->cache_max_age = 0;
-}
-
 /*
- * The mounts, chained: /socket.io and /v1/live to the live protocol,
- * /live and /status to the pages installed with the extension
- * (share/extension/evcollector_pages).
+ * The mounts, chained: /socket.io, /v1/live, /live and /status to the live
+ * protocol.  The pages are files installed with the extension
+ * (share/extension/evcollector_pages), served by libwebsockets from this
+ * callback rather than by a file mount, which would redirect /live to
+ * /live/ and lose the query string the pages read.
  */
 const struct lws_http_mount *
 evc_live_mounts(void)
@@ -91,11 +79,40 @@ evc_live_mounts(void)
 
 	get_share_path(my_exec_path, share);
 	snprintf(pages_dir, sizeof(pages_dir), "%s/extension/evcollector_pages", share);
-	mount_files(&mount_status, NULL, "/status", "status.html");
-	mount_files(&mount_live, &mount_status, "/live", "live.html");
+	mount_callback(&mount_status, NULL, "/status");
+	mount_callback(&mount_live, &mount_status, "/live");
 	mount_callback(&mount_v1_live, &mount_live, "/v1/live");
 	mount_callback(&mount_socketio, &mount_v1_live, "/socket.io");
 	return &mount_socketio;
+}
+
+/* The page or asset a path names, or false; only the files we ship. */
+static bool
+page_file(const char *uri, char *path, const char **mime)
+{
+	static const struct
+	{
+		const char *uri;
+		const char *file;
+		const char *mime;
+	}			files[] = {
+		{"/live", "live.html", "text/html; charset=utf-8"},
+		{"/live/", "live.html", "text/html; charset=utf-8"},
+		{"/status", "status.html", "text/html; charset=utf-8"},
+		{"/status/", "status.html", "text/html; charset=utf-8"},
+		{"/live/live.js", "live.js", "text/javascript; charset=utf-8"},
+		{"/live/status.js", "status.js", "text/javascript; charset=utf-8"},
+		{"/live/style.css", "style.css", "text/css; charset=utf-8"},
+	};
+
+	for (int i = 0; i < lengthof(files); i++)
+		if (strcmp(uri, files[i].uri) == 0)
+		{
+			snprintf(path, MAXPGPATH, "%s/%s", pages_dir, files[i].file);
+			*mime = files[i].mime;
+			return true;
+		}
+	return false;
 }
 
 /* ---- per-connection state ---- */
@@ -295,6 +312,24 @@ on_http(struct lws *wsi, LiveWsi *w, const char *mount_path)
 
 	if (lws_hdr_copy(wsi, uri, sizeof(uri), post ? WSI_TOKEN_POST_URI : WSI_TOKEN_GET_URI) < 0)
 		uri[0] = '\0';
+	if (strncmp(uri, "/live", 5) == 0 || strncmp(uri, "/status", 7) == 0)
+	{
+		char		path[MAXPGPATH];
+		const char *mime;
+		const char *msg = "{\"error\":{\"code\":\"not_found\",\"message\":\"no such page\"}}";
+
+		if (!post && page_file(uri, path, &mime))
+		{
+			int			rc = lws_serve_http_file(wsi, path, mime, NULL, 0);
+
+			/* 0: being sent; above 0: done already; below 0 (no file): closed */
+			if (rc < 0)
+				return -1;
+			return rc > 0 && lws_http_transaction_completed(wsi) ? -1 : 0;
+		}
+		answer(wsi, w, 404, "application/json", msg, strlen(msg));
+		return 0;
+	}
 	if (strncmp(uri, "/v1/live", 8) == 0)
 	{
 		const char *msg = "{\"error\":{\"code\":\"upgrade_required\",\"message\":\"/v1/live is a WebSocket: connect with Upgrade: websocket\"}}";
