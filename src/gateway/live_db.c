@@ -184,6 +184,8 @@ run_catchup(LiveSession *s)
 	if (SPI_execute_plan(plan_catchup, v, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "the live catch-up failed");
 	rows = SPI_processed;
+	elog(DEBUG1, "live session %s: catch-up of %d rooms, window %d s, since %s: " UINT64_FORMAT " rows",
+		 s->sid, n, s->work_window, timestamptz_to_str(s->work_since), rows);
 	initStringInfo(&b);
 	for (uint64 r = 0; r < rows; r++)
 	{
@@ -234,7 +236,11 @@ run_one(LiveSession *s)
 
 	live_work_forget(s);
 	if (kind == LIVE_WORK_AUTH)
-		finish_auth(s, check_key(s, &why), why);
+	{
+		bool		ok = check_key(s, &why);
+
+		finish_auth(s, ok, why);
+	}
 	else if (kind == LIVE_WORK_CATCHUP)
 		run_catchup(s);
 }

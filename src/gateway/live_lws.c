@@ -15,6 +15,7 @@
 
 #include "miscadmin.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "kafka/proto.h"
 #include "gateway/live_int.h"
@@ -514,6 +515,8 @@ plain_established(struct lws *wsi, LiveWsi *w)
 	}
 	MemoryContextSwitchTo(old);
 	pfree(buf);
+	elog(DEBUG1, "live session %s: /v1/live, %d rooms, window %d s, since %s",
+		 s->sid, s->plain_nrooms, s->work_window, s->work_since ? timestamptz_to_str(s->work_since) : "-");
 	if (!s->closing)
 		live_work_queue(s, LIVE_WORK_AUTH);
 	return 0;

@@ -46,6 +46,7 @@ SELECT evc_consumer_create('live_aggs', ARRAY['aggregates.1m', 'aggregates.5m', 
 ALTER SYSTEM SET evcollector.live_ping_interval = '1s';
 ALTER SYSTEM SET evcollector.live_ping_timeout = '1s';
 ALTER SYSTEM SET evcollector.live_max_payload = '65536';
+ALTER SYSTEM SET log_min_messages = 'debug1';
 SELECT pg_reload_conf();
 SQL
 	LIVE_KEY=$(psql -X -qAt -d evc_test -c "SELECT evc_gateway_key_create('livetest', 'read')") || return 1

@@ -49,4 +49,6 @@ live_tap browser timeout 300 node "$LIVE_DIR/browser.js" "$GW_URL" "$LIVE_KEY" "
 psql -X -q -d evc_test -c "ALTER SYSTEM SET evcollector.live_ping_interval = '25s'" \
 	-c "ALTER SYSTEM SET evcollector.live_ping_timeout = '20s'" -c "SELECT pg_reload_conf()" >/dev/null
 live_tap crowd timeout 600 "$LIVE_PY" "$LIVE_DIR/sio_test.py" crowd "$GW_URL" "$LIVE_KEY" "${LIVE_CROWD:-1000}" 100
+# the gateway's own lines, for a failure's post-mortem
+grep -E 'gateway|live' "$EVC_RUN/postgresql.log" >"$EVC_ROOT/.build/live/gateway.log" 2>/dev/null
 echo "1..$LIVE_N"

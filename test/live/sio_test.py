@@ -412,7 +412,7 @@ def plain(url, key):
         return msgs
 
     ws = websocket.create_connection(base + "rooms=lt-websocket-a,lt-websocket-b&window=1m&since=2000-01-01T00:00:00Z&token=" + key, timeout=10)
-    got = read_all(ws)
+    got = read_all(ws, 5)
     ok(len(got) >= 4 and all(a.get("window") == "1m" and a["room"] in ("lt-websocket-a", "lt-websocket-b") for a in got),
        "/v1/live with since=: the rooms' aggregates of the window, as JSON of the push's shape", got[:6])
     ok(all(set(a) >= {"room", "client", "event", "function", "window", "start", "value", "count", "revision"} for a in got),
