@@ -160,11 +160,18 @@ wsi_release(void *user)
 	*pp = NULL;
 }
 
-/* A query argument, or NULL (buf holds it). */
+/*
+ * A query argument, or NULL (buf holds it).  libwebsockets copies each
+ * argument into buf on its way to the one named, and stops at the first
+ * that does not fit, so buf must hold the longest argument of the query,
+ * not only the one wanted.
+ */
+#define URLARG_BUF (EVC_LIVE_MAX_ROOMS * 64)
+
 static const char *
-urlarg(struct lws *wsi, const char *name, char *buf, int len)
+urlarg(struct lws *wsi, const char *name, char *buf)
 {
-	return lws_get_urlarg_by_name(wsi, name, buf, len);
+	return lws_get_urlarg_by_name(wsi, name, buf, URLARG_BUF);
 }
 
 /* ---- HTTP answers ---- */
@@ -304,7 +311,7 @@ static int
 on_http(struct lws *wsi, LiveWsi *w, const char *mount_path)
 {
 	char		uri[64];
-	char		arg[64];
+	char	   *arg = palloc(URLARG_BUF);
 	const char *eio;
 	const char *transport;
 	const char *sid;
@@ -343,19 +350,19 @@ on_http(struct lws *wsi, LiveWsi *w, const char *mount_path)
 		answer_eio_error(wsi, w, 2, "Bad handshake method");
 		return 0;
 	}
-	eio = urlarg(wsi, "EIO=", arg, sizeof(arg));
+	eio = urlarg(wsi, "EIO=", arg);
 	if (eio == NULL || strcmp(eio, "4") != 0)
 	{
 		answer_eio_error(wsi, w, 5, "Unsupported protocol version");
 		return 0;
 	}
-	transport = urlarg(wsi, "transport=", arg, sizeof(arg));
+	transport = urlarg(wsi, "transport=", arg);
 	if (transport == NULL || strcmp(transport, "polling") != 0)
 	{
 		answer_eio_error(wsi, w, 0, "Transport unknown");
 		return 0;
 	}
-	sid = urlarg(wsi, "sid=", arg, sizeof(arg));
+	sid = urlarg(wsi, "sid=", arg);
 	if (sid == NULL)
 	{
 		if (post)
@@ -461,7 +468,7 @@ static int
 plain_established(struct lws *wsi, LiveWsi *w)
 {
 	LiveSession *s = live_session_new(LIVE_PLAIN);
-	char	   *buf = palloc(EVC_LIVE_MAX_ROOMS * 64);
+	char	   *buf = palloc(URLARG_BUF);
 	const char *v;
 	int			seconds = 60;
 	MemoryContext old;
@@ -469,7 +476,7 @@ plain_established(struct lws *wsi, LiveWsi *w)
 	wsi_attach(w, s, WSI_WS);
 	s->ws = wsi;
 	old = MemoryContextSwitchTo(s->cxt);
-	v = urlarg(wsi, "window=", buf, 64);
+	v = urlarg(wsi, "window=", buf);
 	if (v)
 	{
 		char	   *end;
@@ -488,16 +495,16 @@ plain_established(struct lws *wsi, LiveWsi *w)
 		}
 	}
 	s->work_window = seconds;
-	v = urlarg(wsi, "since=", buf, 64);
+	v = urlarg(wsi, "since=", buf);
 	if (v && !s->closing && !evc_parse_timestamp(v, &s->work_since))
 	{
 		live_send_error(s, "bad_since", "since is not a timestamp");
 		s->closing = true;
 	}
-	v = urlarg(wsi, "token=", buf, 256);
+	v = urlarg(wsi, "token=", buf);
 	if (v)
 		s->auth_token = pstrdup(v);
-	v = urlarg(wsi, "rooms=", buf, EVC_LIVE_MAX_ROOMS * 64);
+	v = urlarg(wsi, "rooms=", buf);
 	if (!s->closing && (v == NULL || *v == '\0'))
 	{
 		live_send_error(s, "bad_rooms", "rooms is a comma-separated list of room identifiers");
@@ -526,7 +533,7 @@ static int
 ws_established(struct lws *wsi, LiveWsi *w)
 {
 	char		uri[64];
-	char		arg[64];
+	char	   *arg = palloc(URLARG_BUF);
 	const char *v;
 	LiveSession *s;
 
@@ -534,13 +541,13 @@ ws_established(struct lws *wsi, LiveWsi *w)
 		return -1;
 	if (strcmp(uri, "/v1/live") == 0)
 		return plain_established(wsi, w);
-	v = urlarg(wsi, "EIO=", arg, sizeof(arg));
+	v = urlarg(wsi, "EIO=", arg);
 	if (v == NULL || strcmp(v, "4") != 0)
 		return -1;
-	v = urlarg(wsi, "transport=", arg, sizeof(arg));
+	v = urlarg(wsi, "transport=", arg);
 	if (v == NULL || strcmp(v, "websocket") != 0)
 		return -1;
-	v = urlarg(wsi, "sid=", arg, sizeof(arg));
+	v = urlarg(wsi, "sid=", arg);
 	if (v)
 	{
 		/* the upgrade of a polling session: probe, then "5" */
