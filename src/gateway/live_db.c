@@ -45,7 +45,7 @@ static uint64 n_lost = 0;
 static MemoryContext round_cxt = NULL;
 
 void
-live_work_queue(LiveSession *s, LiveWork kind)
+evc_live_work_queue(LiveSession *s, LiveWork kind)
 {
 	s->work = kind;
 	if (!s->in_work)
@@ -57,7 +57,7 @@ live_work_queue(LiveSession *s, LiveWork kind)
 }
 
 void
-live_work_forget(LiveSession *s)
+evc_live_work_forget(LiveSession *s)
 {
 	if (s->in_work)
 		dlist_delete(&s->work_node);
@@ -114,26 +114,26 @@ finish_auth(LiveSession *s, bool ok, const char *why)
 		}
 		else
 			evc_sio_encode_connect_error(&b, root, why ? why : "not authorized");
-		live_send_sio(s, &b);
+		evc_live_send_sio(s, &b);
 	}
 	else if (!ok)
 	{
-		live_send_error(s, "unauthorized", why ? why : "not authorized");
+		evc_live_send_error(s, "unauthorized", why ? why : "not authorized");
 		s->closing = true;
-		live_kick(s);
+		evc_live_kick(s);
 	}
 	else
 	{
 		for (int i = 0; i < s->plain_nrooms; i++)
-			if (!live_session_join(s, s->plain_rooms[i]))
-				live_send_error(s, "bad_rooms", "a room name is too long, or there are too many rooms");
+			if (!evc_live_session_join(s, s->plain_rooms[i]))
+				evc_live_send_error(s, "bad_rooms", "a room name is too long, or there are too many rooms");
 		if (s->work_since != 0)
 		{
-			live_work_queue(s, LIVE_WORK_CATCHUP);
+			evc_live_work_queue(s, LIVE_WORK_CATCHUP);
 			pfree(b.data);
 			return;
 		}
-		live_session_add_window(s, s->work_window);
+		evc_live_session_add_window(s, s->work_window);
 	}
 	pfree(b.data);
 }
@@ -152,7 +152,7 @@ run_catchup(LiveSession *s)
 	int			i = 0;
 	ListCell   *lc;
 	char	   *wname = evc_window_name(s->work_window);
-	char	   *event = live_window_event(s->work_window);
+	char	   *event = evc_live_window_event(s->work_window);
 	uint64		rows;
 	StringInfoData b;
 
@@ -205,11 +205,11 @@ run_catchup(LiveSession *s)
 		else
 			appendStringInfoString(&b, json);
 		/* the catch-up is bounded by its LIMIT, not by the live queue */
-		live_send(s, b.data, b.len, true);
+		evc_live_send(s, b.data, b.len, true);
 		pfree(json);
 	}
 	SPI_freetuptable(SPI_tuptable);
-	live_session_add_window(s, s->work_window);
+	evc_live_session_add_window(s, s->work_window);
 	if (s->kind == LIVE_SIO && s->work_ack >= 0)
 	{
 		StringInfoData a;
@@ -219,7 +219,7 @@ run_catchup(LiveSession *s)
 		appendStringInfo(&b, "{\"ok\":true,\"window_seconds\":%d,\"caught_up\":" UINT64_FORMAT "}",
 						 s->work_window, rows);
 		evc_sio_encode_ack(&a, s->work_ack, b.data);
-		live_send_sio(s, &a);
+		evc_live_send_sio(s, &a);
 		pfree(a.data);
 	}
 	s->work_ack = -1;
@@ -234,7 +234,7 @@ run_one(LiveSession *s)
 	LiveWork	kind = s->work;
 	char	   *why = NULL;
 
-	live_work_forget(s);
+	evc_live_work_forget(s);
 	if (kind == LIVE_WORK_AUTH)
 	{
 		bool		ok = check_key(s, &why);
@@ -277,10 +277,10 @@ run_work(void)
 			ereport(LOG,
 					(errmsg("evcollector live rooms: a client's %s failed: %s",
 							s->work == LIVE_WORK_AUTH ? "key check" : "catch-up", edata->message)));
-			live_work_forget(s);
-			live_send_error(s, "internal_error", edata->message);
+			evc_live_work_forget(s);
+			evc_live_send_error(s, "internal_error", edata->message);
 			s->closing = true;
-			live_kick(s);
+			evc_live_kick(s);
 		}
 		PG_END_TRY();
 		MemoryContextSwitchTo(old);
@@ -307,7 +307,7 @@ catch_up_after_loss(LiveSession *s, void *arg)
 		s->work_window = s->windows[i];
 		s->work_since = since;
 		s->work_ack = -1;
-		live_work_queue(s, LIVE_WORK_CATCHUP);
+		evc_live_work_queue(s, LIVE_WORK_CATCHUP);
 	}
 }
 
@@ -332,12 +332,12 @@ drain_ring(void)
 			ereport(LOG,
 					(errmsg("evcollector live rooms fell a whole ring behind the aggregates sink"),
 					 errdetail("Live clients catch up from evc.aggregates.")));
-			live_each_subscribed(catch_up_after_loss, &last_drain);
+			evc_live_each_subscribed(catch_up_after_loss, &last_drain);
 		}
 		if (buf.len == 0)
 			break;
 		while (evc_live_ring_next(&buf, &pos, &rec))
-			live_fanout(rec.window_seconds, rec.room, rec.json, rec.json_len);
+			evc_live_fanout(rec.window_seconds, rec.room, rec.json, rec.json_len);
 	}
 	last_drain = now;
 	pfree(buf.data);
@@ -362,7 +362,7 @@ evc_live_after_service(void)
 
 /* From evc_live_start: become the ring's reader before the first round. */
 void
-live_ring_begin(void)
+evc_live_ring_begin(void)
 {
 	ring_cursor = evc_live_ring_attach();
 	ring_attached = true;
@@ -371,7 +371,7 @@ live_ring_begin(void)
 
 /* The server is rebuilt: the sessions waiting for work are gone. */
 void
-live_db_reset(void)
+evc_live_db_reset(void)
 {
 	dlist_init(&work);
 	round_cxt = NULL;			/* a child of the live rooms' context, deleted */

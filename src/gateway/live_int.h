@@ -110,37 +110,37 @@ typedef struct LiveRoom
 extern MemoryContext evc_live_cxt;
 extern bool evc_live_stopping;	/* the server is being torn down */
 extern struct lws_context *evc_live_context;
-extern MemoryContext live_callback_enter(void);
-extern void live_callback_leave(MemoryContext old);
-extern LiveSession *live_session_new(LiveKind kind);
-extern LiveSession *live_session_find(const char *sid);
-extern void live_session_close(LiveSession *s, const char *why);
-extern void live_session_unref(LiveSession *s);
-extern bool live_session_join(LiveSession *s, const char *room);
-extern bool live_session_add_window(LiveSession *s, int seconds);
-extern bool live_session_has_window(LiveSession *s, int seconds);
-extern void live_send(LiveSession *s, const char *data, int len, bool bypass_bound);
-extern void live_send_sio(LiveSession *s, StringInfo sio);
-extern void live_send_error(LiveSession *s, const char *code, const char *message);
-extern void live_kick(LiveSession *s);
-extern void live_heartbeat_start(LiveSession *s);
-extern void live_heartbeat_pong(LiveSession *s);
-extern void live_fanout(int window_seconds, const char *room, const char *json, int json_len);
-extern void live_each_subscribed(void (*fn) (LiveSession *s, void *arg), void *arg);
-extern int	live_session_count(void);
-extern void live_counters(uint64 *pushed, uint64 *dropped_slow, uint64 *closed);
-extern char *live_window_event(int seconds);
-extern int	live_window_from_event(const char *event);
+extern MemoryContext evc_live_callback_enter(void);
+extern void evc_live_callback_leave(MemoryContext old);
+extern LiveSession *evc_live_session_new(LiveKind kind);
+extern LiveSession *evc_live_session_find(const char *sid);
+extern void evc_live_session_close(LiveSession *s, const char *why);
+extern void evc_live_session_unref(LiveSession *s);
+extern bool evc_live_session_join(LiveSession *s, const char *room);
+extern bool evc_live_session_add_window(LiveSession *s, int seconds);
+extern bool evc_live_session_has_window(LiveSession *s, int seconds);
+extern void evc_live_send(LiveSession *s, const char *data, int len, bool bypass_bound);
+extern void evc_live_send_sio(LiveSession *s, StringInfo sio);
+extern void evc_live_send_error(LiveSession *s, const char *code, const char *message);
+extern void evc_live_kick(LiveSession *s);
+extern void evc_live_heartbeat_start(LiveSession *s);
+extern void evc_live_heartbeat_pong(LiveSession *s);
+extern void evc_live_fanout(int window_seconds, const char *room, const char *json, int json_len);
+extern void evc_live_each_subscribed(void (*fn) (LiveSession *s, void *arg), void *arg);
+extern int	evc_live_session_count(void);
+extern void evc_live_counters(uint64 *pushed, uint64 *dropped_slow, uint64 *closed);
+extern char *evc_live_window_event(int seconds);
+extern int	evc_live_window_from_event(const char *event);
 
 /* live_sio.c: one Socket.IO packet from a client */
-extern void live_sio_message(LiveSession *s, const char *data, size_t len);
-extern void live_eio_packet(LiveSession *s, EvcEioPacket *p, bool over_ws);
+extern void evc_live_sio_message(LiveSession *s, const char *data, size_t len);
+extern void evc_live_eio_packet(LiveSession *s, EvcEioPacket *p, bool over_ws);
 
 /* live_db.c */
-extern void live_work_queue(LiveSession *s, LiveWork work);
-extern void live_work_forget(LiveSession *s);
-extern void live_ring_begin(void);
-extern void live_db_reset(void);
+extern void evc_live_work_queue(LiveSession *s, LiveWork work);
+extern void evc_live_work_forget(LiveSession *s);
+extern void evc_live_ring_begin(void);
+extern void evc_live_db_reset(void);
 extern uint64 evc_live_lost_count(void);
 
 #endif							/* EVC_GATEWAY_LIVE_INT_H */

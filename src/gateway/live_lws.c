@@ -154,7 +154,7 @@ wsi_release(void *user)
 		return;
 	w = *pp;
 	if (w->s)
-		live_session_unref(w->s);
+		evc_live_session_unref(w->s);
 	pfree(w->body.data);
 	pfree(w);
 	*pp = NULL;
@@ -281,9 +281,9 @@ poll_writeable(struct lws *wsi, LiveWsi *w)
 	rc = write_answer(wsi, 200, "text/plain; charset=UTF-8", b.data, b.len, false);
 	pfree(b.data);
 	if (s->closing && dlist_is_empty(&s->queue))
-		live_session_close(s, "dropped after its last message");
+		evc_live_session_close(s, "dropped after its last message");
 	/* the connection may carry the next poll: it no longer holds this one */
-	live_session_unref(s);
+	evc_live_session_unref(s);
 	w->s = NULL;
 	w->kind = WSI_NONE;
 	return rc;
@@ -294,14 +294,14 @@ poll_writeable(struct lws *wsi, LiveWsi *w)
 static void
 eio_handshake(struct lws *wsi, LiveWsi *w)
 {
-	LiveSession *s = live_session_new(LIVE_SIO);
+	LiveSession *s = evc_live_session_new(LIVE_SIO);
 	StringInfoData b;
 
 	initStringInfo(&b);
 	evc_eio_encode_open(&b, s->sid, evc_live_ping_interval_ms, evc_live_ping_timeout_ms,
 						evc_live_max_payload, true);
 	s->eio_open_sent = true;
-	live_heartbeat_start(s);
+	evc_live_heartbeat_start(s);
 	w->kind = WSI_ANSWER;
 	answer(wsi, w, 200, "text/plain; charset=UTF-8", b.data, b.len);
 	pfree(b.data);
@@ -371,7 +371,7 @@ on_http(struct lws *wsi, LiveWsi *w, const char *mount_path)
 			eio_handshake(wsi, w);
 		return 0;
 	}
-	s = live_session_find(sid);
+	s = evc_live_session_find(sid);
 	if (s == NULL || s->kind != LIVE_SIO)
 	{
 		answer_eio_error(wsi, w, 1, "Session ID unknown");
@@ -391,7 +391,7 @@ on_http(struct lws *wsi, LiveWsi *w, const char *mount_path)
 	{
 		/* Engine.IO: overlapping polls end the session */
 		answer_eio_error(wsi, w, 3, "Bad request");
-		live_session_close(s, "two polls at once");
+		evc_live_session_close(s, "two polls at once");
 		return 0;
 	}
 	wsi_attach(w, s, WSI_POLL_GET);
@@ -415,7 +415,7 @@ on_http_body(struct lws *wsi, LiveWsi *w, const char *in, size_t len)
 		w->kind = WSI_ANSWER;
 		w->close_after = true;
 		answer(wsi, w, 413, "application/json", msg, strlen(msg));
-		live_session_close(w->s, "a polling body over evcollector.live_max_payload");
+		evc_live_session_close(w->s, "a polling body over evcollector.live_max_payload");
 		return 0;
 	}
 	appendBinaryStringInfo(&w->body, in, len);
@@ -438,10 +438,10 @@ on_http_body_done(struct lws *wsi, LiveWsi *w)
 	len = w->body.len;
 	body = pnstrdup(w->body.data, len);
 	while (!s->dead && (why = evc_eio_payload_next(body, len, &pos, &p)) == NULL && p.type != 0)
-		live_eio_packet(s, &p, false);
+		evc_live_eio_packet(s, &p, false);
 	if (why != NULL && !s->dead)
 	{
-		live_send_error(s, "protocol_error", why);
+		evc_live_send_error(s, "protocol_error", why);
 		s->closing = true;
 	}
 	pfree(body);
@@ -467,7 +467,7 @@ ws_path_ok(struct lws *wsi)
 static int
 plain_established(struct lws *wsi, LiveWsi *w)
 {
-	LiveSession *s = live_session_new(LIVE_PLAIN);
+	LiveSession *s = evc_live_session_new(LIVE_PLAIN);
 	char	   *buf = palloc(URLARG_BUF);
 	const char *v;
 	int			seconds = 60;
@@ -490,7 +490,7 @@ plain_established(struct lws *wsi, LiveWsi *w)
 			seconds = (int) n * 3600;
 		else
 		{
-			live_send_error(s, "bad_window", "window is a number of minutes (1m), seconds (30s) or hours (1h)");
+			evc_live_send_error(s, "bad_window", "window is a number of minutes (1m), seconds (30s) or hours (1h)");
 			s->closing = true;
 		}
 	}
@@ -498,7 +498,7 @@ plain_established(struct lws *wsi, LiveWsi *w)
 	v = urlarg(wsi, "since=", buf);
 	if (v && !s->closing && !evc_parse_timestamp(v, &s->work_since))
 	{
-		live_send_error(s, "bad_since", "since is not a timestamp");
+		evc_live_send_error(s, "bad_since", "since is not a timestamp");
 		s->closing = true;
 	}
 	v = urlarg(wsi, "token=", buf);
@@ -507,7 +507,7 @@ plain_established(struct lws *wsi, LiveWsi *w)
 	v = urlarg(wsi, "rooms=", buf);
 	if (!s->closing && (v == NULL || *v == '\0'))
 	{
-		live_send_error(s, "bad_rooms", "rooms is a comma-separated list of room identifiers");
+		evc_live_send_error(s, "bad_rooms", "rooms is a comma-separated list of room identifiers");
 		s->closing = true;
 	}
 	else if (!s->closing)
@@ -525,7 +525,7 @@ plain_established(struct lws *wsi, LiveWsi *w)
 	elog(DEBUG1, "live session %s: /v1/live, %d rooms, window %d s, since %s",
 		 s->sid, s->plain_nrooms, s->work_window, s->work_since ? timestamptz_to_str(s->work_since) : "-");
 	if (!s->closing)
-		live_work_queue(s, LIVE_WORK_AUTH);
+		evc_live_work_queue(s, LIVE_WORK_AUTH);
 	return 0;
 }
 
@@ -551,7 +551,7 @@ ws_established(struct lws *wsi, LiveWsi *w)
 	if (v)
 	{
 		/* the upgrade of a polling session: probe, then "5" */
-		s = live_session_find(v);
+		s = evc_live_session_find(v);
 		if (s == NULL || s->kind != LIVE_SIO || s->ws != NULL || s->upgraded)
 			return -1;
 		wsi_attach(w, s, WSI_WS);
@@ -559,7 +559,7 @@ ws_established(struct lws *wsi, LiveWsi *w)
 		return 0;
 	}
 	/* WebSocket alone: the open packet is the first message */
-	s = live_session_new(LIVE_SIO);
+	s = evc_live_session_new(LIVE_SIO);
 	wsi_attach(w, s, WSI_WS);
 	s->ws = wsi;
 	s->upgraded = true;
@@ -569,11 +569,11 @@ ws_established(struct lws *wsi, LiveWsi *w)
 		initStringInfo(&b);
 		evc_eio_encode_open(&b, s->sid, evc_live_ping_interval_ms, evc_live_ping_timeout_ms,
 							evc_live_max_payload, false);
-		live_send(s, b.data, b.len, true);
+		evc_live_send(s, b.data, b.len, true);
 		pfree(b.data);
 	}
 	s->eio_open_sent = true;
-	live_heartbeat_start(s);
+	evc_live_heartbeat_start(s);
 	return 0;
 }
 
@@ -595,14 +595,14 @@ ws_receive(struct lws *wsi, LiveWsi *w, const char *in, size_t len)
 	{
 		lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
 						 (unsigned char *) "message over evcollector.live_max_payload", 41);
-		live_session_close(s, "a message over evcollector.live_max_payload");
+		evc_live_session_close(s, "a message over evcollector.live_max_payload");
 		return -1;
 	}
 	appendBinaryStringInfo(&s->rx, in, len);
 	if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) > 0)
 		return 0;
 	if (s->kind == LIVE_PLAIN)
-		live_send_error(s, "no_messages", "/v1/live takes no messages: rooms and window are in its URL");
+		evc_live_send_error(s, "no_messages", "/v1/live takes no messages: rooms and window are in its URL");
 	else
 	{
 		EvcEioPacket p;
@@ -610,11 +610,11 @@ ws_receive(struct lws *wsi, LiveWsi *w, const char *in, size_t len)
 
 		if (why)
 		{
-			live_send_error(s, "protocol_error", why);
+			evc_live_send_error(s, "protocol_error", why);
 			s->closing = true;
 		}
 		else
-			live_eio_packet(s, &p, true);
+			evc_live_eio_packet(s, &p, true);
 	}
 	if (!s->dead)
 		resetStringInfo(&s->rx);
@@ -649,7 +649,7 @@ ws_writeable(struct lws *wsi, LiveWsi *w)
 		if (s->closing)
 		{
 			lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION, (unsigned char *) "dropped", 7);
-			live_session_close(s, "dropped after its last message");
+			evc_live_session_close(s, "dropped after its last message");
 			return -1;
 		}
 		return 0;
@@ -677,7 +677,7 @@ ws_closed(LiveWsi *w, struct lws *wsi)
 		s->ws = NULL;
 	/* a failed probe leaves the polling session; anything else ends it */
 	if (s->kind == LIVE_PLAIN || s->upgraded)
-		live_session_close(s, "the WebSocket closed");
+		evc_live_session_close(s, "the WebSocket closed");
 }
 
 /*
@@ -698,9 +698,9 @@ evc_live_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
 
 	if (evc_live_cxt == NULL || evc_live_stopping)
 		return lws_callback_http_dummy(wsi, reason, user, in, len);
-	old = live_callback_enter();
+	old = evc_live_callback_enter();
 	rc = live_callback(wsi, reason, user, in, len);
-	live_callback_leave(old);
+	evc_live_callback_leave(old);
 	return rc;
 }
 
@@ -745,7 +745,7 @@ live_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 											  w->body.len, w->close_after);
 
 				if (w->s)
-					live_session_unref(w->s);
+					evc_live_session_unref(w->s);
 				w->s = NULL;
 				w->kind = WSI_NONE;
 				return rc;

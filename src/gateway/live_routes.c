@@ -66,12 +66,12 @@ live_section(StringInfo out)
 				closed;
 	EvcLiveRingStats rs;
 
-	live_counters(&pushed, &dropped, &closed);
+	evc_live_counters(&pushed, &dropped, &closed);
 	evc_live_ring_stats(&rs);
 	appendStringInfo(out, "{\"sessions\":%d,\"pushed\":" UINT64_FORMAT ",\"dropped_slow\":" UINT64_FORMAT
 					 ",\"closed\":" UINT64_FORMAT ",\"ring_records\":" UINT64_FORMAT
 					 ",\"ring_bytes\":" UINT64_FORMAT ",\"ring_lost\":" UINT64_FORMAT "}",
-					 live_session_count(), pushed, dropped, closed, rs.records, rs.bytes,
+					 evc_live_session_count(), pushed, dropped, closed, rs.records, rs.bytes,
 					 evc_live_lost_count());
 }
 

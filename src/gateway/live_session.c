@@ -105,7 +105,7 @@ evc_live_start(struct lws_context *context)
 		sessions = rooms = NULL;
 		nsessions = 0;
 		callback_depth = 0;
-		live_db_reset();
+		evc_live_db_reset();
 	}
 	evc_live_stopping = false;
 	evc_live_context = context;
@@ -125,18 +125,18 @@ evc_live_start(struct lws_context *context)
 	ctl.hcxt = evc_live_cxt;
 	rooms = hash_create("evcollector live rooms", 1024, &ctl,
 						HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	live_ring_begin();
+	evc_live_ring_begin();
 }
 
 MemoryContext
-live_callback_enter(void)
+evc_live_callback_enter(void)
 {
 	callback_depth++;
 	return MemoryContextSwitchTo(callback_cxt);
 }
 
 void
-live_callback_leave(MemoryContext old)
+evc_live_callback_leave(MemoryContext old)
 {
 	MemoryContextSwitchTo(old);
 	if (--callback_depth == 0)
@@ -159,7 +159,7 @@ make_sid(char *out)
 }
 
 LiveSession *
-live_session_new(LiveKind kind)
+evc_live_session_new(LiveKind kind)
 {
 	MemoryContext cxt = AllocSetContextCreate(evc_live_cxt, "evcollector live session",
 											  ALLOCSET_SMALL_SIZES);
@@ -182,7 +182,7 @@ live_session_new(LiveKind kind)
 }
 
 LiveSession *
-live_session_find(const char *sid)
+evc_live_session_find(const char *sid)
 {
 	SessionEntry *e;
 
@@ -219,7 +219,7 @@ session_free(LiveSession *s)
  * sockets are closed, and its memory goes when no socket points to it.
  */
 void
-live_session_close(LiveSession *s, const char *why)
+evc_live_session_close(LiveSession *s, const char *why)
 {
 	ListCell   *lc;
 
@@ -234,7 +234,7 @@ live_session_close(LiveSession *s, const char *why)
 	s->rooms = NIL;
 	lws_sul_cancel(&s->sul_ping);
 	lws_sul_cancel(&s->sul_timeout);
-	live_work_forget(s);
+	evc_live_work_forget(s);
 	hash_search(sessions, s->sid, HASH_REMOVE, NULL);
 	nsessions--;
 	/* the sockets see dead on their next callback and close */
@@ -247,7 +247,7 @@ live_session_close(LiveSession *s, const char *why)
 }
 
 void
-live_session_unref(LiveSession *s)
+evc_live_session_unref(LiveSession *s)
 {
 	Assert(s->wsi_refs > 0);
 	s->wsi_refs--;
@@ -256,7 +256,7 @@ live_session_unref(LiveSession *s)
 }
 
 bool
-live_session_join(LiveSession *s, const char *name)
+evc_live_session_join(LiveSession *s, const char *name)
 {
 	RoomEntry  *e;
 	bool		found;
@@ -291,7 +291,7 @@ live_session_join(LiveSession *s, const char *name)
 }
 
 bool
-live_session_has_window(LiveSession *s, int seconds)
+evc_live_session_has_window(LiveSession *s, int seconds)
 {
 	for (int i = 0; i < s->nwindows; i++)
 		if (s->windows[i] == seconds)
@@ -300,9 +300,9 @@ live_session_has_window(LiveSession *s, int seconds)
 }
 
 bool
-live_session_add_window(LiveSession *s, int seconds)
+evc_live_session_add_window(LiveSession *s, int seconds)
 {
-	if (live_session_has_window(s, seconds))
+	if (evc_live_session_has_window(s, seconds))
 		return true;
 	if (s->nwindows == LIVE_MAX_WINDOWS)
 		return false;
@@ -312,7 +312,7 @@ live_session_add_window(LiveSession *s, int seconds)
 
 /* Ask the socket that sends for this session to become writable. */
 void
-live_kick(LiveSession *s)
+evc_live_kick(LiveSession *s)
 {
 	if (s->ws && (s->kind == LIVE_PLAIN || s->upgraded || s->poll == NULL))
 		lws_callback_on_writable(s->ws);
@@ -340,7 +340,7 @@ queue_append(LiveSession *s, const char *data, int len)
  * error, the last thing it is sent.
  */
 void
-live_send(LiveSession *s, const char *data, int len, bool bypass_bound)
+evc_live_send(LiveSession *s, const char *data, int len, bool bypass_bound)
 {
 	if (s->dead || s->closing)
 		return;
@@ -352,7 +352,7 @@ live_send(LiveSession *s, const char *data, int len, bool bypass_bound)
 		snprintf(msg, sizeof(msg),
 				 "%d messages are waiting to be sent to this client (evcollector.live_queue_max); it is dropped",
 				 s->qlen);
-		live_send_error(s, "slow_consumer", msg);
+		evc_live_send_error(s, "slow_consumer", msg);
 		s->closing = true;
 		/* a client that reads nothing at all is cut off after 5 s */
 		if (s->ws)
@@ -362,24 +362,24 @@ live_send(LiveSession *s, const char *data, int len, bool bypass_bound)
 		return;
 	}
 	queue_append(s, data, len);
-	live_kick(s);
+	evc_live_kick(s);
 }
 
 void
-live_send_sio(LiveSession *s, StringInfo sio)
+evc_live_send_sio(LiveSession *s, StringInfo sio)
 {
 	StringInfoData eio;
 
 	initStringInfo(&eio);
 	appendStringInfoChar(&eio, EVC_EIO_MESSAGE);
 	appendBinaryStringInfo(&eio, sio->data, sio->len);
-	live_send(s, eio.data, eio.len, true);
+	evc_live_send(s, eio.data, eio.len, true);
 	pfree(eio.data);
 }
 
 /* An error the client can read, in its protocol's shape; bypasses the bound. */
 void
-live_send_error(LiveSession *s, const char *code, const char *message)
+evc_live_send_error(LiveSession *s, const char *code, const char *message)
 {
 	StringInfoData b;
 
@@ -401,7 +401,7 @@ live_send_error(LiveSession *s, const char *code, const char *message)
 		appendStringInfoString(&b, "}}");
 	}
 	queue_append(s, b.data, b.len);
-	live_kick(s);
+	evc_live_kick(s);
 	pfree(b.data);
 }
 
@@ -411,10 +411,10 @@ static void
 ping_timeout(lws_sorted_usec_list_t *sul)
 {
 	LiveSession *s = (LiveSession *) ((char *) sul - offsetof(LiveSession, sul_timeout));
-	MemoryContext old = live_callback_enter();
+	MemoryContext old = evc_live_callback_enter();
 
-	live_session_close(s, s->closing ? "dropped as too slow" : "no pong within evcollector.live_ping_timeout");
-	live_callback_leave(old);
+	evc_live_session_close(s, s->closing ? "dropped as too slow" : "no pong within evcollector.live_ping_timeout");
+	evc_live_callback_leave(old);
 }
 
 static void
@@ -426,8 +426,8 @@ ping_due(lws_sorted_usec_list_t *sul)
 
 	if (s->dead)
 		return;
-	old = live_callback_enter();
-	live_send(s, &ping, 1, true);
+	old = evc_live_callback_enter();
+	evc_live_send(s, &ping, 1, true);
 	if (!s->pong_due)
 	{
 		s->pong_due = true;
@@ -436,18 +436,18 @@ ping_due(lws_sorted_usec_list_t *sul)
 	}
 	lws_sul_schedule(evc_live_context, 0, &s->sul_ping, ping_due,
 					 (lws_usec_t) evc_live_ping_interval_ms * 1000);
-	live_callback_leave(old);
+	evc_live_callback_leave(old);
 }
 
 void
-live_heartbeat_start(LiveSession *s)
+evc_live_heartbeat_start(LiveSession *s)
 {
 	lws_sul_schedule(evc_live_context, 0, &s->sul_ping, ping_due,
 					 (lws_usec_t) evc_live_ping_interval_ms * 1000);
 }
 
 void
-live_heartbeat_pong(LiveSession *s)
+evc_live_heartbeat_pong(LiveSession *s)
 {
 	s->pong_due = false;
 	lws_sul_cancel(&s->sul_timeout);
@@ -457,7 +457,7 @@ live_heartbeat_pong(LiveSession *s)
 
 /* live_aggregations_<minutes> for whole minutes, _<seconds>s otherwise. */
 char *
-live_window_event(int seconds)
+evc_live_window_event(int seconds)
 {
 	if (seconds % 60 == 0)
 		return psprintf("live_aggregations_%d", seconds / 60);
@@ -466,7 +466,7 @@ live_window_event(int seconds)
 
 /* consume_<N>_min_aggregations -> N * 60, or -1. */
 int
-live_window_from_event(const char *event)
+evc_live_window_from_event(const char *event)
 {
 	int			n = 0;
 	const char *p;
@@ -481,7 +481,7 @@ live_window_from_event(const char *event)
 }
 
 void
-live_fanout(int window_seconds, const char *room, const char *json, int json_len)
+evc_live_fanout(int window_seconds, const char *room, const char *json, int json_len)
 {
 	RoomEntry  *e;
 	StringInfoData sio;
@@ -492,14 +492,14 @@ live_fanout(int window_seconds, const char *room, const char *json, int json_len
 	e = hash_search(rooms, room, HASH_FIND, NULL);
 	if (e == NULL)
 		return;
-	event = live_window_event(window_seconds);
+	event = evc_live_window_event(window_seconds);
 	initStringInfo(&sio);
 	appendStringInfoString(&sio, "42[");
 	evc_json_quote(&sio, event);
 	appendStringInfoChar(&sio, ',');
 	appendBinaryStringInfo(&sio, json, json_len);
 	appendStringInfoChar(&sio, ']');
-	/* live_send may drop a session, which leaves the room: walk a copy */
+	/* evc_live_send may drop a session, which leaves the room: walk a copy */
 	{
 		int			n = e->room.nsubs;
 		LiveSession **subs = palloc(sizeof(LiveSession *) * n);
@@ -509,12 +509,12 @@ live_fanout(int window_seconds, const char *room, const char *json, int json_len
 		{
 			LiveSession *s = subs[i];
 
-			if (s->dead || !live_session_has_window(s, window_seconds))
+			if (s->dead || !evc_live_session_has_window(s, window_seconds))
 				continue;
 			if (s->kind == LIVE_SIO)
-				live_send(s, sio.data, sio.len, false);
+				evc_live_send(s, sio.data, sio.len, false);
 			else
-				live_send(s, json, json_len, false);
+				evc_live_send(s, json, json_len, false);
 			n_pushed++;
 		}
 		pfree(subs);
@@ -525,7 +525,7 @@ live_fanout(int window_seconds, const char *room, const char *json, int json_len
 
 /* Every live session with at least one window (for a catch-up after loss). */
 void
-live_each_subscribed(void (*fn) (LiveSession *s, void *arg), void *arg)
+evc_live_each_subscribed(void (*fn) (LiveSession *s, void *arg), void *arg)
 {
 	HASH_SEQ_STATUS st;
 	SessionEntry *e;
@@ -544,13 +544,13 @@ live_each_subscribed(void (*fn) (LiveSession *s, void *arg), void *arg)
 }
 
 int
-live_session_count(void)
+evc_live_session_count(void)
 {
 	return nsessions;
 }
 
 void
-live_counters(uint64 *pushed, uint64 *dropped_slow, uint64 *closed)
+evc_live_counters(uint64 *pushed, uint64 *dropped_slow, uint64 *closed)
 {
 	*pushed = n_pushed;
 	*dropped_slow = n_dropped_slow;

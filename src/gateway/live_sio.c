@@ -25,7 +25,7 @@ ack(LiveSession *s, int64 id, const char *json)
 		return;
 	initStringInfo(&b);
 	evc_sio_encode_ack(&b, id, json);
-	live_send_sio(s, &b);
+	evc_live_send_sio(s, &b);
 	pfree(b.data);
 }
 
@@ -35,7 +35,7 @@ event_error(LiveSession *s, int64 ack_id, const char *code, const char *message)
 {
 	StringInfoData b;
 
-	live_send_error(s, code, message);
+	evc_live_send_error(s, code, message);
 	if (ack_id < 0)
 		return;
 	initStringInfo(&b);
@@ -51,9 +51,9 @@ event_error(LiveSession *s, int64 ack_id, const char *code, const char *message)
 static void
 protocol_error(LiveSession *s, const char *why)
 {
-	live_send_error(s, "protocol_error", why);
+	evc_live_send_error(s, "protocol_error", why);
 	s->closing = true;
-	live_kick(s);
+	evc_live_kick(s);
 }
 
 static void
@@ -76,7 +76,7 @@ on_register_room(LiveSession *s, EvcSioPacket *p)
 		return;
 	}
 	for (int i = 0; i < n; i++)
-		if (!live_session_join(s, names[i]))
+		if (!evc_live_session_join(s, names[i]))
 		{
 			event_error(s, p->ack_id, "too_many_rooms",
 						psprintf("a client may join at most %d rooms", EVC_LIVE_MAX_ROOMS));
@@ -133,7 +133,7 @@ on_consume(LiveSession *s, EvcSioPacket *p, int seconds)
 		event_error(s, p->ack_id, "bad_arguments", psprintf("%s: %s", p->event, why));
 		return;
 	}
-	if (live_session_has_window(s, seconds) && since == 0)
+	if (evc_live_session_has_window(s, seconds) && since == 0)
 	{
 		ack(s, p->ack_id, "{\"ok\":true}");
 		return;
@@ -149,10 +149,10 @@ on_consume(LiveSession *s, EvcSioPacket *p, int seconds)
 		s->work_window = seconds;
 		s->work_since = since;
 		s->work_ack = p->ack_id;
-		live_work_queue(s, LIVE_WORK_CATCHUP);
+		evc_live_work_queue(s, LIVE_WORK_CATCHUP);
 		return;
 	}
-	if (!live_session_add_window(s, seconds))
+	if (!evc_live_session_add_window(s, seconds))
 	{
 		event_error(s, p->ack_id, "too_many_windows", "a client may consume at most 4 windows");
 		return;
@@ -169,7 +169,7 @@ on_event(LiveSession *s, EvcSioPacket *p)
 
 	if (strcmp(p->event, "register_room") == 0)
 		on_register_room(s, p);
-	else if ((seconds = live_window_from_event(p->event)) > 0)
+	else if ((seconds = evc_live_window_from_event(p->event)) > 0)
 		on_consume(s, p, seconds);
 	else
 		event_error(s, p->ack_id, "unknown_event",
@@ -187,7 +187,7 @@ on_connect(LiveSession *s, EvcSioPacket *p)
 	if (!(p->nsp.len == 1 && p->nsp.p[0] == '/'))
 	{
 		evc_sio_encode_connect_error(&b, p->nsp, "Invalid namespace");
-		live_send_sio(s, &b);
+		evc_live_send_sio(s, &b);
 		pfree(b.data);
 		return;
 	}
@@ -199,12 +199,12 @@ on_connect(LiveSession *s, EvcSioPacket *p)
 	(void) evc_sio_connect_token(p->data, &token);
 	if (token)
 		s->auth_token = MemoryContextStrdup(s->cxt, token);
-	live_work_queue(s, LIVE_WORK_AUTH);
+	evc_live_work_queue(s, LIVE_WORK_AUTH);
 	pfree(b.data);
 }
 
 void
-live_sio_message(LiveSession *s, const char *data, size_t len)
+evc_live_sio_message(LiveSession *s, const char *data, size_t len)
 {
 	EvcSioPacket p;
 	const char *why = evc_sio_decode(data, len, &p);
@@ -220,7 +220,7 @@ live_sio_message(LiveSession *s, const char *data, size_t len)
 			on_connect(s, &p);
 			break;
 		case EVC_SIO_DISCONNECT:
-			live_session_close(s, "the client disconnected");
+			evc_live_session_close(s, "the client disconnected");
 			break;
 		case EVC_SIO_EVENT:
 			if (!s->sio_connected)
@@ -238,7 +238,7 @@ live_sio_message(LiveSession *s, const char *data, size_t len)
 
 /* One Engine.IO packet of a socket.io session, from either transport. */
 void
-live_eio_packet(LiveSession *s, EvcEioPacket *p, bool over_ws)
+evc_live_eio_packet(LiveSession *s, EvcEioPacket *p, bool over_ws)
 {
 	if (s->dead)
 		return;
@@ -255,13 +255,13 @@ live_eio_packet(LiveSession *s, EvcEioPacket *p, bool over_ws)
 				protocol_error(s, "clients send ping only as the upgrade probe");
 			break;
 		case EVC_EIO_PONG:
-			live_heartbeat_pong(s);
+			evc_live_heartbeat_pong(s);
 			break;
 		case EVC_EIO_MESSAGE:
 			if (p->binary)
 				protocol_error(s, "binary messages are not accepted");
 			else
-				live_sio_message(s, p->data, p->len);
+				evc_live_sio_message(s, p->data, p->len);
 			break;
 		case EVC_EIO_UPGRADE:
 			if (!over_ws || s->upgraded)
@@ -275,10 +275,10 @@ live_eio_packet(LiveSession *s, EvcEioPacket *p, bool over_ws)
 				s->poll_noop = true;
 				lws_callback_on_writable(s->poll);
 			}
-			live_kick(s);
+			evc_live_kick(s);
 			break;
 		case EVC_EIO_CLOSE:
-			live_session_close(s, "the client closed");
+			evc_live_session_close(s, "the client closed");
 			break;
 		case EVC_EIO_NOOP:
 			break;
