@@ -127,7 +127,7 @@ finish_auth(LiveSession *s, bool ok, const char *why)
 		for (int i = 0; i < s->plain_nrooms; i++)
 			if (!evc_live_session_join(s, s->plain_rooms[i]))
 				evc_live_send_error(s, "bad_rooms", "a room name is too long, or there are too many rooms");
-		if (s->work_since != 0)
+		if (s->work_since != LIVE_NO_SINCE)
 		{
 			evc_live_work_queue(s, LIVE_WORK_CATCHUP);
 			pfree(b.data);
@@ -223,7 +223,7 @@ run_catchup(LiveSession *s)
 		pfree(a.data);
 	}
 	s->work_ack = -1;
-	s->work_since = 0;
+	s->work_since = LIVE_NO_SINCE;
 	pfree(b.data);
 }
 

@@ -25,6 +25,8 @@ extern int	evc_live_queue_max;
 extern int	evc_live_max_payload;
 
 #define LIVE_SID_LEN 20
+/* No catch-up point: -infinity, which no parsed timestamp is (0 is 2000-01-01) */
+#define LIVE_NO_SINCE DT_NOBEGIN
 #define LIVE_MAX_WINDOWS 4
 
 typedef enum LiveKind
@@ -89,7 +91,7 @@ typedef struct LiveSession
 	char	   *auth_token;		/* as sent; NULL when none */
 	EvcGwRole	role;
 	int			work_window;	/* seconds, for the catch-up */
-	TimestampTz work_since;
+	TimestampTz work_since;	/* LIVE_NO_SINCE when none */
 	int64		work_ack;		/* ack id to answer, or -1 */
 	char	  **plain_rooms;	/* /v1/live's rooms until auth is done */
 	int			plain_nrooms;

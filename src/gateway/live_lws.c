@@ -523,7 +523,7 @@ plain_established(struct lws *wsi, LiveWsi *w)
 	MemoryContextSwitchTo(old);
 	pfree(buf);
 	elog(DEBUG1, "live session %s: /v1/live, %d rooms, window %d s, since %s",
-		 s->sid, s->plain_nrooms, s->work_window, s->work_since ? timestamptz_to_str(s->work_since) : "-");
+		 s->sid, s->plain_nrooms, s->work_window, s->work_since != LIVE_NO_SINCE ? timestamptz_to_str(s->work_since) : "-");
 	if (!s->closing)
 		evc_live_work_queue(s, LIVE_WORK_AUTH);
 	return 0;

@@ -170,6 +170,7 @@ evc_live_session_new(LiveKind kind)
 	s->cxt = cxt;
 	s->kind = kind;
 	s->work_ack = -1;
+	s->work_since = LIVE_NO_SINCE;
 	dlist_init(&s->queue);
 	do
 	{

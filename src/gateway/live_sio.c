@@ -90,7 +90,7 @@ on_register_room(LiveSession *s, EvcSioPacket *p)
  * The catch-up point of consume_N: {"since": time} or {"last": aggregate}
  * (the last push the client saw; its window start bounds what it missed,
  * since every aggregate lands after its window starts).  False with *why
- * on bad input; true with *since 0 when there is none.
+ * on bad input; true with *since LIVE_NO_SINCE when there is none.
  */
 static bool
 catchup_point(EvcSlice arg, TimestampTz *since, const char **why)
@@ -98,7 +98,7 @@ catchup_point(EvcSlice arg, TimestampTz *since, const char **why)
 	char	   *text = NULL;
 	EvcSlice	last;
 
-	*since = 0;
+	*since = LIVE_NO_SINCE;
 	*why = evc_json_object_field(arg, "since", &text);
 	if (*why == NULL && text == NULL)
 	{
@@ -123,7 +123,7 @@ catchup_point(EvcSlice arg, TimestampTz *since, const char **why)
 static void
 on_consume(LiveSession *s, EvcSioPacket *p, int seconds)
 {
-	TimestampTz since = 0;
+	TimestampTz since = LIVE_NO_SINCE;
 	const char *why = NULL;
 	char	   *wname;
 
@@ -133,12 +133,12 @@ on_consume(LiveSession *s, EvcSioPacket *p, int seconds)
 		event_error(s, p->ack_id, "bad_arguments", psprintf("%s: %s", p->event, why));
 		return;
 	}
-	if (evc_live_session_has_window(s, seconds) && since == 0)
+	if (evc_live_session_has_window(s, seconds) && since == LIVE_NO_SINCE)
 	{
 		ack(s, p->ack_id, "{\"ok\":true}");
 		return;
 	}
-	if (since != 0)
+	if (since != LIVE_NO_SINCE)
 	{
 		if (s->in_work)
 		{
