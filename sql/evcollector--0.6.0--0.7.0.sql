@@ -51,5 +51,7 @@ FROM evc.gateway_keys;
 REVOKE ALL ON evc.gateway_keys_status FROM PUBLIC;
 
 -- == live rooms (issue 17) ==
+-- No SQL objects: the live rooms read evc.aggregates and the views, and keep
+-- their state in the gateway (src/gateway/README-live.md).
 
 SELECT evc.wake_launcher();
