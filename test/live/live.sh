@@ -6,7 +6,7 @@
 #     and once WebSocket only: every seed event, auth, a reconnect with
 #     catch-up (sio_test.py seed);
 #   - malformed input, oversized frames, a client that never answers pings
-#     (sio_test.py bad);
+#     (sio_test.py bad); a client that overflows its queue (sio_test.py slow);
 #   - LIVE_CROWD concurrent clients (default 1000) on 100 rooms
 #     (sio_test.py crowd);
 #   - the /live and /status pages in Chromium (browser.js); screenshots in
@@ -44,6 +44,9 @@ live_tap seed-websocket timeout 300 "$LIVE_PY" "$LIVE_DIR/sio_test.py" seed "$GW
 live_tap plain timeout 120 "$LIVE_PY" "$LIVE_DIR/sio_test.py" plain "$GW_URL" "$LIVE_KEY"
 live_tap bad timeout 300 "$LIVE_PY" "$LIVE_DIR/sio_test.py" bad "$GW_URL" "$LIVE_KEY" 65536
 live_tap browser timeout 300 node "$LIVE_DIR/browser.js" "$GW_URL" "$LIVE_KEY" "$EVC_ROOT/.build/live"
+psql -X -q -d evc_test -c "ALTER SYSTEM SET evcollector.live_queue_max = 10" -c "SELECT pg_reload_conf()" >/dev/null
+live_tap slow timeout 120 "$LIVE_PY" "$LIVE_DIR/sio_test.py" slow "$GW_URL" "$LIVE_KEY" 10
+psql -X -q -d evc_test -c "ALTER SYSTEM RESET evcollector.live_queue_max" -c "SELECT pg_reload_conf()" >/dev/null
 # a thousand Python clients on a shared machine answer pings late: the
 # heartbeat of the crowd is the default's, not the 1 s of the checks above
 psql -X -q -d evc_test -c "ALTER SYSTEM SET evcollector.live_ping_interval = '25s'" \

@@ -4,6 +4,7 @@
     python sio_test.py crowd URL KEY N ROOMS    N concurrent clients on ROOMS rooms
     python sio_test.py bad URL KEY MAXPAYLOAD   malformed input; the server goes on
     python sio_test.py plain URL KEY            /v1/live, /v1/status and the pages' files
+    python sio_test.py slow URL KEY QUEUE_MAX   a client that overflows its queue is dropped
 
 TRANSPORT is "default" (polling, then the upgrade to WebSocket) or
 "websocket" (WebSocket alone).  Aggregates are made the real way: events
@@ -266,6 +267,37 @@ async def crowd(url, key, nclients, nrooms):
     await asyncio.gather(*(c.disconnect() for c in clients), return_exceptions=True)
 
 
+# ---------------------------------------------------------------- a slow client
+
+async def slow(url, key, queue_max):
+    """evcollector.live_queue_max is queue_max here: one burst of more
+    pushes than that for one client overflows its queue at once."""
+    rooms = ["slow-%02d" % i for i in range(queue_max + 5)]
+    errors, fast_got, slow_got = [], [], []
+    slowc = socketio.AsyncClient(reconnection=False)
+    slowc.on("live_error", lambda e: errors.append(e))
+    slowc.on("live_aggregations_1", lambda a: slow_got.append(a))
+    fast = socketio.AsyncClient(reconnection=False)
+    fast.on("live_aggregations_1", lambda a: fast_got.append(a))
+    for c, rs in ((slowc, rooms), (fast, rooms[:1])):
+        await c.connect(url, transports=["websocket"], auth={"token": key}, wait_timeout=10)
+        await c.call("register_room", rs, timeout=10)
+        await c.call("consume_1_min_aggregations", timeout=10)
+    mark = await asql("SELECT now()")
+    await aland({r: [1] for r in rooms}, "date_trunc('hour', now()) - interval '5 hours'")
+    await await_sql("SELECT count(*) >= %d FROM evc.aggregates WHERE group_key LIKE 'slow-%%' AND updated_at >= '%s'"
+                    % (2 * len(rooms), mark), 60)
+    end = time.time() + 10
+    while time.time() < end and (slowc.connected or len(fast_got) < 2):
+        await asyncio.sleep(0.1)
+    ok(any(e.get("code") == "slow_consumer" for e in errors),
+       "a client whose queue overflows is told slow_consumer", errors)
+    ok(not slowc.connected and len(slow_got) < 2 * len(rooms), "... and dropped (%d of %d pushes reached it)"
+       % (len(slow_got), 2 * len(rooms)))
+    ok(len(fast_got) == 2 and fast.connected, "the other client got its room's pushes and stays", fast_got)
+    await fast.disconnect()
+
+
 # ---------------------------------------------------------------- bad input
 
 def ws_url(url, query):
@@ -453,6 +485,8 @@ def main():
         asyncio.run(seed(sys.argv[2], sys.argv[3], sys.argv[4]))
     elif cmd == "crowd":
         asyncio.run(crowd(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])))
+    elif cmd == "slow":
+        asyncio.run(slow(sys.argv[2], sys.argv[3], int(sys.argv[4])))
     elif cmd == "plain":
         plain(sys.argv[2], sys.argv[3])
     elif cmd == "bad":
