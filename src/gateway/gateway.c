@@ -21,6 +21,7 @@
 #include "postgres.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -121,6 +122,29 @@ wake_setup(void)
 
 #define WATCH_WAKE 1
 #define WATCH_POSTMASTER 2
+
+/*
+ * Each connection is a descriptor: raise the soft limit (often 1024) to
+ * what gateway_max_connections needs, up to the hard limit, as nginx's
+ * worker_rlimit_nofile does.  Past the hard limit, say so once.
+ */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+	rlim_t		want = (rlim_t) evc_gw_max_connections + 128;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = (rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want) ? want : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < want)
+		ereport(LOG,
+				(errmsg("evcollector gateway can hold only about %ld connections",
+						(long) rl.rlim_cur - 128),
+				 errdetail("evcollector.gateway_max_connections is %d, and the open files limit is %ld.",
+						   evc_gw_max_connections, (long) rl.rlim_cur),
+				 errhint("Raise the server's hard limit of open files (LimitNOFILE, ulimit -Hn).")));
+}
 
 static void
 on_watched_fd(int tag, int fd, bool closed)
@@ -272,6 +296,7 @@ build_server(const char **hint)
 		*hint = "Set both to serve HTTPS, or neither to serve HTTP.";
 		return pstrdup("Only one of evcollector.gateway_tls_cert and evcollector.gateway_tls_key is set.");
 	}
+	raise_fd_limit();
 	if (!evc_gw_server_start(host, port, &start_why))
 	{
 		evc_gw_server_stop();

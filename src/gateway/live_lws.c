@@ -751,6 +751,19 @@ live_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 				return rc;
 			}
 			return 0;
+		case LWS_CALLBACK_WSI_DESTROY:
+			{
+				/*
+				 * The server counts every connection it accepts and
+				 * forgets it when "http" hears WSI_DESTROY; a connection
+				 * bound to this protocol hears it here instead.
+				 */
+				const struct lws_protocols *http = lws_vhost_name_to_protocol(lws_get_vhost(wsi), "http");
+
+				if (http != NULL)
+					http->callback(wsi, reason, NULL, in, len);
+			}
+			return 0;
 		case LWS_CALLBACK_CLOSED_HTTP:
 		case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
 			if (user && *(LiveWsi **) user)

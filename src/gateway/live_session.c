@@ -13,8 +13,6 @@
  */
 #include "postgres.h"
 
-#include <sys/resource.h>
-
 #include "common/hashfn.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
@@ -80,20 +78,7 @@ void
 evc_live_start(struct lws_context *context)
 {
 	HASHCTL		ctl;
-	struct rlimit rl;
 
-	/*
-	 * Every live client is a socket: thousands of them need more than the
-	 * 1,024 descriptors a server usually starts with.  Raise the soft limit
-	 * to the hard one; PostgreSQL's own files stay under
-	 * max_files_per_process whatever this is.
-	 */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max)
-	{
-		rl.rlim_cur = rl.rlim_max;
-		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-			elog(LOG, "could not raise the gateway's open-file limit: %m");
-	}
 	/*
 	 * The server is rebuilt in place when its settings change: what the
 	 * last one held went with its libwebsockets context (every socket is

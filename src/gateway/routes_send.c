@@ -254,6 +254,18 @@ sent_at_text(JsonbValue *v)
 	return pstrdup(timestamptz_to_str((TimestampTz) ((secs - ((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY)) * USECS_PER_SEC)));
 }
 
+static bool
+context_key_known(const char *key, int len)
+{
+	static const char *const known[] = {"sent_at", "received_at", "processed_at",
+	"message_id", "user_agent"};
+
+	for (int i = 0; i < lengthof(known); i++)
+		if ((int) strlen(known[i]) == len && memcmp(known[i], key, len) == 0)
+			return true;
+	return false;
+}
+
 /*
  * The context evc_send takes: sent_at, message_id (as a UUID) and
  * user_agent.  received_at and processed_at, which the seed's clients may
@@ -274,7 +286,27 @@ build_context(const EvcHttpRequest *req, SendItem *item, JsonbValue *ctx)
 				 errmsg("invalid event context"),
 				 errdetail("At /context: expected an object.")));
 	if (ctx != NULL)
+	{
+		JsonbIterator *it;
+		JsonbValue	k;
+		JsonbIteratorToken tok;
+
 		c = value_as_jsonb(ctx);
+		/* The seed's five fields; anything else is refused, not dropped. */
+		it = JsonbIteratorInit(&c->root);
+		while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+		{
+			if (tok != WJB_KEY)
+				continue;
+			if (!context_key_known(k.val.string.val, k.val.string.len))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("invalid event context"),
+						 errdetail("At /context/%.*s: unknown context field.",
+								   (int) k.val.string.len, k.val.string.val),
+						 errhint("The context may have sent_at, received_at, processed_at, message_id and user_agent.")));
+		}
+	}
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
 	if (c && (v = object_get(c, "sent_at")) != NULL)

@@ -33,7 +33,6 @@
 typedef struct GwSession
 {
 	GwPending  *cur;
-	bool		counted;		/* counted in open_connections */
 } GwSession;
 
 /* A GwPending with the memory context that holds it and its strings. */
@@ -97,6 +96,13 @@ evc_gw_server_start(const char *host, int port, char **why)
 	info.max_http_header_pool = 0;
 	info.max_http_header_data = (unsigned short) evc_gw_max_header_bytes;
 	info.timeout_secs = evc_gw_read_timeout_s;
+	/*
+	 * A connection holds a header buffer from its request's first byte
+	 * until the request is complete; libwebsockets closes one that holds it
+	 * longer than this.  That is the read timeout: a client that dribbles
+	 * its headers (slowloris) or its body is cut off.
+	 */
+	info.timeout_secs_ah_idle = evc_gw_read_timeout_s;
 	info.fd_limit_per_thread = evc_gw_max_connections + 64;
 	gw_context = lws_create_context(&info);
 	if (gw_context == NULL)
@@ -299,21 +305,30 @@ request_begin(struct lws *wsi, const char *uri)
 	r->p.req.client_header = custom_header_copy(wsi, "x-evc-client:");
 	r->p.authorization = header_copy(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
 	lws_get_peer_simple(wsi, peer, sizeof(peer));
-	r->p.peer = pstrdup(peer);
+	/* An IPv4 client of the dual-stack socket reads ::ffff:a.b.c.d. */
+	r->p.peer = pstrdup(strncmp(peer, "::ffff:", 7) == 0 && strchr(peer, '.') ? peer + 7 : peer);
 	initStringInfo(&r->body);
 	initStringInfo(&r->p.resp.body);
 	MemoryContextSwitchTo(old);
 	return r;
 }
 
-/* Queue a request whose body is complete for the next group. */
+/*
+ * Queue a request whose body is complete for the next group.  Reading
+ * stops on its connection until the answer is out: libwebsockets keeps the
+ * bytes of a pipelined next request in its buffer list and would otherwise
+ * hand them over (and complete this body again) at once.
+ */
 static void
 request_queue(GwRequest *r)
 {
+	if (r->p.node.next != NULL || r->p.answered)
+		return;					/* already queued, or answered early */
 	r->p.req.body = r->body.data;
 	r->p.req.body_len = r->body.len;
 	/* The commit follows within this service round: no read timeout now. */
 	lws_set_timeout(r->p.wsi, NO_PENDING_TIMEOUT, 0);
+	lws_rx_flow_control(r->p.wsi, 0);
 	dlist_push_tail(&gw_incoming, &r->p.node);
 }
 
@@ -374,6 +389,8 @@ on_headers(struct lws *wsi, GwSession *s, const char *uri)
 	bool		chunked = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
 	long		content_length = 0;
 
+	if (s->cur != NULL)
+		return -1;				/* can't happen: reading stops while one waits */
 	r = request_begin(wsi, uri);
 	s->cur = &r->p;
 	if (cl_len > 0)
@@ -487,6 +504,8 @@ on_writeable(struct lws *wsi, GwSession *s)
 	if (r->close_after)
 		return -1;
 	request_free(s);
+	/* Read again: the next (maybe pipelined) request may come in. */
+	lws_rx_flow_control(wsi, 1);
 	if (lws_http_transaction_completed(wsi))
 		return -1;
 	return 0;
@@ -502,22 +521,18 @@ gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	{
 		case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
 			/* Over the limit: refused at once, before any byte is read. */
-			return open_connections >= evc_gw_max_connections ? -1 : 0;
-		case LWS_CALLBACK_HTTP_BIND_PROTOCOL:
-			if (s != NULL && !s->counted)
-			{
-				s->counted = true;
-				open_connections++;
-			}
+			if (open_connections >= evc_gw_max_connections)
+				return -1;
+			open_connections++;
+			return 0;
+		case LWS_CALLBACK_WSI_DESTROY:
+			/* Every accepted connection, bound to a session or not. */
+			if (open_connections > 0)
+				open_connections--;
 			return 0;
 		case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
 			if (s != NULL)
-			{
 				request_free(s);
-				if (s->counted)
-					open_connections--;
-				s->counted = false;
-			}
 			return 0;
 		case LWS_CALLBACK_HTTP:
 			return on_headers(wsi, s, (const char *) in);

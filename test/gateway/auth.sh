@@ -9,20 +9,20 @@ post() {
 }
 code() { echo "$1" | awk '{ print $NF }'; }
 ev='{"event_name":"order","data":{"total":1}}'
-q "SELECT evc_register_schema('shop', 'order',
+q "SELECT evc_register_schema('keyshop', 'order',
 	'{\"type\":\"object\",\"properties\":{\"total\":{\"type\":\"number\"}},\"required\":[\"total\"]}')" >/dev/null 2>&1
 
-w=$(q "SELECT evc_gateway_key_create('shop', 'write')")
-r=$(q "SELECT evc_gateway_key_create('shop', 'read')")
-a=$(q "SELECT evc_gateway_key_create('shop', 'admin')")
-x=$(q "SELECT evc_gateway_key_create('shop', 'write', now() - interval '1 minute')")
+w=$(q "SELECT evc_gateway_key_create('keyshop', 'write')")
+r=$(q "SELECT evc_gateway_key_create('keyshop', 'read')")
+a=$(q "SELECT evc_gateway_key_create('keyshop', 'admin')")
+x=$(q "SELECT evc_gateway_key_create('keyshop', 'write', now() - interval '1 minute')")
 tap $(echo "$w" | grep -qE '^evk_[0-9]+_[0-9a-f]{64}$'; echo $?) "evc_gateway_key_create returns evk_<id>_<secret>" "$w"
 wid=$(echo "$w" | cut -d_ -f2)
 secret=$(echo "$w" | cut -d_ -f3)
 stored=$(q "SELECT encode(secret_hash, 'hex') FROM evc.gateway_keys WHERE id = $wid")
 tap $([ "$stored" = "$(printf '%s' "$secret" | sha256sum | cut -c1-64)" ] && [ "$(q "SELECT count(*) FROM evc.gateway_keys WHERE position('$secret' in secret_hash::text) > 0")" = 0 ]; echo $?) \
 	"only the SHA-256 of the secret is stored" "$stored"
-out=$(q "SELECT evc_gateway_key_create('shop', 'superuser')" 2>&1)
+out=$(q "SELECT evc_gateway_key_create('keyshop', 'superuser')" 2>&1)
 tap $(echo "$out" | grep -q 'invalid gateway key role'; echo $?) "an unknown role is refused" "$out"
 
 gw_set gateway_auth on
@@ -33,8 +33,8 @@ tap $([ "$(code "$o")" = 401 ] && echo "$o" | grep -q invalid_key; echo $?) "a w
 o=$(post "Bearer garbage" /store "$ev")
 tap $([ "$(code "$o")" = 401 ]; echo $?) "a malformed key: 401" "$o"
 o=$(post "Bearer $w" /store "$ev")
-tap $([ "$(code "$o")" = 200 ] && echo "$o" | grep -q '"topic":"shop.order"'; echo $?) "a write key sends as its client (no client named)" "$o"
-o=$(post "Basic $(printf 'shop:%s' "$w" | base64 -w0)" /shop/order/send_event '{"total":2}')
+tap $([ "$(code "$o")" = 200 ] && echo "$o" | grep -q '"topic":"keyshop.order"'; echo $?) "a write key sends as its client (no client named)" "$o"
+o=$(post "Basic $(printf 'keyshop:%s' "$w" | base64 -w0)" /keyshop/order/send_event '{"total":2}')
 tap $([ "$(code "$o")" = 200 ]; echo $?) "Basic with the key as password works (registry clients)" "$o"
 o=$(post "Bearer $w" /other/order/send_event '{"total":2}')
 tap $([ "$(code "$o")" = 403 ] && echo "$o" | grep -q 'cannot send as client'; echo $?) "a key cannot send as another client" "$o"
@@ -52,7 +52,7 @@ o=$(post "Bearer $w" /store "$ev")
 tap $([ "$(code "$o")" = 401 ] && echo "$o" | grep -q key_revoked; echo $?) "a revoked key: 401 key_revoked, from the next request" "$o"
 tap $([ "$(q "SELECT string_agg(role || ':' || live, ',' ORDER BY id) FROM evc.gateway_keys_status")" = "write:false,read:true,admin:true,write:false" ]; echo $?) \
 	"evc.gateway_keys_status shows the keys without their hashes" "$(q "SELECT * FROM evc.gateway_keys_status")"
-gw_reset gateway_auth
+gw_set gateway_auth off
 
 # gateway_auth = off is for loopback only.
 port2=$(evc_free_port)

@@ -8,7 +8,7 @@ q "SELECT evc_register_schema('default', 'page_view',
 	'{\"type\":\"object\",\"properties\":{\"url\":{\"type\":\"string\"}},\"required\":[\"url\"]}')" >/dev/null 2>&1
 q "SELECT evc_consumer_create('gw_crash', ARRAY['default.page_view'], 'table', '{\"flush_interval\": \"200ms\"}')" >/dev/null
 out="$EVC_RUN/tmp/crash.txt"
-"$GW_PY" "$EVC_ROOT/test/gateway/clients.py" load "$GW_URL" 14 "$out" &
+"$GW_PY" "$EVC_ROOT/test/gateway/clients.py" load "$GW_URL" 12 "$out" &
 load=$!
 gw_pid() { q "SELECT pid FROM evc.workers WHERE kind = 'gateway' AND pid IS NOT NULL" 2>/dev/null; }
 kills=0
@@ -49,10 +49,10 @@ dups=$(uniq -d "$EVC_RUN/tmp/crash.kafka2" | wc -l)
 tap $([ "$dups" -gt 0 ]; echo $?) \
 	"$dups events were committed but not answered before a crash, and are on Kafka twice after their retry" "$dups"
 want=$(( answered + lost ))
-wait_sql 60 "SELECT count(*) >= $want FROM evc.events WHERE data->>'url' LIKE '/c/%' OR data->>'url' = '/retry'"
+wait_sql 180 "SELECT count(*) >= $want FROM evc.events WHERE data->>'url' LIKE '/c/%' OR data->>'url' = '/retry'"
 tap $([ "$(q "SELECT count(*) FROM evc.events WHERE data->>'url' LIKE '/c/%' OR data->>'url' = '/retry'")" = "$want" ]; echo $?) \
 	"the table sink holds each of the $want events exactly once: the duplicates on Kafka were dropped" \
-	"$(q "SELECT count(*), count(DISTINCT message_id) FROM evc.events")"
+	"$(q "SELECT count(*), count(DISTINCT message_id) FROM evc.events"; q "SELECT name, running, consumed, landed, dead_lettered, last_error FROM evc.consumers"; q "SELECT kind, name, pid, last_error FROM evc.workers")"
 q "SELECT evc_consumer_drop('gw_crash')" >/dev/null
 
 [ $fails -eq 0 ]

@@ -56,6 +56,7 @@ gw_reset gateway_idle_timeout
 gw_set gateway_max_connections 5
 out=$(sock hold "$GW_PORT" 8 1)
 tap $(echo "$out" | jq -e '.refused == 3' >/dev/null; echo $?) "8 connections with a limit of 5: 3 are refused" "$out"
+sleep 0.5
 r=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$GW_URL/store" -H 'Content-Type: application/json' -d "$body")
 tap $([ "$r" = 200 ]; echo $?) "once they are gone, a new connection is served" "$r"
 gw_reset gateway_max_connections
