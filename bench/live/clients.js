@@ -39,7 +39,9 @@ function openBatch() {
     ws.on('open', () => { if (++open === N) { console.log('ready'); setTimeout(finish, (+timeoutS || 120) * 1000); } });
     ws.on('message', onMessage);
     ws.on('error', (e) => { console.error('socket error: ' + e.message); });
+    ws.on('close', () => { if (!done && open < N) console.error('closed before all were open'); });
   }
   if (i < N) setTimeout(openBatch, 20);
 }
+setInterval(() => { if (open < N) console.error('open ' + open + ' of ' + N); }, 5000).unref();
 openBatch();
