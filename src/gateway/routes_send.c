@@ -271,14 +271,31 @@ context_key_known(const char *key, int len)
  * user_agent.  received_at and processed_at, which the seed's clients may
  * send, are evcollector's to set and are dropped.
  */
+/* Add "key": "value" to the object being built, opening it first. */
+static void
+push_string(JsonbParseState **st, const char *key, const char *value)
+{
+	JsonbValue	k;
+	JsonbValue	v;
+
+	if (*st == NULL)
+		(void) pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	v.type = jbvString;
+	v.val.string.val = (char *) value;
+	v.val.string.len = strlen(value);
+	(void) pushJsonbValue(st, WJB_KEY, &k);
+	(void) pushJsonbValue(st, WJB_VALUE, &v);
+}
+
 static Jsonb *
 build_context(const EvcHttpRequest *req, SendItem *item, JsonbValue *ctx)
 {
-	StringInfoData buf;
+	JsonbParseState *st = NULL;
 	JsonbValue *v;
 	Jsonb	   *c = NULL;
-	bool		any = false;
-	char	   *ua = NULL;
 
 	if (ctx != NULL && !is_container(ctx, true))
 		ereport(ERROR,
@@ -307,14 +324,9 @@ build_context(const EvcHttpRequest *req, SendItem *item, JsonbValue *ctx)
 						 errhint("The context may have sent_at, received_at, processed_at, message_id and user_agent.")));
 		}
 	}
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '{');
+	/* Built as a Jsonb directly: no JSON text to print and parse again. */
 	if (c && (v = object_get(c, "sent_at")) != NULL)
-	{
-		appendStringInfoString(&buf, "\"sent_at\":");
-		escape_json(&buf, sent_at_text(v));
-		any = true;
-	}
+		push_string(&st, "sent_at", sent_at_text(v));
 	if (c && (v = object_get(c, "message_id")) != NULL)
 	{
 		char	   *mid = value_as_string(v, "/context/message_id");
@@ -324,21 +336,15 @@ build_context(const EvcHttpRequest *req, SendItem *item, JsonbValue *ctx)
 			item->client_message_id = mid;
 			mid = message_uuid(item->client, mid);
 		}
-		appendStringInfoString(&buf, any ? ",\"message_id\":" : "\"message_id\":");
-		escape_json(&buf, mid);
-		any = true;
+		push_string(&st, "message_id", mid);
 	}
 	if (c && (v = object_get(c, "user_agent")) != NULL)
-		ua = value_as_string(v, "/context/user_agent");
+		push_string(&st, "user_agent", value_as_string(v, "/context/user_agent"));
 	else if (req->user_agent != NULL)
-		ua = (char *) req->user_agent;
-	if (ua != NULL)
-	{
-		appendStringInfoString(&buf, any ? ",\"user_agent\":" : "\"user_agent\":");
-		escape_json(&buf, ua);
-	}
-	appendStringInfoChar(&buf, '}');
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+		push_string(&st, "user_agent", req->user_agent);
+	if (st == NULL)
+		return NULL;			/* nothing to say: evc_send's defaults */
+	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
 }
 
 /* --- sending ------------------------------------------------------------ */

@@ -347,10 +347,15 @@ request_answer_now(GwRequest *r, int status, const char *code, const char *messa
 static void
 request_free(GwSession *s)
 {
-	GwRequest  *r = (GwRequest *) s->cur;
+	GwRequest  *r;
 
-	if (r == NULL)
+	/*
+	 * A connection closed before its first request has no session yet:
+	 * libwebsockets calls CLOSED_HTTP with a NULL user then.
+	 */
+	if (s == NULL || s->cur == NULL)
 		return;
+	r = (GwRequest *) s->cur;
 	/* A connection closed while its request waits in a group: leave it
 	 * to the group, which frees it after answering (see evc_gw_server_answered). */
 	if (!r->p.answered && r->p.node.next != NULL)
@@ -535,15 +540,15 @@ gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 				request_free(s);
 			return 0;
 		case LWS_CALLBACK_HTTP:
-			return on_headers(wsi, s, (const char *) in);
+			return s == NULL ? -1 : on_headers(wsi, s, (const char *) in);
 		case LWS_CALLBACK_HTTP_BODY:
-			return on_body(s, (const char *) in, len);
+			return s == NULL ? -1 : on_body(s, (const char *) in, len);
 		case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-			if (s->cur != NULL && !((GwRequest *) s->cur)->close_after)
+			if (s != NULL && s->cur != NULL && !((GwRequest *) s->cur)->close_after)
 				request_queue((GwRequest *) s->cur);
 			return 0;
 		case LWS_CALLBACK_HTTP_WRITEABLE:
-			return on_writeable(wsi, s);
+			return s == NULL ? 0 : on_writeable(wsi, s);
 		case LWS_CALLBACK_CLOSED_HTTP:
 			request_free(s);
 			return 0;
