@@ -82,6 +82,7 @@ typedef struct LiveSession
 	/* heartbeat (Engine.IO) */
 	lws_sorted_usec_list_t sul_ping;
 	lws_sorted_usec_list_t sul_timeout;
+	lws_sorted_usec_list_t sul_poll;	/* a held poll's deadline */
 	bool		pong_due;
 
 	/* database work */

@@ -18,6 +18,7 @@
 #include "utils/timestamp.h"
 
 #include "kafka/proto.h"
+#include "gateway/gateway_int.h"
 #include "gateway/live_int.h"
 #include "gateway/live_server.h"
 
@@ -278,6 +279,7 @@ poll_writeable(struct lws *wsi, LiveWsi *w)
 		return 0;				/* woken with nothing to say: keep waiting */
 	}
 	s->poll = NULL;
+	lws_sul_cancel(&s->sul_poll);
 	rc = write_answer(wsi, 200, "text/plain; charset=UTF-8", b.data, b.len, false);
 	pfree(b.data);
 	if (s->closing && dlist_is_empty(&s->queue))
@@ -290,6 +292,17 @@ poll_writeable(struct lws *wsi, LiveWsi *w)
 }
 
 /* ---- the polling transport ---- */
+
+static void
+poll_expires(lws_sorted_usec_list_t *sul)
+{
+	LiveSession *s = (LiveSession *) ((char *) sul - offsetof(LiveSession, sul_poll));
+
+	if (s->dead || s->poll == NULL)
+		return;
+	s->poll_noop = true;
+	lws_callback_on_writable(s->poll);
+}
 
 static void
 eio_handshake(struct lws *wsi, LiveWsi *w)
@@ -396,8 +409,14 @@ on_http(struct lws *wsi, LiveWsi *w, const char *mount_path)
 	}
 	wsi_attach(w, s, WSI_POLL_GET);
 	s->poll = wsi;
-	/* a long poll waits as long as the heartbeat allows */
+	/*
+	 * libwebsockets closes a request that holds its header buffer longer
+	 * than evcollector.gateway_read_timeout, and a waiting poll holds it:
+	 * answer it with a noop a second before, and the client polls again.
+	 */
 	lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+	lws_sul_schedule(evc_live_context, 0, &s->sul_poll, poll_expires,
+					 (lws_usec_t) Max(evc_gw_read_timeout_s * 1000 - 1000, 500) * 1000);
 	if (!dlist_is_empty(&s->queue) || s->closing)
 		lws_callback_on_writable(wsi);
 	return 0;
@@ -749,19 +768,6 @@ live_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 				w->s = NULL;
 				w->kind = WSI_NONE;
 				return rc;
-			}
-			return 0;
-		case LWS_CALLBACK_WSI_DESTROY:
-			{
-				/*
-				 * The server counts every connection it accepts and
-				 * forgets it when "http" hears WSI_DESTROY; a connection
-				 * bound to this protocol hears it here instead.
-				 */
-				const struct lws_protocols *http = lws_vhost_name_to_protocol(lws_get_vhost(wsi), "http");
-
-				if (http != NULL)
-					http->callback(wsi, reason, NULL, in, len);
 			}
 			return 0;
 		case LWS_CALLBACK_CLOSED_HTTP:

@@ -220,6 +220,7 @@ evc_live_session_close(LiveSession *s, const char *why)
 	s->rooms = NIL;
 	lws_sul_cancel(&s->sul_ping);
 	lws_sul_cancel(&s->sul_timeout);
+	lws_sul_cancel(&s->sul_poll);
 	evc_live_work_forget(s);
 	hash_search(sessions, s->sid, HASH_REMOVE, NULL);
 	nsessions--;

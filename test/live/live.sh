@@ -36,6 +36,8 @@ LIVE_N=0
 live_tap codec "$EVC_ROOT/.build/bin/live-packet-test"
 if ! live_venv_install || ! gw_start || ! live_setup; then
 	echo "not ok $((LIVE_N + 1)) - setup: the gateway, the socket.io clients or the pipeline"
+	curl -sv --max-time 3 "$GW_URL/healthz" 2>&1 | tail -8 | sed 's/^/# /'
+	grep -E 'gateway|live|terminated' "$EVC_RUN/postgresql.log" | tail -10 | sed 's/^/# /'
 	echo "1..$((LIVE_N + 1))"
 	return 1 2>/dev/null || exit 1
 fi
