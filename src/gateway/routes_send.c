@@ -399,7 +399,11 @@ prepare_step(void *arg)
 	}
 	it->context = build_context(a->req, it, ctx);
 	evc_send_prepare(it->client, it->event_name, it->data, it->context, &a->ev);
+	/* The registry's cached topic lives until its next lookup: keep a copy. */
+	a->ev.topic = pstrdup(a->ev.topic);
 }
+
+static void send_enqueue(PrepareArgs *a0, SendResult *r);
 
 /* Check one event, and enqueue it when valid; the result says which. */
 static void
@@ -416,6 +420,15 @@ send_one(const EvcHttpRequest *req, const char *client, const char *event_name,
 	a.data = data;
 	if (!in_subtransaction(prepare_step, &a, r))
 		return;
+	send_enqueue(&a, r);
+}
+
+/* Write a checked event to the outbox, in the group's transaction. */
+static void
+send_enqueue(PrepareArgs *a0, SendResult *r)
+{
+	PrepareArgs a = *a0;
+
 	evc_outbox_enqueue(a.ev.topic, a.item.key, a.item.key ? strlen(a.item.key) : 0,
 					   a.ev.payload, a.ev.message_id, a.ev.schema_version,
 					   EVC_CONTENT_TYPE_EVENT);
@@ -550,6 +563,53 @@ route_one_event(const EvcHttpRequest *req, EvcHttpResponse *resp)
 }
 
 /* POST /v1/batch: an array of event objects, a result per index. */
+typedef struct BatchArgs
+{
+	const EvcHttpRequest *req;
+	const char *client;
+	JsonbValue *items;
+	int			n;
+	PrepareArgs *prepared;
+} BatchArgs;
+
+static void
+batch_step(void *arg)
+{
+	BatchArgs  *b = arg;
+
+	for (int i = 0; i < b->n; i++)
+	{
+		PrepareArgs *a = &b->prepared[i];
+
+		memset(a, 0, sizeof(*a));
+		a->req = b->req;
+		a->client = b->client;
+		a->event = &b->items[i];
+		prepare_step(a);
+	}
+}
+
+/*
+ * Check every event of a batch in one subtransaction, rather than one
+ * each: true when all are valid.  When one is not, nothing of this pass is
+ * kept (the checks only read, so doing them again is safe) and the caller
+ * checks them one by one, so each gets its own answer.
+ */
+static bool
+batch_prepare_all(const EvcHttpRequest *req, const char *client, JsonbValue *items, int n,
+				  PrepareArgs **prepared, SendResult *scratch)
+{
+	BatchArgs	b;
+
+	b.req = req;
+	b.client = client;
+	b.items = items;
+	b.n = n;
+	b.prepared = palloc(sizeof(PrepareArgs) * n);
+	*prepared = b.prepared;
+	return in_subtransaction(batch_step, &b, scratch);
+}
+
 static void
 route_batch(const EvcHttpRequest *req, EvcHttpResponse *resp)
 {
@@ -558,6 +618,10 @@ route_batch(const EvcHttpRequest *req, EvcHttpResponse *resp)
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
+	JsonbValue *items;
+	int			nitems = 0;
+	PrepareArgs *prepared;
+	bool		all_valid;
 	int			n;
 	int			index = 0;
 	int			accepted = 0;
@@ -581,15 +645,23 @@ route_batch(const EvcHttpRequest *req, EvcHttpResponse *resp)
 	if ((client = send_client(req, NULL, resp)) == NULL)
 		return;
 
+	items = palloc(sizeof(JsonbValue) * n);
+	it = JsonbIteratorInit(&body->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		if (tok == WJB_ELEM && nitems < n)
+			items[nitems++] = v;
+
 	initStringInfo(&r.json);
 	resetStringInfo(&resp->body);
 	appendStringInfoString(&resp->body, "{\"results\":[");
-	it = JsonbIteratorInit(&body->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	/* Usually every event is valid: check them all in one subtransaction. */
+	all_valid = batch_prepare_all(req, client, items, nitems, &prepared, &r);
+	for (int i = 0; i < nitems; i++)
 	{
-		if (tok != WJB_ELEM)
-			continue;
-		send_one(req, client, NULL, &v, NULL, &r);
+		if (all_valid)
+			send_enqueue(&prepared[i], &r);
+		else
+			send_one(req, client, NULL, &items[i], NULL, &r);
 		if (r.status == 200)
 			accepted++;
 		appendStringInfo(&resp->body, "%s{\"index\":%d,\"status\":%d,", index ? "," : "", index, r.status);

@@ -314,10 +314,10 @@ request_begin(struct lws *wsi, const char *uri)
 }
 
 /*
- * Queue a request whose body is complete for the next group.  Reading
- * stops on its connection until the answer is out: libwebsockets keeps the
- * bytes of a pipelined next request in its buffer list and would otherwise
- * hand them over (and complete this body again) at once.
+ * Queue a request whose body is complete for the next group.  The bytes of
+ * a pipelined next request wait in libwebsockets' buffer list until this
+ * answer is out (lws_http_transaction_completed); until then libwebsockets
+ * may report this body complete again, which is ignored here.
  */
 static void
 request_queue(GwRequest *r)
@@ -328,7 +328,6 @@ request_queue(GwRequest *r)
 	r->p.req.body_len = r->body.len;
 	/* The commit follows within this service round: no read timeout now. */
 	lws_set_timeout(r->p.wsi, NO_PENDING_TIMEOUT, 0);
-	lws_rx_flow_control(r->p.wsi, 0);
 	dlist_push_tail(&gw_incoming, &r->p.node);
 }
 
@@ -509,8 +508,6 @@ on_writeable(struct lws *wsi, GwSession *s)
 	if (r->close_after)
 		return -1;
 	request_free(s);
-	/* Read again: the next (maybe pipelined) request may come in. */
-	lws_rx_flow_control(wsi, 1);
 	if (lws_http_transaction_completed(wsi))
 		return -1;
 	return 0;
