@@ -28,4 +28,5 @@ wss.on('connection', (ws, req) => {
   for (const r of mine) { if (!rooms.has(r)) rooms.set(r, new Set()); rooms.get(r).add(ws); }
   ws.on('close', () => mine.forEach((r) => rooms.get(r).delete(ws)));
 });
-server.listen(+process.argv[2], '127.0.0.1', () => console.log('listening'));
+// a backlog for 10,000 clients arriving together (Node's default is 511)
+server.listen(+process.argv[2], '127.0.0.1', 4096, () => console.log('listening'));
