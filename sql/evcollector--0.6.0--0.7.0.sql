@@ -231,6 +231,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON evc.registry_config TO evc_registry_admi
 -- end of gateway: schema registry ids and config
 
 -- == live rooms (issue 17) ==
+-- No SQL objects: the live rooms read evc.aggregates and the views, and keep
+-- their state in the gateway (src/gateway/README-live.md).
 
 -- == hardening: fuzzing and the differential check (issue 18) ==
 -- The draft-07 meta-schema stored in 0.2.0 gave "enum" draft-06's

@@ -32,7 +32,7 @@ EVC_DEBS=(build-essential curl ca-certificates zlib1g-dev
 	librdkafka-dev libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler
 	kcat json-schema-test-suite bc python3-prometheus-client python3-venv protobuf-compiler
 	maven openjdk-17-jre-headless openssl jq python3-pip
-	libwebsockets-dev nginx-light wrk prometheus clang llvm)
+	libwebsockets-dev nginx-light wrk prometheus clang llvm chromium)
 
 evc_install_deps() {
 	local missing=() p

@@ -2,7 +2,8 @@
  * sink_aggregates.c
  *		Owns the aggregates sink: it lands AggregatedEvent messages (from
  *		evc_aggregate, on <prefix>aggregates.<window>) in evc.aggregates and
- *		pushes every new or corrected row to LISTENers on evc_live_<window>.
+ *		pushes every new or corrected row to LISTENers on evc_live_<window>
+ *		and to the gateway's live rooms (gateway/live.h).
  *
  * Like the other sinks it runs inside the consumer's batch transaction,
  * with SPI connected and the partition's offset row locked (consumer.c).
@@ -34,6 +35,7 @@
 
 #include "aggregate/aggregate.h"
 #include "consume/consumer.h"
+#include "gateway/live.h"
 #include "kafka/proto.h"
 #include "util/spi_plans.h"
 
@@ -132,6 +134,8 @@ notify_live(Evcollector__AggregatedEvent *a, const char *window_name)
 	appendStringInfo(&buf, ",\"value\":%s,\"count\":" INT64_FORMAT ",\"revision\":%d}",
 					 a->value_decimal, (int64) a->count, a->revision);
 	Async_Notify(psprintf("evc_live_%s", window_name), buf.data);
+	/* and to the gateway's live rooms, through shared memory, at commit */
+	evc_live_push_at_commit((int) a->window_seconds, a->group_key, buf.data);
 }
 
 /* Upsert one aggregate; true when the row is new or was corrected. */

@@ -19,6 +19,7 @@
 #include "utils/timestamp.h"
 
 #include "core/shmem.h"
+#include "gateway/live.h"
 
 EvcShared  *evc_shared = NULL;
 
@@ -37,6 +38,7 @@ evc_shmem_request(void)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(EvcShared)));
 	RequestNamedLWLockTranche("evcollector", 1);
+	evc_live_shmem_request();
 }
 
 static void
@@ -62,6 +64,7 @@ evc_shmem_startup(void)
 		for (int i = 0; i < EVC_MAX_WORKERS; i++)
 			evc_shared->workers[i].pgprocno = -1;
 	}
+	evc_live_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

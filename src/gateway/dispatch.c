@@ -13,6 +13,7 @@
 
 #include "gateway/gateway_int.h"
 #include "gateway/http.h"
+#include "gateway/live_server.h"
 
 /*
  * The schema-registry and operations tables are written on another branch
@@ -26,10 +27,11 @@ extern bool evc_http_route_ops(const EvcHttpRequest *req, EvcHttpResponse *resp)
 void
 evc_http_dispatch(const EvcHttpRequest *req, EvcHttpResponse *resp)
 {
-	EvcHttpRoute routes[3];
+	EvcHttpRoute routes[4];
 	int			n = 0;
 
 	routes[n++] = evc_http_route_send;
+	routes[n++] = evc_http_route_live;
 	if (evc_http_route_registry != NULL)
 		routes[n++] = evc_http_route_registry;
 	if (evc_http_route_ops != NULL)

@@ -42,6 +42,7 @@
 #include "gateway/gateway.h"
 #include "gateway/gateway_int.h"
 #include "gateway/server.h"
+#include "gateway/live_server.h"
 
 EvcWorkerSlot *evc_gw_slot = NULL;
 static int	wake_fd = -1;
@@ -249,6 +250,7 @@ serve(void)
 		ResetLatch(MyLatch);
 		evc_worker_handle_interrupts();
 		commit_incoming();
+		evc_live_after_service();
 		if (settings_changed())
 		{
 			ereport(LOG,

@@ -23,6 +23,7 @@
 
 #include "gateway/gateway_int.h"
 #include "gateway/server.h"
+#include "gateway/live_server.h"
 
 /*
  * The per-connection state libwebsockets allocates (per_session_data_size):
@@ -61,6 +62,7 @@ static int	gw_fd_callback(struct lws *wsi, enum lws_callback_reasons reason,
 static const struct lws_protocols gw_protocols[] = {
 	{"http", gw_http_callback, sizeof(GwSession), 0, 0, NULL, 0},
 	{"evc-gateway-fd", gw_fd_callback, 0, 0, 0, NULL, 0},
+	EVC_LIVE_PROTOCOL,
 	{NULL, NULL, 0, 0, 0, NULL, 0}
 };
 
@@ -121,6 +123,8 @@ evc_gw_server_start(const char *host, int port, char **why)
 		info.ssl_cert_filepath = evc_gw_tls_cert;
 		info.ssl_private_key_filepath = evc_gw_tls_key;
 	}
+	info.mounts = evc_live_mounts();
+	info.pvo = evc_live_pvo;
 	gw_vhost = lws_create_vhost(gw_context, &info);
 	if (gw_vhost == NULL)
 	{
@@ -128,6 +132,7 @@ evc_gw_server_start(const char *host, int port, char **why)
 			: "could not listen (address in use, or not an address of this host)";
 		return false;
 	}
+	evc_live_start(gw_context);
 	return true;
 }
 
@@ -152,6 +157,7 @@ evc_gw_server_stop(void)
 	fd_callback = NULL;
 	while (!dlist_is_empty(&gw_incoming))
 		(void) dlist_pop_head_node(&gw_incoming);
+	evc_live_stop();
 	lws_context_destroy(gw_context);
 	gw_context = NULL;
 	gw_vhost = NULL;

@@ -18,6 +18,7 @@
 #include "core/guc.h"
 #include "gateway/gateway.h"
 #include "gateway/gateway_int.h"
+#include "gateway/live_server.h"
 #include "registry/registry.h"
 
 char	   *evc_gw_listen = NULL;
@@ -214,4 +215,5 @@ evc_gateway_define_gucs(void)
 							"Most requests the gateway commits in one transaction.",
 							NULL, &evc_gw_group_max, 1000, 1, 100000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	evc_live_define_gucs();
 }
