@@ -95,8 +95,9 @@ read -r missing dups < <(delivered_once "$EVC_RUN/tmp/pending.txt" "$EVC_RUN/tmp
 is "$missing" 0 "every pending event arrived from the pg_restore-restored server"
 is "$dups" 0 "none arrived twice"
 cluster_stop "$CUSTOM"
-# The harness's server goes on for the next layers, without this test's workers.
-cluster_start "$EVC_PGDATA" &&
+# The harness's server goes on for the next layers, without this test's
+# workers, logging where the harness and the later layers read its log.
+as_pg env ${EVC_SANITIZE_ENV:-} "$BINDIR/pg_ctl" -D "$EVC_PGDATA" -l "$EVC_RUN/postgresql.log" -w -t 60 start >/dev/null &&
 	q "SELECT evc_consumer_drop(name) FROM evc.consumer_defs WHERE name LIKE 'bk\\_%';
 	   SELECT evc_drop_aggregation('bk', 'reading')" >/dev/null
 exit $((TAP_FAILED > 0))
