@@ -46,8 +46,15 @@ q "SELECT evc_flush('60 s')" >/dev/null
 kcat -C -b "$EVC_KAFKA_BOOTSTRAP" -t default.page_view -e -q -f '%h\n' 2>/dev/null |
 	sed -n 's/.*message_id=\([0-9a-f-]*\).*/\1/p' | sort >"$EVC_RUN/tmp/crash.kafka2"
 dups=$(uniq -d "$EVC_RUN/tmp/crash.kafka2" | wc -l)
-tap $([ "$dups" -gt 0 ]; echo $?) \
-	"$dups events were committed but not answered before a crash, and are on Kafka twice after their retry" "$dups"
+# Whether a SIGKILL falls between a group's commit and its answers is up to
+# the timing of the run: when none did, there is nothing to see twice, and
+# the check is a TAP skip that says so, not a pass.
+if [ "$dups" -gt 0 ]; then
+	tap 0 "$dups events were committed but not answered before a crash, and are on Kafka twice after their retry"
+else
+	n=$((n + 1))
+	echo "ok $n - # SKIP no SIGKILL fell between a commit and its answers in this run"
+fi
 want=$(( answered + lost ))
 wait_sql 180 "SELECT count(*) >= $want FROM evc.events WHERE data->>'url' LIKE '/c/%' OR data->>'url' = '/retry'"
 tap $([ "$(q "SELECT count(*) FROM evc.events WHERE data->>'url' LIKE '/c/%' OR data->>'url' = '/retry'")" = "$want" ]; echo $?) \
