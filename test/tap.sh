@@ -18,7 +18,8 @@ tap() {
 	else
 		echo "not ok $n - $2"
 		[ -n "${3:-}" ] && echo "$3" | head -20 | sed 's/^/# /'
-		fails=$((fails + 1))
+		# A "# TODO" test is a known bug (TAP): shown, not a failure.
+		case "$2" in *"# TODO"*) ;; *) fails=$((fails + 1)) ;; esac
 	fi
 }
 
