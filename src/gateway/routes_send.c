@@ -360,10 +360,13 @@ typedef struct PrepareArgs
 	EvcPreparedEvent ev;
 } PrepareArgs;
 
+/*
+ * Read one event off the request into a->item: its name, data, key and
+ * context.  Pure (no SPI, no registry), so the fuzz target runs it alone.
+ */
 static void
-prepare_step(void *arg)
+prepare_read(PrepareArgs *a)
 {
-	PrepareArgs *a = arg;
 	SendItem   *it = &a->item;
 	JsonbValue *ctx = NULL;
 
@@ -398,6 +401,15 @@ prepare_step(void *arg)
 		ctx = object_get(obj, "context");
 	}
 	it->context = build_context(a->req, it, ctx);
+}
+
+static void
+prepare_step(void *arg)
+{
+	PrepareArgs *a = arg;
+	SendItem   *it = &a->item;
+
+	prepare_read(a);
 	evc_send_prepare(it->client, it->event_name, it->data, it->context, &a->ev);
 	/* The registry's cached topic lives until its next lookup: keep a copy. */
 	a->ev.topic = pstrdup(a->ev.topic);
@@ -463,13 +475,10 @@ parse_step(void *arg)
 												 CStringGetDatum(pnstrdup(a->req->body, a->req->body_len))));
 }
 
-/* The body as JSON, or false with the answer (415, 400) in resp. */
+/* The checks before the body is parsed: false with the answer in resp. */
 static bool
-parse_body(const EvcHttpRequest *req, EvcHttpResponse *resp, Jsonb **body)
+body_precheck(const EvcHttpRequest *req, EvcHttpResponse *resp)
 {
-	ParseArgs	a = {req, NULL};
-	SendResult	r;
-
 	if (req->content_type != NULL &&
 		pg_strncasecmp(req->content_type, "application/json", 16) != 0)
 	{
@@ -482,6 +491,18 @@ parse_body(const EvcHttpRequest *req, EvcHttpResponse *resp, Jsonb **body)
 		evc_http_error(resp, 400, "invalid_json", "the request has no body; it must be JSON");
 		return false;
 	}
+	return true;
+}
+
+/* The body as JSON, or false with the answer (415, 400) in resp. */
+static bool
+parse_body(const EvcHttpRequest *req, EvcHttpResponse *resp, Jsonb **body)
+{
+	ParseArgs	a = {req, NULL};
+	SendResult	r;
+
+	if (!body_precheck(req, resp))
+		return false;
 	initStringInfo(&r.json);
 	if (!in_subtransaction(parse_step, &a, &r))
 	{
@@ -610,16 +631,30 @@ batch_prepare_all(const EvcHttpRequest *req, const char *client, JsonbValue *ite
 	return in_subtransaction(batch_step, &b, scratch);
 }
 
+/* A batch's events, n of them (its JB_ROOT_COUNT), into *items; how many. */
+static int
+batch_split(Jsonb *body, int n, JsonbValue **items)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			nitems = 0;
+
+	*items = palloc(sizeof(JsonbValue) * n);
+	it = JsonbIteratorInit(&body->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		if (tok == WJB_ELEM && nitems < n)
+			(*items)[nitems++] = v;
+	return nitems;
+}
+
 static void
 route_batch(const EvcHttpRequest *req, EvcHttpResponse *resp)
 {
 	Jsonb	   *body;
 	const char *client;
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
 	JsonbValue *items;
-	int			nitems = 0;
+	int			nitems;
 	PrepareArgs *prepared;
 	bool		all_valid;
 	int			n;
@@ -645,11 +680,7 @@ route_batch(const EvcHttpRequest *req, EvcHttpResponse *resp)
 	if ((client = send_client(req, NULL, resp)) == NULL)
 		return;
 
-	items = palloc(sizeof(JsonbValue) * n);
-	it = JsonbIteratorInit(&body->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-		if (tok == WJB_ELEM && nitems < n)
-			items[nitems++] = v;
+	nitems = batch_split(body, n, &items);
 
 	initStringInfo(&r.json);
 	resetStringInfo(&resp->body);
