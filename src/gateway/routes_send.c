@@ -18,6 +18,7 @@
 #include "access/xact.h"
 #include "common/cryptohash.h"
 #include "common/sha1.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/json.h"
@@ -341,7 +342,13 @@ build_context(const EvcHttpRequest *req, SendItem *item, JsonbValue *ctx)
 	if (c && (v = object_get(c, "user_agent")) != NULL)
 		push_string(&st, "user_agent", value_as_string(v, "/context/user_agent"));
 	else if (req->user_agent != NULL)
-		push_string(&st, "user_agent", req->user_agent);
+	{
+		/* a header is any bytes; the context is jsonb, which is UTF-8 */
+		char	   *ua = pstrdup(req->user_agent);
+
+		evc_http_utf8_clean(ua);
+		push_string(&st, "user_agent", ua);
+	}
 	if (st == NULL)
 		return NULL;			/* nothing to say: evc_send's defaults */
 	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
@@ -471,6 +478,21 @@ parse_step(void *arg)
 {
 	ParseArgs  *a = arg;
 
+	/*
+	 * jsonb_in takes a C string in the database encoding: a NUL would end
+	 * the body early, and bytes that are not UTF-8 would go into the event
+	 * (and into jsonb's error messages) as they are.
+	 */
+	if (memchr(a->req->body, '\0', a->req->body_len) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type json"),
+				 errdetail("The body contains a NUL byte.")));
+	if (!pg_verifymbstr(a->req->body, a->req->body_len, true))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type json"),
+				 errdetail("The body is not valid UTF-8.")));
 	a->body = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
 												 CStringGetDatum(pnstrdup(a->req->body, a->req->body_len))));
 }
@@ -726,11 +748,16 @@ route_send_event(const EvcHttpRequest *req, EvcHttpResponse *resp, const char *p
 static bool
 split_send_event(const char *path, char **client, char **event)
 {
-	const char *p = path + 1;
-	const char *s1 = strchr(p, '/');
+	const char *p;
+	const char *s1;
 	const char *s2;
 
-	if (path[0] != '/' || s1 == NULL || s1 == p)
+	/* (path + 1 is past the end of "": look at path[0] first) */
+	if (path[0] != '/')
+		return false;
+	p = path + 1;
+	s1 = strchr(p, '/');
+	if (s1 == NULL || s1 == p)
 		return false;
 	s2 = strchr(s1 + 1, '/');
 	if (s2 == NULL || s2 == s1 + 1 || strcmp(s2, "/send_event") != 0)
