@@ -88,7 +88,7 @@ $(FUZZ_B)/bin/%: $(FUZZ_B)/obj/test/fuzz/fuzz_%.o $(FUZZ_HARNESS_OBJS) $(FUZZ_B)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -Wl,--gc-sections -o $@ $< $(FUZZ_HARNESS_OBJS) \
 		$(FUZZ_B)/libevc.a $(FUZZ_B)/libpgserver.a $(FUZZ_B)/libpgcommon.a $(FUZZ_PG_LIBDIR)/libpgport.a \
-		-lrdkafka -lcurl -lprotobuf-c -lz $(FUZZ_PG_SYSLIBS) -lm
+		-lrdkafka -lcurl -lprotobuf-c -lwebsockets -lz $(FUZZ_PG_SYSLIBS) -lm
 
 # The documents a fuzzed $ref may name (fuzz_pg.c): the test suite's
 # remotes, and the draft-07 meta-schema as the install script stores it,
@@ -108,7 +108,7 @@ $(FUZZ_B)/bin/validate_cases: $(FUZZ_B)/obj/test/fuzz/tools/validate_cases.o $(F
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_SAN) -Wl,--gc-sections -o $@ $< $(FUZZ_HARNESS_OBJS) \
 		$(FUZZ_B)/libevc.a $(FUZZ_B)/libpgserver.a $(FUZZ_B)/libpgcommon.a $(FUZZ_PG_LIBDIR)/libpgport.a \
-		-lrdkafka -lcurl -lprotobuf-c -lz $(FUZZ_PG_SYSLIBS) -lm
+		-lrdkafka -lcurl -lprotobuf-c -lwebsockets -lz $(FUZZ_PG_SYSLIBS) -lm
 
 .PHONY: fuzz fuzz-build fuzz-regress fuzz-differential
 fuzz-build: $(FUZZ_BINS) $(FUZZ_B)/bin/validate_cases $(FUZZ_B)/documents/.stamp
@@ -122,3 +122,8 @@ fuzz: fuzz-build
 
 fuzz-differential: $(FUZZ_B)/bin/validate_cases $(FUZZ_B)/documents/.stamp
 	FUZZ_CASES=$(FUZZ_CASES) FUZZ_SEED=$${FUZZ_SEED:-$$(date +%s)} test/fuzz/run.sh differential
+
+# routes_ops.c includes the OpenAPI document that mk/gwreg.mk generates
+# (its GWREG_GEN, spelt out: that file is read after this one).
+$(FUZZ_B)/obj/src/gateway/routes_ops.o: .build/gateway/openapi_json.inc
+$(FUZZ_B)/obj/src/gateway/routes_ops.o: FUZZ_CFLAGS += -I.build/gateway

@@ -9,6 +9,7 @@
  */
 #include "postgres.h"
 
+#include "mb/pg_wchar.h"
 #include "utils/json.h"
 
 #include "gateway/gateway_int.h"
@@ -43,7 +44,31 @@ evc_http_dispatch(const EvcHttpRequest *req, EvcHttpResponse *resp)
 	evc_http_error(resp, 404, "not_found", "no route for %s %s", req->method, req->path);
 }
 
-/* Formats the message once, for both error shapes. */
+/*
+ * Replace each byte of s that does not start a valid UTF-8 character with
+ * '?', in place.  A message may quote what the client sent (a header, the
+ * path), which is any bytes; its JSON body must still be valid UTF-8.
+ */
+void
+evc_http_utf8_clean(char *s)
+{
+	unsigned char *p = (unsigned char *) s;
+
+	while (*p)
+	{
+		int			len = pg_utf_mblen(p);
+		int			avail = 0;
+
+		while (avail < len && p[avail])
+			avail++;
+		if (avail < len || !pg_utf8_islegal(p, len))
+			*p++ = '?';
+		else
+			p += len;
+	}
+}
+
+/* Formats the message once, for both error shapes (valid UTF-8). */
 static char *format_message(const char *fmt, va_list args) pg_attribute_printf(1, 0);
 
 static char *
@@ -64,6 +89,7 @@ format_message(const char *fmt, va_list args)
 			break;
 		enlargeStringInfo(&buf, needed);
 	}
+	evc_http_utf8_clean(buf.data);
 	return buf.data;
 }
 

@@ -60,6 +60,8 @@ extern void evc_gw_run_group(dlist_head *group);
 extern bool evc_gw_authenticate(const char *authorization, EvcHttpRequest *req,
 								EvcHttpResponse *resp);
 extern void evc_gw_keys_forget(void);
+/* The key an Authorization header carries (Bearer, or Basic's password). */
+extern char *evc_gw_key_from_header(const char *authorization);
 
 /* limits.c: per-client requests per second. */
 extern bool evc_gw_rate_allow(const char *client);

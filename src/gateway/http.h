@@ -66,6 +66,10 @@ extern void evc_http_error(EvcHttpResponse *resp, int status,
 extern void evc_http_registry_error(EvcHttpResponse *resp, int status,
 									int error_code, const char *fmt,...) pg_attribute_printf(4, 5);
 
+/* Replace the bytes of s that are not UTF-8 with '?', in place: for text
+ * the client sent (headers, the path) that goes into a JSON answer. */
+extern void evc_http_utf8_clean(char *s);
+
 /* Routes owned by the schema-registry file (routes_registry.c). */
 extern bool evc_http_route_registry(const EvcHttpRequest *req, EvcHttpResponse *resp);
 

@@ -143,9 +143,10 @@ path_is_public(const char *path)
  * The key in an Authorization header: "Bearer <key>", or Basic with the key
  * as the password (the schema-registry clients send basic.auth.user.info
  * as "user:password"; the user part is not checked).  NULL when neither.
+ * Pure; exported for the fuzz target (test/fuzz/fuzz_gateway_request.c).
  */
-static char *
-key_from_header(const char *authorization)
+char *
+evc_gw_key_from_header(const char *authorization)
 {
 	if (pg_strncasecmp(authorization, "Bearer ", 7) == 0)
 		return pstrdup(authorization + 7);
@@ -265,7 +266,7 @@ evc_gw_authenticate(const char *authorization, EvcHttpRequest *req, EvcHttpRespo
 					   "%s %s needs a key: send Authorization: Bearer <key>", req->method, req->path);
 		return false;
 	}
-	key = key_from_header(authorization);
+	key = evc_gw_key_from_header(authorization);
 	if (key == NULL || strncmp(key, KEY_PREFIX, strlen(KEY_PREFIX)) != 0)
 	{
 		evc_http_error(resp, 401, "invalid_key",

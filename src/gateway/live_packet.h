@@ -2,9 +2,10 @@
  * gateway/live_packet.h: the Engine.IO 4 and Socket.IO 5 packet codec.
  *
  * Pure functions over byte buffers: no sockets, no libwebsockets, no
- * session state and no ereport.  They compile in the backend and, with
- * -DFRONTEND against libpgcommon, in the libFuzzer target
- * (test/fuzz/live_packet.c), which feeds them arbitrary bytes.
+ * session state and no ereport.  They compile in the backend (as the
+ * libFuzzer target test/fuzz/fuzz_live_packet.c links them, feeding them
+ * arbitrary bytes) and, with -DFRONTEND against libpgcommon, in the unit
+ * tests (test/live/packet_test.c).
  *
  * Decoders never allocate what they return except the de-escaped event
  * name; slices point into the caller's buffer.  Every decoder returns NULL

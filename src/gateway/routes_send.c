@@ -18,6 +18,7 @@
 #include "access/xact.h"
 #include "common/cryptohash.h"
 #include "common/sha1.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/json.h"
@@ -341,7 +342,13 @@ build_context(const EvcHttpRequest *req, SendItem *item, JsonbValue *ctx)
 	if (c && (v = object_get(c, "user_agent")) != NULL)
 		push_string(&st, "user_agent", value_as_string(v, "/context/user_agent"));
 	else if (req->user_agent != NULL)
-		push_string(&st, "user_agent", req->user_agent);
+	{
+		/* a header is any bytes; the context is jsonb, which is UTF-8 */
+		char	   *ua = pstrdup(req->user_agent);
+
+		evc_http_utf8_clean(ua);
+		push_string(&st, "user_agent", ua);
+	}
 	if (st == NULL)
 		return NULL;			/* nothing to say: evc_send's defaults */
 	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
@@ -360,10 +367,13 @@ typedef struct PrepareArgs
 	EvcPreparedEvent ev;
 } PrepareArgs;
 
+/*
+ * Read one event off the request into a->item: its name, data, key and
+ * context.  Pure (no SPI, no registry), so the fuzz target runs it alone.
+ */
 static void
-prepare_step(void *arg)
+prepare_read(PrepareArgs *a)
 {
-	PrepareArgs *a = arg;
 	SendItem   *it = &a->item;
 	JsonbValue *ctx = NULL;
 
@@ -398,6 +408,15 @@ prepare_step(void *arg)
 		ctx = object_get(obj, "context");
 	}
 	it->context = build_context(a->req, it, ctx);
+}
+
+static void
+prepare_step(void *arg)
+{
+	PrepareArgs *a = arg;
+	SendItem   *it = &a->item;
+
+	prepare_read(a);
 	evc_send_prepare(it->client, it->event_name, it->data, it->context, &a->ev);
 	/* The registry's cached topic lives until its next lookup: keep a copy. */
 	a->ev.topic = pstrdup(a->ev.topic);
@@ -459,17 +478,29 @@ parse_step(void *arg)
 {
 	ParseArgs  *a = arg;
 
+	/*
+	 * jsonb_in takes a C string in the database encoding: a NUL would end
+	 * the body early, and bytes that are not UTF-8 would go into the event
+	 * (and into jsonb's error messages) as they are.
+	 */
+	if (memchr(a->req->body, '\0', a->req->body_len) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type json"),
+				 errdetail("The body contains a NUL byte.")));
+	if (!pg_verifymbstr(a->req->body, a->req->body_len, true))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type json"),
+				 errdetail("The body is not valid UTF-8.")));
 	a->body = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
 												 CStringGetDatum(pnstrdup(a->req->body, a->req->body_len))));
 }
 
-/* The body as JSON, or false with the answer (415, 400) in resp. */
+/* The checks before the body is parsed: false with the answer in resp. */
 static bool
-parse_body(const EvcHttpRequest *req, EvcHttpResponse *resp, Jsonb **body)
+body_precheck(const EvcHttpRequest *req, EvcHttpResponse *resp)
 {
-	ParseArgs	a = {req, NULL};
-	SendResult	r;
-
 	if (req->content_type != NULL &&
 		pg_strncasecmp(req->content_type, "application/json", 16) != 0)
 	{
@@ -482,6 +513,18 @@ parse_body(const EvcHttpRequest *req, EvcHttpResponse *resp, Jsonb **body)
 		evc_http_error(resp, 400, "invalid_json", "the request has no body; it must be JSON");
 		return false;
 	}
+	return true;
+}
+
+/* The body as JSON, or false with the answer (415, 400) in resp. */
+static bool
+parse_body(const EvcHttpRequest *req, EvcHttpResponse *resp, Jsonb **body)
+{
+	ParseArgs	a = {req, NULL};
+	SendResult	r;
+
+	if (!body_precheck(req, resp))
+		return false;
 	initStringInfo(&r.json);
 	if (!in_subtransaction(parse_step, &a, &r))
 	{
@@ -610,16 +653,30 @@ batch_prepare_all(const EvcHttpRequest *req, const char *client, JsonbValue *ite
 	return in_subtransaction(batch_step, &b, scratch);
 }
 
+/* A batch's events, n of them (its JB_ROOT_COUNT), into *items; how many. */
+static int
+batch_split(Jsonb *body, int n, JsonbValue **items)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			nitems = 0;
+
+	*items = palloc(sizeof(JsonbValue) * n);
+	it = JsonbIteratorInit(&body->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		if (tok == WJB_ELEM && nitems < n)
+			(*items)[nitems++] = v;
+	return nitems;
+}
+
 static void
 route_batch(const EvcHttpRequest *req, EvcHttpResponse *resp)
 {
 	Jsonb	   *body;
 	const char *client;
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
 	JsonbValue *items;
-	int			nitems = 0;
+	int			nitems;
 	PrepareArgs *prepared;
 	bool		all_valid;
 	int			n;
@@ -645,11 +702,7 @@ route_batch(const EvcHttpRequest *req, EvcHttpResponse *resp)
 	if ((client = send_client(req, NULL, resp)) == NULL)
 		return;
 
-	items = palloc(sizeof(JsonbValue) * n);
-	it = JsonbIteratorInit(&body->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-		if (tok == WJB_ELEM && nitems < n)
-			items[nitems++] = v;
+	nitems = batch_split(body, n, &items);
 
 	initStringInfo(&r.json);
 	resetStringInfo(&resp->body);
@@ -695,11 +748,16 @@ route_send_event(const EvcHttpRequest *req, EvcHttpResponse *resp, const char *p
 static bool
 split_send_event(const char *path, char **client, char **event)
 {
-	const char *p = path + 1;
-	const char *s1 = strchr(p, '/');
+	const char *p;
+	const char *s1;
 	const char *s2;
 
-	if (path[0] != '/' || s1 == NULL || s1 == p)
+	/* (path + 1 is past the end of "": look at path[0] first) */
+	if (path[0] != '/')
+		return false;
+	p = path + 1;
+	s1 = strchr(p, '/');
+	if (s1 == NULL || s1 == p)
 		return false;
 	s2 = strchr(s1 + 1, '/');
 	if (s2 == NULL || s2 == s1 + 1 || strcmp(s2, "/send_event") != 0)
