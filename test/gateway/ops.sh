@@ -119,6 +119,7 @@ auth=()
 	--workers 1 --request-timeout 10 \
 	--seed 16 --no-color "${auth[@]}") >"$tmp/schemathesis.log" 2>&1
 rc=$?
+cp "$tmp/schemathesis.log" "$EVC_RUN/schemathesis.log" 2>/dev/null
 tap $rc "schemathesis against /openapi.json: no server error" "$(grep -vE '^\s*$' "$tmp/schemathesis.log" | tail -40)"
 grep -E "passed|failed|errors?" "$tmp/schemathesis.log" | tail -3 | sed 's/^/# /'
 
