@@ -119,7 +119,7 @@ evc_s3_start() {
 	EVC_PIDS+=($!)
 	EVC_S3_ENDPOINT="http://127.0.0.1:$port"
 	export EVC_S3_ENDPOINT
-	evc_wait_for 20 curl -sf -o /dev/null "$EVC_S3_ENDPOINT/" || evc_die "s3rver did not start; see $EVC_RUN/s3rver.log"
+	evc_wait_for 60 curl -sf -o /dev/null "$EVC_S3_ENDPOINT/" || evc_die "s3rver did not start; see $EVC_RUN/s3rver.log"
 	evc_log "s3rver at $EVC_S3_ENDPOINT (bucket $EVC_S3_BUCKET)"
 }
 
