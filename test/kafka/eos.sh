@@ -125,6 +125,12 @@ until [ $(($(log_count "relay_fault_point = after_kafka_commit: killing") - kill
 done
 reload "RESET evcollector.relay_fault_point"
 kills=$(($(log_count "relay_fault_point = after_kafka_commit: killing") - kills0))
+# The last kill's restart may not have read its progress back yet: give it
+# a deadline to find that tick and say so.
+deadline=$((SECONDS + 30))
+until [ $(($(log_count "was committed to Kafka but not recorded here") - rec0)) -ge "$kills" ] || [ $SECONDS -ge $deadline ]; do
+	sleep 0.5
+done
 recs=$(($(log_count "was committed to Kafka but not recorded here") - rec0))
 # Each kill leaves a committed tick that PostgreSQL did not record (the
 # record of one found in Kafka can itself be lost in the next kill).
