@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# test/wire/pyenv.sh: print the path of a python that has the wire-format
-# checker's packages (requirements.txt beside this file), installing them
-# from PyPI into a virtualenv the first time.  Idempotent and cached: later
-# calls print the same path at once.
+# test/wire/pyenv.sh [REQUIREMENTS NAME]: print the path of a python that
+# has the packages of REQUIREMENTS (default: the wire-format checker's,
+# requirements.txt beside this file; NAME wire), installing them from PyPI
+# into a virtualenv the first time.  Idempotent and cached: later calls
+# print the same path at once.  test/fuzz/pyenv.sh and
+# test/gateway/registry_pyenv.sh call it with their own pins.
 #
 # The venv lives in $EVC_CACHE (/var/cache/evcollector) as
 # wire-<hash of requirements.txt and the base python>.  The suite calls this
@@ -12,11 +14,12 @@
 # under /root (pyenv) cannot be run by postgres.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-req="$here/requirements.txt"
+req=${1:-$here/requirements.txt}
+prefix=${2:-wire}
 base=${EVC_PY_BASE:-/usr/bin/python3}
 [ -x "$base" ] || base=$(command -v python3) || { echo "pyenv.sh: no python3" >&2; exit 1; }
 hash=$({ cat "$req"; echo "$base"; "$base" -c 'import sys; print(sys.version)'; } | sha256sum | cut -c1-12)
-name="wire-$hash"
+name="$prefix-$hash"
 cache=${EVC_CACHE:-/var/cache/evcollector}
 
 if [ ! -f "$cache/$name/.complete" ]; then
