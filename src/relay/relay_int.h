@@ -95,6 +95,12 @@ typedef struct RelayBatch
 	bool		tick_last;
 	EvcSnapshot *tick_snapshot;	/* in cxt; only with tick_last */
 	int64		tick_events;
+	/*
+	 * Rows of the tick left out because they went to evc.dead_letters when
+	 * the tick was sent before: the tick must still be recorded, even with
+	 * no event in it, or evc.outbox keeps listing them.
+	 */
+	bool		tick_left_out;
 	TimestampTz tick_taken_at;
 	XLogRecPtr	tick_wal_at;	/* flushed before the tick's Kafka commit */
 } RelayBatch;

@@ -740,6 +740,7 @@ evc_relay_batch(long *next_due_ms)
 	cur->from_retry = cur->tick_last = false;
 	cur->tick_snapshot = NULL;
 	cur->tick_events = 0;
+	cur->tick_left_out = false;
 	pg_atomic_write_u32(&cur->reports_pending, 0);
 	/* The batch is set up before it is seen active: see batch_of_generation. */
 	pg_write_barrier();

@@ -87,6 +87,7 @@ typedef struct TickReader
 	FullTransactionId last_txid;
 	int64		last_id;
 	int64		events;
+	bool		left_out;		/* a dead-lettered row of the tick was skipped */
 } TickReader;
 
 static TickReader reader;
@@ -352,6 +353,7 @@ tick_begin(void)
 	reader.table = reader.range = 0;
 	reader.resume = false;
 	reader.events = 0;
+	reader.left_out = false;
 	reader.taken_at = GetCurrentTimestamp();
 	/* Every transaction cur sees completed has its WAL before this. */
 	reader.wal_at = GetXLogInsertRecPtr();
@@ -418,7 +420,10 @@ scan_interval(Relation rel, Relation idx, TupleTableSlot *slot, int limit,
 		reader.last_txid = txid;
 		reader.last_id = DatumGetInt64(slot->tts_values[OUTBOX_ID]);
 		if (!add_slot(batch, slot, processed_at))
+		{
+			reader.left_out = true;
 			continue;
+		}
 		reader.events++;
 		evc_relay_rows_in[table_no]++;
 		if (batch->n % HANDOFF_EVERY == 0)
@@ -559,6 +564,7 @@ read_and_produce(int limit, RelayBatch *batch, RelayBatch *inflight)
 				batch->tick_snapshot = MemoryContextAlloc(batch->cxt, VARSIZE(reader.cur));
 				memcpy(batch->tick_snapshot, reader.cur, VARSIZE(reader.cur));
 				batch->tick_events = reader.events;
+				batch->tick_left_out = reader.left_out;
 				batch->tick_taken_at = reader.taken_at;
 				batch->tick_wal_at = reader.wal_at;
 				/* The next tick starts where this one ends, delivered or not. */

@@ -106,7 +106,8 @@ evc_relay_load_delivered(void)
 
 /*
  * Record the tick that batch (its last chunk) carries as delivered, in the
- * settle's transaction.  A tick whose batch was empty is recorded only when
+ * settle's transaction.  A tick whose batch was empty (and left no
+ * dead-lettered row out) is recorded only when
  * someone needs a newer one: an evc_flush waiting, or a retired table
  * waiting to be emptied.  The next batch then simply starts further back,
  * at the last recorded tick, and covers the same transactions.
@@ -115,7 +116,7 @@ static bool
 tick_wanted(RelayBatch *batch)
 {
 	return batch->tick_last &&
-		(batch->tick_events > 0 || pg_atomic_read_u32(&evc_shared->flush_waiters) > 0 ||
+		(batch->tick_events > 0 || batch->tick_left_out || pg_atomic_read_u32(&evc_shared->flush_waiters) > 0 ||
 		 evc_relay_rotate_wants_tick());
 }
 

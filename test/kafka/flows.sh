@@ -201,7 +201,7 @@ is "$(q "SELECT error ~ 'MSG_SIZE_TOO_LARGE', attempts, source FROM evc.dead_let
 # batch's other events with its tick, so the event leaves evc.outbox a
 # moment after its dead letter appears: wait for that, with a deadline.
 wait_sql 10 "SELECT count(*) = 0 FROM evc.outbox WHERE message_id = '$big'" || true
-is "$(q "SELECT count(*) FROM evc.outbox WHERE message_id = '$big'")" 0 "the too-large event is not retried: it is no longer in evc.outbox # TODO transactional relay: a dead-lettered event stays in evc.outbox"
+is "$(q "SELECT count(*) FROM evc.outbox WHERE message_id = '$big'")" 0 "the too-large event is not retried: it is no longer in evc.outbox"
 # A small event sent beside it is no dead letter.
 q "SELECT evc_send('acme', 'Big', jsonb_build_object('blob', (SELECT string_agg(md5(g::text), '') FROM generate_series(1, 20000) g))); SELECT evc_send('acme', 'Big', '{\"small\": true}')" >"$T/big2.ids"
 small=$(tail -1 "$T/big2.ids")
@@ -273,7 +273,7 @@ tap $? "events to a topic the relay may not write go to evc.dead_letters" \
 	"$(q2 "SELECT attempts, last_error FROM evc.outbox WHERE topic = '${PREFIX}acme.Denied' LIMIT 3")"
 wait_sql 10 "SELECT count(*) = 0 FROM evc.outbox" q2 || true
 is "$(q2 "SELECT count(*) FILTER (WHERE error ~ 'TOPIC_AUTHORIZATION_FAILED'), max(attempts) FROM evc.dead_letters WHERE topic = '${PREFIX}acme.Denied'")|$(q2 "SELECT count(*) FROM evc.outbox")" \
-	"3|1|0" "their dead letters say TOPIC_AUTHORIZATION_FAILED after one attempt, and nothing is retried # TODO transactional relay: a dead-lettered event stays in evc.outbox"
+	"3|1|0" "their dead letters say TOPIC_AUTHORIZATION_FAILED after one attempt, and nothing is retried"
 # Nor create topics: CreateTopics is allowed by Create on the cluster or on
 # the topic, so both are denied (last: the cluster then has an ACL).
 out=$(evc_kafka_real_acls --add --deny-principal "User:$EVC_KAFKA_REAL_USER" --operation Create --cluster --topic kf-denied --force 2>&1)
