@@ -43,6 +43,11 @@ typedef struct GwRequest
 	StringInfoData body;
 	bool		has_body;
 	bool		close_after;	/* answered before its body was read */
+	/*
+	 * Queued at its headers (no body), and libwebsockets' body completion
+	 * for it not seen yet: a POST with Content-Length: 0 gets one.
+	 */
+	bool		completion_owed;
 	TimestampTz started;
 } GwRequest;
 
@@ -426,7 +431,10 @@ on_headers(struct lws *wsi, GwSession *s, const char *uri)
 	}
 	r->has_body = content_length > 0 || chunked;
 	if (!r->has_body)
+	{
 		(void) request_queue(r);
+		r->completion_owed = true;
+	}
 	return 0;
 }
 
@@ -449,6 +457,27 @@ on_body(GwSession *s, const char *in, size_t len)
 	}
 	appendBinaryStringInfo(&r->body, in, len);
 	return 0;
+}
+
+/*
+ * The body is complete: queue the request.  The one completion a request
+ * queued at its headers gets (a POST with Content-Length: 0) is expected;
+ * any other for a request already queued means a pipelined next request
+ * (see request_queue), and the connection is closed.
+ */
+static int
+on_body_completion(GwSession *s)
+{
+	GwRequest  *r = (GwRequest *) s->cur;
+
+	if (r == NULL || r->close_after)
+		return 0;
+	if (r->completion_owed)
+	{
+		r->completion_owed = false;
+		return 0;
+	}
+	return request_queue(r) ? 0 : -1;
 }
 
 static void
@@ -551,10 +580,7 @@ gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		case LWS_CALLBACK_HTTP_BODY:
 			return s == NULL ? -1 : on_body(s, (const char *) in, len);
 		case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-			if (s != NULL && s->cur != NULL && !((GwRequest *) s->cur)->close_after &&
-				!request_queue((GwRequest *) s->cur))
-				return -1;		/* pipelined: see request_queue */
-			return 0;
+			return s == NULL ? 0 : on_body_completion(s);
 		case LWS_CALLBACK_HTTP_WRITEABLE:
 			return s == NULL ? 0 : on_writeable(wsi, s);
 		case LWS_CALLBACK_CLOSED_HTTP:

@@ -36,6 +36,10 @@ out=$(get "$URL/healthz")
 tap $? "GET /healthz answers 200 {\"status\": \"ok\"}" "$out $(cat "$tmp/body")"
 out=$(get -X POST "$URL/healthz")
 [ "${out%% *}" = 405 ]; tap $? "POST /healthz answers 405" "$out"
+# An empty POST carries Content-Length: 0 (python's http.client, schemathesis).
+out=$(get -X POST -d '' "$URL/healthz")
+[ "${out%% *}" = 405 ] && jq -e '.error.code == "method_not_allowed"' "$tmp/body" >/dev/null
+tap $? "POST /healthz with Content-Length: 0 answers 405 with a JSON error" "$out $(cat "$tmp/body")"
 out=$(get "$URL/readyz")
 [ "${out%% *}" = 200 ] && jq -e '.status == "ready" and .database_writable and .relay_up' "$tmp/body" >/dev/null
 tap $? "GET /readyz: the database accepts writes and the relay is up" "$out $(cat "$tmp/body")"
@@ -110,13 +114,15 @@ done < <("$py" "$here/ops_openapi.py" "$here/../../src/gateway/openapi.json" 2>&
 	printf 'FAIL\tops_openapi.py ran to its end\texit status %s\n' $?)
 
 # schemathesis: requests generated from the document, a bounded run; no
-# answer may be a server error (5xx), however odd the request.
+# answer may be a server error (5xx), however odd the request.  Without
+# NUL bytes: libwebsockets 4.1 closes a connection whose request line has
+# a %00, before the gateway sees it (docs/gateway.md, "Limits").
 st=$(dirname "$py")/schemathesis
 auth=()
 [ -n "$KEY" ] && auth=(-H "Authorization: Bearer $KEY")
 (cd "$tmp" && timeout 300 "$st" run "$URL/openapi.json" --checks not_a_server_error \
 	--phases examples,coverage,fuzzing --max-examples "${EVC_GW_SCHEMATHESIS_EXAMPLES:-10}" \
-	--workers 1 --request-timeout 10 \
+	--workers 1 --request-timeout 10 --generation-allow-x00 false \
 	--seed 16 --no-color "${auth[@]}") >"$tmp/schemathesis.log" 2>&1
 rc=$?
 cp "$tmp/schemathesis.log" "$EVC_RUN/schemathesis.log" 2>/dev/null
