@@ -275,9 +275,9 @@ echo "# drained after $drain_s s: events|archived|lag = $cur"
 T=$EVC_RUN/tmp
 chmod 777 "$T"
 # The topic, read with kcat: one line per message, its message_id header.
-kcat -C -b "$EVC_KAFKA_BOOTSTRAP" -t "$TOPIC" -e -q -f '%p %o %h\n' 2>/dev/null |
+kcat -C -X isolation.level=read_committed -b "$EVC_KAFKA_BOOTSTRAP" -t "$TOPIC" -e -q -f '%p %o %h\n' 2>/dev/null |
 	sed -n 's/^\([0-9]*\) \([0-9]*\) .*message_id=\([0-9a-f-]\{36\}\).*/\1\t\2\t\3/p' >"$T/topic.tsv"
-topic_msgs=$(kcat -C -b "$EVC_KAFKA_BOOTSTRAP" -t "$TOPIC" -e -q -f '%o\n' 2>/dev/null | grep -c .)
+topic_msgs=$(kcat -C -X isolation.level=read_committed -b "$EVC_KAFKA_BOOTSTRAP" -t "$TOPIC" -e -q -f '%o\n' 2>/dev/null | grep -c .)
 # The archive, read from s3rver's own files: one line per landed event.
 find "$S3_DIR/$BUCKET" -name '*.jsonl._S3rver_object' -exec cat {} + 2>/dev/null |
 	jq -r '[.context.message_id, (.data.rb // false), .partition, .offset] | @tsv' >"$T/archive.tsv"
