@@ -14,20 +14,7 @@
 GW_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 gw_venv_install() {
-	local req="$GW_DIR/requirements.txt" base=/usr/bin/python3 hash venv
-	[ -x "$base" ] || base=$(command -v python3)
-	hash=$({ cat "$req"; echo "$base"; "$base" -c 'import sys; print(sys.version)'; } | sha256sum | cut -c1-12)
-	venv="$EVC_CACHE/gwclients-$hash"
-	if [ ! -f "$venv/.complete" ]; then
-		evc_log "installing the Python HTTP clients (requests) into $venv"
-		rm -rf "$venv"
-		mkdir -p "$EVC_CACHE" || evc_die "cannot create $EVC_CACHE"
-		(umask 022 && "$base" -m venv "$venv") >/dev/null || evc_die "$base -m venv failed"
-		(umask 022 && nice "$venv/bin/python" -m pip install -q --disable-pip-version-check \
-			--require-virtualenv -r "$req") || { rm -rf "$venv"; evc_die "pip install -r $req failed"; }
-		touch "$venv/.complete"
-	fi
-	GW_PY="$venv/bin/python"
+	GW_PY=$("$GW_DIR/../wire/pyenv.sh" "$GW_DIR/requirements.txt" gwclients) || evc_die "the Python HTTP clients (test/gateway/requirements.txt) could not be installed"
 	export GW_PY
 }
 
