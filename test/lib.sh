@@ -14,7 +14,8 @@ EVC_S3_BUCKET=evc-test
 EVC_S3_KEY=S3RVER
 EVC_S3_SECRET=S3RVER
 
-evc_log() { printf '==> %s\n' "$*" >&2; }
+# Each line says when, in seconds since the script started: where the suite spends its time.
+evc_log() { printf '==> %s (%d s)\n' "$*" "$SECONDS" >&2; }
 evc_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Everything here needs root (apt-get, make install, runuser).  A user who
@@ -32,7 +33,7 @@ EVC_DEBS=(build-essential curl ca-certificates zlib1g-dev
 	librdkafka-dev libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler
 	kcat json-schema-test-suite bc python3-prometheus-client python3-venv protobuf-compiler
 	maven openjdk-17-jre-headless openssl jq python3-pip
-	libwebsockets-dev nginx-light wrk prometheus clang llvm chromium)
+	libwebsockets-dev nginx-light wrk prometheus clang llvm chromium iproute2)
 
 evc_install_deps() {
 	local missing=() p
@@ -61,10 +62,19 @@ evc_build_install() {
 
 # A port nobody listens on, found by trying to connect to it.
 evc_free_port() {
-	local p i
+	# Below the kernel's ephemeral range: a port handed out here must not be
+	# taken meanwhile as the local end of some outgoing connection (Kafka's
+	# clients make many), which a listener's bind then fails on (EADDRINUSE).
+	# Not one in use in any state (ss), nor one this run handed out already.
+	local p i lo used="${EVC_RUN:+$EVC_RUN/ports}"
+	lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
+	[ "${lo:-0}" -gt 12000 ] 2>/dev/null || lo=32768
 	for i in $(seq 1 200); do
-		p=$((20000 + RANDOM % 40000))
+		p=$((10000 + RANDOM % (lo - 10000)))
+		[ -n "$used" ] && grep -qx "$p" "$used" 2>/dev/null && continue
+		[ -n "$(ss -Htan "( sport = :$p )" 2>/dev/null)" ] && continue
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			[ -n "$used" ] && echo "$p" >>"$used" 2>/dev/null
 			echo "$p"
 			return 0
 		fi

@@ -60,7 +60,7 @@ tap $? "promtool check metrics finds nothing wrong" "$lint"
 hostport=${URL#*://}
 hostport=${hostport%%/*}
 scheme=${URL%%://*}
-pport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+pport=$(evc_free_port 2>/dev/null || python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cat >"$tmp/prometheus.yml" <<EOF
 global:
   scrape_interval: 1s
