@@ -470,8 +470,10 @@ result_accepted(const PrepareArgs *a0, SendResult *r)
 
 	r->status = 200;
 	resetStringInfo(&r->json);
-	appendStringInfoString(&r->json, "{\"message_id\":");
-	escape_json(&r->json, a.ev.message_id_text);
+	/* uuid_out's hex digits and dashes need no escaping */
+	appendStringInfoString(&r->json, "{\"message_id\":\"");
+	appendStringInfoString(&r->json, a.ev.message_id_text);
+	appendStringInfoChar(&r->json, '"');
 	if (a.item.client_message_id)
 	{
 		appendStringInfoString(&r->json, ",\"client_message_id\":");

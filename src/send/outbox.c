@@ -35,10 +35,42 @@
 #include "core/shmem.h"
 #include "core/stats.h"
 
+/* UUIDs' worth of strong random bytes fetched at a time. */
+#define UUID_POOL	64
+
+/*
+ * A random (version 4) UUID, as gen_random_uuid makes it.  The random
+ * bytes come from pg_strong_random as there, but 64 UUIDs' worth at a
+ * time: each call into OpenSSL's generator costs more than the bytes
+ * (locks, a getpid for its fork check), and a gateway batch takes
+ * hundreds.  The pool belongs to the process that filled it: a child
+ * forked with a filled pool would hand out its parent's ids, so it is
+ * refilled whenever the process id is not the filler's.
+ */
 pg_uuid_t *
 evc_new_uuid(void)
 {
-	return DatumGetUUIDP(DirectFunctionCall1(gen_random_uuid, (Datum) 0));
+	static uint8 pool[UUID_POOL * UUID_LEN];
+	static int	left = 0;
+	static int	filled_by = 0;
+	pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
+
+	if (left == 0 || filled_by != MyProcPid)
+	{
+		if (!pg_strong_random(pool, sizeof(pool)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate random values")));
+		left = UUID_POOL;
+		filled_by = MyProcPid;
+	}
+	left--;
+	memcpy(u->data, pool + left * UUID_LEN, UUID_LEN);
+	/* used once: what is handed out does not stay behind in the pool */
+	memset(pool + left * UUID_LEN, 0, UUID_LEN);
+	u->data[6] = (u->data[6] & 0x0f) | 0x40;	/* version 4 */
+	u->data[8] = (u->data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+	return u;
 }
 
 /*
