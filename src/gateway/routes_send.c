@@ -142,11 +142,17 @@ in_subtransaction(SendStep step, void *arg, SendResult *r)
 /* --- reading a request's JSON ------------------------------------------ */
 
 static JsonbValue *
-object_get(Jsonb *obj, const char *key)
+container_get(JsonbContainer *obj, const char *key)
 {
-	JsonbValue *v = getKeyJsonValueFromContainer(&obj->root, key, strlen(key), NULL);
+	JsonbValue *v = getKeyJsonValueFromContainer(obj, key, strlen(key), NULL);
 
 	return (v == NULL || v->type == jbvNull) ? NULL : v;
+}
+
+static JsonbValue *
+object_get(Jsonb *obj, const char *key)
+{
+	return container_get(&obj->root, key);
 }
 
 static Jsonb *
@@ -382,7 +388,7 @@ prepare_read(PrepareArgs *a)
 	it->data = a->data;
 	if (a->event != NULL)
 	{
-		Jsonb	   *obj;
+		JsonbContainer *obj;
 		JsonbValue *v;
 
 		if (!is_container(a->event, true))
@@ -390,22 +396,23 @@ prepare_read(PrepareArgs *a)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid event"),
 					 errdetail("An event is a JSON object with event_name and data.")));
-		obj = value_as_jsonb(a->event);
-		if ((v = object_get(obj, "event_name")) == NULL)
+		/* read in place: the body outlives the event */
+		obj = a->event->val.binary.data;
+		if ((v = container_get(obj, "event_name")) == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid event"),
 					 errdetail("At /event_name: required.")));
 		it->event_name = value_as_string(v, "/event_name");
-		if ((v = object_get(obj, "data")) == NULL)
+		if ((v = container_get(obj, "data")) == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid event"),
 					 errdetail("At /data: required.")));
 		it->data = value_as_jsonb(v);
-		if ((v = object_get(obj, "key")) != NULL)
+		if ((v = container_get(obj, "key")) != NULL)
 			it->key = value_as_string(v, "/key");
-		ctx = object_get(obj, "context");
+		ctx = container_get(obj, "context");
 	}
 	it->context = build_context(a->req, it, ctx);
 }
@@ -442,19 +449,31 @@ send_one(const EvcHttpRequest *req, const char *client, const char *event_name,
 	send_enqueue(&a, r);
 }
 
-/* Write a checked event to the outbox, in the group's transaction. */
+/* A checked event as an outbox row. */
 static void
-send_enqueue(PrepareArgs *a0, SendResult *r)
+outbox_row(const PrepareArgs *a, EvcOutboxRow *row)
 {
-	PrepareArgs a = *a0;
+	row->topic = a->ev.topic;
+	row->key = a->item.key;
+	row->keylen = a->item.key ? strlen(a->item.key) : 0;
+	row->payload = a->ev.payload;
+	row->message_id = a->ev.message_id;
+	row->schema_version = a->ev.schema_version;
+	row->content_type = EVC_CONTENT_TYPE_EVENT;
+}
 
-	evc_outbox_enqueue(a.ev.topic, a.item.key, a.item.key ? strlen(a.item.key) : 0,
-					   a.ev.payload, a.ev.message_id, a.ev.schema_version,
-					   EVC_CONTENT_TYPE_EVENT);
+/* The answer to an event that was written to the outbox. */
+static void
+result_accepted(const PrepareArgs *a0, SendResult *r)
+{
+	const PrepareArgs a = *a0;
+
 	r->status = 200;
 	resetStringInfo(&r->json);
-	appendStringInfoString(&r->json, "{\"message_id\":");
-	escape_json(&r->json, DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(a.ev.message_id))));
+	/* uuid_out's hex digits and dashes need no escaping */
+	appendStringInfoString(&r->json, "{\"message_id\":\"");
+	appendStringInfoString(&r->json, a.ev.message_id_text);
+	appendStringInfoChar(&r->json, '"');
 	if (a.item.client_message_id)
 	{
 		appendStringInfoString(&r->json, ",\"client_message_id\":");
@@ -463,6 +482,17 @@ send_enqueue(PrepareArgs *a0, SendResult *r)
 	appendStringInfoString(&r->json, ",\"topic\":");
 	escape_json(&r->json, a.ev.topic);
 	appendStringInfo(&r->json, ",\"schema_version\":%d}", a.ev.schema_version);
+}
+
+/* Write a checked event to the outbox, in the group's transaction. */
+static void
+send_enqueue(PrepareArgs *a, SendResult *r)
+{
+	EvcOutboxRow row;
+
+	outbox_row(a, &row);
+	evc_outbox_enqueue_many(&row, 1);
+	result_accepted(a, r);
 }
 
 /* --- the routes --------------------------------------------------------- */
@@ -709,10 +739,19 @@ route_batch(const EvcHttpRequest *req, EvcHttpResponse *resp)
 	appendStringInfoString(&resp->body, "{\"results\":[");
 	/* Usually every event is valid: check them all in one subtransaction. */
 	all_valid = batch_prepare_all(req, client, items, nitems, &prepared, &r);
+	if (all_valid)
+	{
+		/* One multi-row insert, the rows in the batch's order. */
+		EvcOutboxRow *rows = palloc(sizeof(EvcOutboxRow) * nitems);
+
+		for (int i = 0; i < nitems; i++)
+			outbox_row(&prepared[i], &rows[i]);
+		evc_outbox_enqueue_many(rows, nitems);
+	}
 	for (int i = 0; i < nitems; i++)
 	{
 		if (all_valid)
-			send_enqueue(&prepared[i], &r);
+			result_accepted(&prepared[i], &r);
 		else
 			send_one(req, client, NULL, &items[i], NULL, &r);
 		if (r.status == 200)

@@ -15,6 +15,9 @@
 #include "postgres.h"
 
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <libwebsockets.h>
 
@@ -55,6 +58,7 @@ static struct lws_context *gw_context = NULL;
 static struct lws_vhost *gw_vhost = NULL;
 static dlist_head gw_incoming = DLIST_STATIC_INIT(gw_incoming);
 static int	open_connections = 0;
+static int	peak_connections = 0;	/* since the heap was last trimmed */
 static MemoryContext gw_requests_cxt = NULL;
 
 static GwServerFdCallback fd_callback = NULL;
@@ -167,6 +171,7 @@ evc_gw_server_stop(void)
 	gw_context = NULL;
 	gw_vhost = NULL;
 	open_connections = 0;
+	peak_connections = 0;
 	MemoryContextDelete(gw_requests_cxt);
 	gw_requests_cxt = NULL;
 }
@@ -552,6 +557,27 @@ on_writeable(struct lws *wsi, GwSession *s)
 	return 0;
 }
 
+/*
+ * libwebsockets mallocs about 1.5 kB per connection.  glibc keeps what is
+ * freed for reuse and returns it to the system only from the top of the
+ * heap, so after 10,000 connections closed the worker stayed 8 MB larger
+ * (bench/gateway, part 4).  Once at least 1,000 connections have gone and
+ * fewer than half of the peak remain, hand the free pages back; the cost
+ * (a walk of the heap) is paid once per halving, not per close.
+ */
+static void
+heap_trim_after_close(void)
+{
+#ifdef __GLIBC__
+	if (peak_connections - open_connections >= 1000 &&
+		open_connections < peak_connections / 2)
+	{
+		malloc_trim(0);
+		peak_connections = open_connections;
+	}
+#endif
+}
+
 static int
 gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 				 void *in, size_t len)
@@ -565,11 +591,13 @@ gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			if (open_connections >= evc_gw_max_connections)
 				return -1;
 			open_connections++;
+			peak_connections = Max(peak_connections, open_connections);
 			return 0;
 		case LWS_CALLBACK_WSI_DESTROY:
 			/* Every accepted connection, bound to a session or not. */
 			if (open_connections > 0)
 				open_connections--;
+			heap_trim_after_close();
 			return 0;
 		case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
 			if (s != NULL)

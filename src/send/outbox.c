@@ -35,10 +35,42 @@
 #include "core/shmem.h"
 #include "core/stats.h"
 
+/* UUIDs' worth of strong random bytes fetched at a time. */
+#define UUID_POOL	64
+
+/*
+ * A random (version 4) UUID, as gen_random_uuid makes it.  The random
+ * bytes come from pg_strong_random as there, but 64 UUIDs' worth at a
+ * time: each call into OpenSSL's generator costs more than the bytes
+ * (locks, a getpid for its fork check), and a gateway batch takes
+ * hundreds.  The pool belongs to the process that filled it: a child
+ * forked with a filled pool would hand out its parent's ids, so it is
+ * refilled whenever the process id is not the filler's.
+ */
 pg_uuid_t *
 evc_new_uuid(void)
 {
-	return DatumGetUUIDP(DirectFunctionCall1(gen_random_uuid, (Datum) 0));
+	static uint8 pool[UUID_POOL * UUID_LEN];
+	static int	left = 0;
+	static int	filled_by = 0;
+	pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
+
+	if (left == 0 || filled_by != MyProcPid)
+	{
+		if (!pg_strong_random(pool, sizeof(pool)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate random values")));
+		left = UUID_POOL;
+		filled_by = MyProcPid;
+	}
+	left--;
+	memcpy(u->data, pool + left * UUID_LEN, UUID_LEN);
+	/* used once: what is handed out does not stay behind in the pool */
+	memset(pool + left * UUID_LEN, 0, UUID_LEN);
+	u->data[6] = (u->data[6] & 0x0f) | 0x40;	/* version 4 */
+	u->data[8] = (u->data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+	return u;
 }
 
 /*
@@ -245,72 +277,113 @@ outbox_current_table(void)
 	return table;
 }
 
+/* Fill slot with one outbox row, its id taken from the sequence now. */
+static void
+outbox_fill_slot(TupleTableSlot *slot, int table, const EvcOutboxRow *row)
+{
+	Datum	   *values = slot->tts_values;
+	bool	   *nulls = slot->tts_isnull;
+
+	ExecClearTuple(slot);
+	memset(nulls, 0, sizeof(bool) * OUTBOX_NATTS);
+	values[OUTBOX_ID] = Int64GetDatum(nextval_internal(layout[table].seqid, false));
+	values[OUTBOX_TXID] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	values[OUTBOX_MESSAGE_ID] = UUIDPGetDatum(row->message_id);
+	values[OUTBOX_TOPIC] = CStringGetTextDatum(row->topic);
+	if (row->key != NULL)
+	{
+		bytea	   *k = palloc(VARHDRSZ + row->keylen);
+
+		SET_VARSIZE(k, VARHDRSZ + row->keylen);
+		memcpy(VARDATA(k), row->key, row->keylen);
+		values[OUTBOX_KEY] = PointerGetDatum(k);
+	}
+	else
+		nulls[OUTBOX_KEY] = true;
+	values[OUTBOX_PAYLOAD] = PointerGetDatum(row->payload);
+	values[OUTBOX_SCHEMA_VERSION] = Int32GetDatum(row->schema_version);
+	values[OUTBOX_CONTENT_TYPE] = CStringGetTextDatum(row->content_type);
+	values[OUTBOX_CREATED_AT] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	ExecStoreVirtualTuple(slot);
+}
+
 /*
- * Insert one row into the current outbox table in the caller's transaction.  This is the
- * hot path of evc_send, so it inserts the heap tuple and its index entries
- * directly, as COPY does, instead of planning and running an INSERT through
- * SPI for every event.  The table has no rules or policies (it is the
- * extension's), and its one trigger (outbox_N_restored, 0.7.0) is for rows
- * that arrive by SQL, a restore's COPY: it sets what this insert sets
- * anyway, this transaction's id and the current table.
+ * Insert rows into the current outbox table in the caller's transaction,
+ * in order (their ids ascend as the rows do).  This is the hot path of
+ * evc_send and of the gateway, so it inserts the heap tuples and their
+ * index entries directly, as COPY does, instead of planning and running an
+ * INSERT through SPI for every event; several rows go in with one
+ * heap_multi_insert (one WAL record per page rather than per row) and one
+ * opening of the table and its index.  The table has no rules or policies
+ * (it is the extension's), and its one trigger (outbox_N_restored, 0.7.0)
+ * is for rows that arrive by SQL, a restore's COPY: it sets what this
+ * insert sets anyway, this transaction's id and the current table.
  */
+void
+evc_outbox_enqueue_many(const EvcOutboxRow *rows, int n)
+{
+	int			table;
+	Relation	rel;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot **slots;
+	CommandId	cid;
+
+	if (n <= 0)
+		return;
+	table = outbox_current_table();
+	rel = evc_outbox_open(table, RowExclusiveLock);
+	estate = CreateExecutorState();
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	ExecOpenIndices(rri, false);
+	cid = GetCurrentCommandId(true);
+	slots = palloc(sizeof(TupleTableSlot *) * n);
+	for (int i = 0; i < n; i++)
+	{
+		slots[i] = table_slot_create(rel, NULL);
+		outbox_fill_slot(slots[i], table, &rows[i]);
+	}
+
+	/* Values go through toasting (compression) as in an INSERT. */
+	if (n == 1)
+		table_tuple_insert(rel, slots[0], cid, 0, NULL);
+	else
+		table_multi_insert(rel, slots, n, cid, 0, NULL);
+	for (int i = 0; i < n; i++)
+	{
+		ExecInsertIndexTuples(rri, slots[i], estate, false, false, NULL, NIL);
+		ResetPerTupleExprContext(estate);
+	}
+
+	for (int i = 0; i < n; i++)
+		ExecDropSingleTupleTableSlot(slots[i]);
+	pfree(slots);
+	ExecCloseIndices(rri);
+	FreeExecutorState(estate);
+	table_close(rel, NoLock);
+
+	evc_stats_count_sent(n);
+	/* Wakes the relay at commit. */
+	evc_outbox_note_insert();
+}
+
+/* Insert one row into the current outbox table: evc_outbox_enqueue_many of one. */
 void
 evc_outbox_enqueue(const char *topic, const char *key, int keylen,
 				   bytea *payload, pg_uuid_t *message_id,
 				   int32 schema_version, const char *content_type)
 {
-	int			table = outbox_current_table();
-	Relation	rel = evc_outbox_open(table, RowExclusiveLock);
-	EState	   *estate;
-	ResultRelInfo *rri;
-	TupleTableSlot *slot;
-	Datum		values[OUTBOX_NATTS];
-	bool		nulls[OUTBOX_NATTS];
-	int64		id;
+	EvcOutboxRow row;
 
-	memset(nulls, 0, sizeof(nulls));
-	id = nextval_internal(layout[table].seqid, false);
-	values[OUTBOX_ID] = Int64GetDatum(id);
-	values[OUTBOX_TXID] = FullTransactionIdGetDatum(GetTopFullTransactionId());
-	values[OUTBOX_MESSAGE_ID] = UUIDPGetDatum(message_id);
-	values[OUTBOX_TOPIC] = CStringGetTextDatum(topic);
-	if (key != NULL)
-	{
-		bytea	   *k = palloc(VARHDRSZ + keylen);
-
-		SET_VARSIZE(k, VARHDRSZ + keylen);
-		memcpy(VARDATA(k), key, keylen);
-		values[OUTBOX_KEY] = PointerGetDatum(k);
-	}
-	else
-		nulls[OUTBOX_KEY] = true;
-	values[OUTBOX_PAYLOAD] = PointerGetDatum(payload);
-	values[OUTBOX_SCHEMA_VERSION] = Int32GetDatum(schema_version);
-	values[OUTBOX_CONTENT_TYPE] = CStringGetTextDatum(content_type);
-	values[OUTBOX_CREATED_AT] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-
-	estate = CreateExecutorState();
-	rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	ExecOpenIndices(rri, false);
-	slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(rel), &TTSOpsVirtual);
-	ExecClearTuple(slot);
-	memcpy(slot->tts_values, values, sizeof(values));
-	memcpy(slot->tts_isnull, nulls, sizeof(nulls));
-	ExecStoreVirtualTuple(slot);
-
-	/* Values go through toasting (compression) as in an INSERT. */
-	table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, NULL);
-	ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL);
-
-	ExecCloseIndices(rri);
-	ExecDropSingleTupleTableSlot(slot);
-	FreeExecutorState(estate);
-	table_close(rel, NoLock);
-
-	evc_stats_count_sent(1);
-	/* Wakes the relay at commit. */
-	evc_outbox_note_insert();
+	row.topic = topic;
+	row.key = key;
+	row.keylen = keylen;
+	row.payload = payload;
+	row.message_id = message_id;
+	row.schema_version = schema_version;
+	row.content_type = content_type;
+	evc_outbox_enqueue_many(&row, 1);
 }
 
 /*

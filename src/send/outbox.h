@@ -58,6 +58,19 @@ extern Relation evc_outbox_retry_open(LOCKMODE lockmode);
 extern bool evc_outbox_installed(void);
 extern Oid	evc_outbox_table_oid(int n);
 
+/* One row for evc_outbox_enqueue_many: what evc_outbox_enqueue takes. */
+typedef struct EvcOutboxRow
+{
+	const char *topic;
+	const char *key;			/* partition key, or NULL */
+	int			keylen;
+	bytea	   *payload;
+	pg_uuid_t  *message_id;
+	int32		schema_version;
+	const char *content_type;
+} EvcOutboxRow;
+
+extern void evc_outbox_enqueue_many(const EvcOutboxRow *rows, int n);
 extern void evc_outbox_enqueue(const char *topic, const char *key, int keylen,
 							   bytea *payload, pg_uuid_t *message_id,
 							   int32 schema_version, const char *content_type);

@@ -212,6 +212,7 @@ evc_send_prepare(const char *client, const char *event_name, Jsonb *data, Jsonb 
 	out->topic = topic;
 	out->payload = payload;
 	out->message_id = message_id;
+	out->message_id_text = f.message_id;
 	out->schema_version = f.schema_version;
 }
 

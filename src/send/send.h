@@ -15,6 +15,7 @@ typedef struct EvcPreparedEvent
 	const char *topic;
 	bytea	   *payload;
 	pg_uuid_t  *message_id;
+	const char *message_id_text;	/* message_id as uuid_out writes it */
 	int32		schema_version;
 } EvcPreparedEvent;
 
