@@ -640,12 +640,87 @@ ws_receive(struct lws *wsi, LiveWsi *w, const char *in, size_t len)
 	return 0;
 }
 
+/*
+ * What one writable callback may send at once: the protocol's rx_buffer_size
+ * (EVC_LIVE_PROTOCOL), which is also how much lws_issue_raw hands the socket
+ * in one go, so a batch is one send() and lws copies nothing aside unless the
+ * socket itself is full.
+ */
+#define LIVE_WS_BATCH_BYTES 16384
+/* A text frame's header, server to client (no mask): at most 10 bytes. */
+#define LIVE_WS_FRAME_HEADER_MAX 10
+
+static unsigned char ws_batch[LWS_PRE + LIVE_WS_BATCH_BYTES];
+
+static int
+ws_frame_header(unsigned char *p, int len)
+{
+	p[0] = 0x81;				/* FIN, opcode 1: text (RFC 6455, 5.2) */
+	if (len < 126)
+	{
+		p[1] = (unsigned char) len;
+		return 2;
+	}
+	if (len < 65536)
+	{
+		p[1] = 126;
+		p[2] = (unsigned char) (len >> 8);
+		p[3] = (unsigned char) len;
+		return 4;
+	}
+	p[1] = 127;
+	for (int i = 0; i < 8; i++)
+		p[2 + i] = (unsigned char) (((uint64) len) >> (56 - 8 * i));
+	return 10;
+}
+
+/*
+ * Send what is queued: as many whole messages as fit in one batch, each its
+ * own text frame, in one write.  One message per writable callback would
+ * cost a poll round and a send() per message; a client of two rooms that
+ * land together would get its pushes one round apart.  The frames are
+ * framed here and written raw (LWS_WRITE_RAW goes straight to
+ * lws_issue_raw, which keeps any unsent tail and flushes it before the next
+ * writable callback), which is only right because the live protocol
+ * negotiates no extension (no permessage-deflate): frames go out as they
+ * are built.  A message larger than a batch goes alone through lws_write.
+ */
+static int
+ws_write_queue(struct lws *wsi, LiveSession *s)
+{
+	unsigned char *start = ws_batch + LWS_PRE;
+	int			used = 0;
+	LiveMsg    *m = dlist_head_element(LiveMsg, node, &s->queue);
+
+	if (m->len + LIVE_WS_FRAME_HEADER_MAX > LIVE_WS_BATCH_BYTES)
+	{
+		int			rc;
+
+		dlist_delete(&m->node);
+		s->qlen--;
+		rc = lws_write(wsi, (unsigned char *) LIVE_MSG_DATA(m), m->len, LWS_WRITE_TEXT);
+		pfree(m);
+		return rc < 0 ? -1 : 0;
+	}
+	while (!dlist_is_empty(&s->queue))
+	{
+		m = dlist_head_element(LiveMsg, node, &s->queue);
+		if (used + LIVE_WS_FRAME_HEADER_MAX + m->len > LIVE_WS_BATCH_BYTES)
+			break;
+		used += ws_frame_header(start + used, m->len);
+		memcpy(start + used, LIVE_MSG_DATA(m), m->len);
+		used += m->len;
+		dlist_delete(&m->node);
+		s->qlen--;
+		pfree(m);
+	}
+	return lws_write(wsi, start, used, LWS_WRITE_RAW) < 0 ? -1 : 0;
+}
+
 static int
 ws_writeable(struct lws *wsi, LiveWsi *w)
 {
 	LiveSession *s = w->s;
-	LiveMsg    *m;
-	int			rc;
 
 	if (s == NULL || s->dead)
 		return -1;
@@ -673,12 +748,7 @@ ws_writeable(struct lws *wsi, LiveWsi *w)
 		}
 		return 0;
 	}
-	m = dlist_head_element(LiveMsg, node, &s->queue);
-	dlist_delete(&m->node);
-	s->qlen--;
-	rc = lws_write(wsi, (unsigned char *) LIVE_MSG_DATA(m), m->len, LWS_WRITE_TEXT);
-	pfree(m);
-	if (rc < 0)
+	if (ws_write_queue(wsi, s) < 0)
 		return -1;
 	if (!dlist_is_empty(&s->queue) || s->closing)
 		lws_callback_on_writable(wsi);

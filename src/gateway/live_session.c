@@ -5,8 +5,9 @@
  *		aggregate to the sessions of its room.
  *
  * The fan-out only appends to queues; writing happens when each socket is
- * writable, one message per writable callback, as libwebsockets wants.  So
- * a slow client costs only its own queue.  A queue that reaches
+ * writable, as libwebsockets wants: each writable callback sends what is
+ * queued, up to 16 kB, in one write (live_lws.c).  So a slow client costs
+ * only its own queue.  A queue that reaches
  * evcollector.live_queue_max is full: the client gets one last error
  * message (code slow_consumer) and is dropped once that is written, or
  * after five seconds if it reads nothing at all.

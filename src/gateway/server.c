@@ -112,7 +112,14 @@ evc_gw_server_start(const char *host, int port, char **why)
 	 * its headers (slowloris) or its body is cut off.
 	 */
 	info.timeout_secs_ah_idle = evc_gw_read_timeout_s;
-	info.fd_limit_per_thread = evc_gw_max_connections + 64;
+	/*
+	 * No fd_limit_per_thread: set below the open-files limit, it puts
+	 * libwebsockets 4.1 in its "fds unrelated to ulimit" mode, where each
+	 * socket event finds its connection by a scan of all of them
+	 * (wsi_from_fd), which made a push to 10,000 live clients quadratic.
+	 * Its tables are sized from the limit raise_fd_limit set; the cap on
+	 * connections is ours (gateway_max_connections, counted below).
+	 */
 	gw_context = lws_create_context(&info);
 	if (gw_context == NULL)
 	{
