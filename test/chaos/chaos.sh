@@ -316,7 +316,7 @@ last=-1
 while kill -0 "$SENDER_PID" 2>/dev/null; do
 	sleep 10
 	p=$(cut -d' ' -f2 "$EVC_RUN/sender.progress" 2>/dev/null)
-	[ "${p:-0}" != "$last" ] && echo "# $((SECONDS - t0)) s: ${p:-0} of $N committed, $(grep -c . "$EVC_RUN/chaos.log") faults"
+	[ "${p:-0}" != "$last" ] && echo "# $((SECONDS - t0)) s: ${p:-0} of $N committed, $(grep -cv 'in sync' "$EVC_RUN/chaos.log") faults"
 	last=${p:-0}
 done
 wait "$SENDER_PID"
