@@ -568,9 +568,6 @@ eval_additional(EvalCtx *cx, EvcNode *n, const JV *k, const JV *e)
 	return eval_child(cx, n->additional_props, e, k->u.str, k->len);
 }
 
-/* Objects with at most this many keys have their keys matched up front. */
-#define MATCH_LOCAL 64
-
 /*
  * properties / patternProperties / additionalProperties / propertyNames in
  * one pass.  match[i], when given, is the property of key i (-1: none).
@@ -584,18 +581,23 @@ eval_members(EvalCtx *cx, EvcNode *n, const JV *v, const int8 *match, uint32 key
 				e;
 	int			p = 0;
 	bool		defer;
-	int			n_deferred = 0;
+	int			n_costly = 0;	/* deferred[0 .. n_costly) */
+	int			n_nested = 0;	/* deferred[lengthof - n_nested .. lengthof) */
 	struct
 	{
-		JV			key;
 		JV			value;
+		const char *key;
+		int			keylen;
 		EvcNode    *schema;
-	}			deferred[8];	/* small: this frame recurses */
+	}			deferred[16];	/* small: this frame recurses */
 
 	/*
-	 * For a yes or no, any order will do: values that are objects or arrays
-	 * of a property are evaluated last, so that a wrong scalar is found
-	 * before the nested work.  With messages, the order is the keys'.
+	 * For a yes or no, any order will do, so the cheap checks go first and
+	 * a wrong value is found with the least work: scalars under plain
+	 * schemas (types, enums, bounds, lengths) at once, then scalars under
+	 * costly ones (patterns, formats, $ref: EvcNode.costly), then the
+	 * objects and arrays, the nested work, last.  With messages, the order
+	 * is the keys'.
 	 */
 	defer = match != NULL && !WANT(cx) && n->n_pat_props == 0 && !n->property_names;
 
@@ -609,19 +611,28 @@ eval_members(EvalCtx *cx, EvcNode *n, const JV *v, const int8 *match, uint32 key
 		{
 			p = match[it.i - 1];
 			c = p >= 0 ? 0 : 1;
-			if (defer && p >= 0 && (e.type == JV_OBJECT || e.type == JV_ARRAY) &&
-				n_deferred < lengthof(deferred))
+			if (defer && p >= 0 && n_costly + n_nested < lengthof(deferred))
 			{
-				deferred[n_deferred].key = k;
-				deferred[n_deferred].value = e;
-				deferred[n_deferred].schema = n->props[p].schema;
-				n_deferred++;
-				continue;
+				EvcNode    *s = n->props[p].schema;
+				int			slot = -1;
+
+				if (e.type == JV_OBJECT || e.type == JV_ARRAY)
+					slot = lengthof(deferred) - ++n_nested;
+				else if (s->costly)
+					slot = n_costly++;
+				if (slot >= 0)
+				{
+					deferred[slot].value = e;
+					deferred[slot].key = k.u.str;
+					deferred[slot].keylen = k.len;
+					deferred[slot].schema = s;
+					continue;
+				}
 			}
 		}
 		else
 		{
-			/* only large objects go this way (see MATCH_LOCAL) */
+			/* only large objects go this way (see EVC_MATCH_LOCAL) */
 			if ((it.i & 1023) == 1023)
 				CHECK_FOR_INTERRUPTS();
 			/* instance keys and n->props are both in jsonb order: merge */
@@ -648,9 +659,14 @@ eval_members(EvalCtx *cx, EvcNode *n, const JV *v, const int8 *match, uint32 key
 		if (n->property_names && !eval_property_names(cx, n, &k))
 			FAIL();
 	}
-	for (int i = 0; i < n_deferred; i++)
+	for (int i = 0; i < n_costly; i++)
 		if (!eval_child(cx, deferred[i].schema, &deferred[i].value,
-						deferred[i].key.u.str, deferred[i].key.len))
+						deferred[i].key, deferred[i].keylen))
+			return false;
+	/* the nested values in key order: the last slot holds the first one */
+	for (int i = lengthof(deferred) - 1; i >= (int) lengthof(deferred) - n_nested; i--)
+		if (!eval_child(cx, deferred[i].schema, &deferred[i].value,
+						deferred[i].key, deferred[i].keylen))
 			return false;
 	return valid;
 }
@@ -767,12 +783,55 @@ match_keys(EvcNode *n, const JV *v, int8 *match, bool *all_required, bool *undec
 	*keys_end = w.off;
 }
 
+/*
+ * Whether object v has the keys that shape remembers, and if so the match
+ * found for them.  Equal key entries mean equal key lengths, and then equal
+ * key bytes mean equal keys.  The match is copied out: evaluating the
+ * values may meet this node again (a recursive schema) and overwrite it.
+ */
+static inline bool
+shape_recall(const EvcShape *shape, const JV *v, int8 *match, bool *all_required,
+			 bool *undeclared, uint32 *keys_end)
+{
+	JsonbContainer *jc;
+
+	if (shape == NULL || !shape->valid || shape->n != v->len || v->src != JVS_JSONB)
+		return false;
+	jc = v->u.jc;
+	if (memcmp(jc->children, shape->entries, sizeof(JEntry) * v->len) != 0 ||
+		memcmp(&jc->children[v->len * 2], shape->keys, shape->keys_end) != 0)
+		return false;
+	memcpy(match, shape->match, v->len);
+	*all_required = shape->all_required;
+	*undeclared = shape->undeclared;
+	*keys_end = shape->keys_end;
+	return true;
+}
+
+/* Remember object v's keys and their match, when they fit. */
+static inline void
+shape_remember(EvcShape *shape, const JV *v, const int8 *match, bool all_required,
+			   bool undeclared, uint32 keys_end)
+{
+	if (shape == NULL || v->src != JVS_JSONB || keys_end > shape->keys_cap)
+		return;
+	shape->valid = false;
+	shape->n = v->len;
+	memcpy(shape->entries, v->u.jc->children, sizeof(JEntry) * v->len);
+	memcpy(shape->keys, &v->u.jc->children[v->len * 2], keys_end);
+	memcpy(shape->match, match, v->len);
+	shape->all_required = all_required;
+	shape->undeclared = undeclared;
+	shape->keys_end = keys_end;
+	shape->valid = true;
+}
+
 static pg_noinline bool
 eval_object(EvalCtx *cx, EvcNode *n, const JV *v)
 {
 	bool		valid = true;
 	JV			dummy;
-	int8		match_local[MATCH_LOCAL];
+	int8		match_local[EVC_MATCH_LOCAL];
 	int8	   *match = NULL;
 	bool		all_required = true;
 	bool		undeclared = false;
@@ -793,10 +852,14 @@ eval_object(EvalCtx *cx, EvcNode *n, const JV *v)
 			   v->len, n->max_props);
 		FAIL();
 	}
-	if (n->n_props > 0 && n->n_props <= PG_INT8_MAX && v->len <= MATCH_LOCAL)
+	if (n->n_props > 0 && n->n_props <= PG_INT8_MAX && v->len <= EVC_MATCH_LOCAL)
 	{
 		match = match_local;
-		match_keys(n, v, match, &all_required, &undeclared, &keys_end);
+		if (!shape_recall(n->shape, v, match, &all_required, &undeclared, &keys_end))
+		{
+			match_keys(n, v, match, &all_required, &undeclared, &keys_end);
+			shape_remember(n->shape, v, match, all_required, undeclared, keys_end);
+		}
 	}
 	else if (n->n_required > 0)
 		all_required = has_all_required(n, v);

@@ -919,6 +919,24 @@ mark_required_props(EvcNode *n)
 		!n->additional_props->bool_value && n->n_pat_props == 0;
 }
 
+/*
+ * Room for the keys of one object (EvcShape): the names of the properties,
+ * and a little more for a key or two that is not one of them.  Objects
+ * with longer keys are simply not remembered.
+ */
+static void
+alloc_shape(EvcNode *n)
+{
+	uint32		cap = 64;
+
+	if (n->n_props == 0 || n->n_props > PG_INT8_MAX)
+		return;
+	for (int i = 0; i < n->n_props; i++)
+		cap += n->props[i].len;
+	n->shape = palloc0(offsetof(EvcShape, keys) + cap);
+	n->shape->keys_cap = cap;
+}
+
 static uint8
 keyword_groups(EvcNode *n)
 {
@@ -985,6 +1003,7 @@ compile_node(CompileCtx *cc, const JV *v, const char *base, EvcNode *parent, con
 	{
 		/* draft-07: $ref makes every sibling keyword, $id included, ignored */
 		node->ref_uri = uri_resolve(base, ref);
+		node->costly = true;
 		cc->pending = lappend(cc->pending, node);
 		return node;
 	}
@@ -995,7 +1014,10 @@ compile_node(CompileCtx *cc, const JV *v, const char *base, EvcNode *parent, con
 	while (jv_iter_next(&it, &k, &e))
 		compile_keyword(cc, node, &k, &e, base);
 	node->kw = keyword_groups(node);
+	node->costly = node->pattern || node->format_fn || node->multiple_of ||
+		(node->kw & EVC_KW_COMB);
 	mark_required_props(node);
+	alloc_shape(node);
 	return node;
 }
 

@@ -415,6 +415,33 @@ jv_iter_next(JvIter *it, JV *key, JV *val)
 
 typedef struct EvcNode EvcNode;
 
+/*
+ * Objects with at most this many members have their keys matched to
+ * "properties" up front (eval_object), and may be remembered in an EvcShape.
+ */
+#define EVC_MATCH_LOCAL 64
+
+/*
+ * The keys of the last object a node with "properties" matched, and what
+ * the match found (eval_object).  Events of one type nearly always have the
+ * same keys, and an object whose key entries and key bytes are those
+ * remembered here has the same match, found with two memcmp's instead of a
+ * merge of the keys with the properties.  Written during evaluation, in
+ * memory allocated with the node; valid is cleared while it is rewritten.
+ */
+typedef struct EvcShape
+{
+	bool		valid;
+	bool		all_required;
+	bool		undeclared;
+	int			n;				/* members */
+	uint32		keys_end;		/* bytes of the keys */
+	uint32		keys_cap;
+	int8		match[EVC_MATCH_LOCAL];
+	JEntry		entries[EVC_MATCH_LOCAL];
+	char		keys[FLEXIBLE_ARRAY_MEMBER];
+} EvcShape;
+
 typedef struct EvcProp
 {
 	const char *name;
@@ -444,6 +471,8 @@ struct EvcNode
 {
 	bool		is_bool;
 	bool		bool_value;
+	bool		costly;			/* its scalar checks cost more than a few compares:
+								 * pattern, format, multipleOf, $ref, combinators */
 	EvcNode    *parent;			/* where this node was first found, for paths */
 	const char *seg;			/* path segment(s) below parent, escaped */
 	JV			src;			/* the schema text, for comparisons */
@@ -484,6 +513,7 @@ struct EvcNode
 
 	EvcProp    *props;			/* sorted in jsonb key order */
 	int			n_props;
+	EvcShape   *shape;			/* with props: the last object's keys, or NULL */
 	EvcPatProp *pat_props;
 	int			n_pat_props;
 	EvcNode    *additional_props;

@@ -267,3 +267,24 @@ SELECT count(*) AS values,
            AS unique_wrong
 FROM (SELECT v, v::numeric::text || CASE WHEN v::numeric::text LIKE '%.%' THEN '0' ELSE '.0' END AS twin
       FROM edge_numbers) t;
+-- One call site sees objects of changing keys: the match of keys to
+-- properties that a node remembers from the last object (EvcShape) must be
+-- used only for the same keys (same lengths, other bytes, other splits).
+SELECT count(*) AS checks,
+       count(*) FILTER (WHERE evc_validate('{"required": ["ab"], "additionalProperties": false,
+           "properties": {"ab": {"type": "integer"}, "ba": {"type": "string"}, "b": {"const": 1}}}',
+           doc::jsonb) IS DISTINCT FROM want) AS wrong_on_jsonb,
+       count(*) FILTER (WHERE evc_validate('{"required": ["ab"], "additionalProperties": false,
+           "properties": {"ab": {"type": "integer"}, "ba": {"type": "string"}, "b": {"const": 1}}}',
+           doc) IS DISTINCT FROM want) AS wrong_on_text
+FROM (VALUES ('{"ab": 1}', true), ('{"ba": "s"}', false), ('{"ab": 1}', true),
+             ('{"ab": "x"}', false), ('{"ab": 1, "ba": "s"}', true), ('{"ab": 1, "cd": "s"}', false),
+             ('{"ab": 1, "ba": "s"}', true), ('{"abc": 1}', false), ('{"ab": 1, "b": 1}', true),
+             ('{"a": 1, "bb": 1}', false), ('{"ab": 1, "b": 2}', false), ('{}', false),
+             ('{"ab": 1, "b": 1}', true)) t(doc, want);
+-- A recursive schema meets its own node again while it walks the outer
+-- object's values, in key order: the outer match must survive that.
+SELECT array_agg(instance_path || ' ' || keyword ORDER BY instance_path)
+       = ARRAY['/a/c additionalProperties', '/b type'] AS errors_right
+FROM evc_validation_errors('{"additionalProperties": false,
+    "properties": {"a": {"$ref": "#"}, "b": {"type": "integer"}}}', '{"a": {"c": 1}, "b": "x"}');
