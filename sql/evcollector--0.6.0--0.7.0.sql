@@ -230,6 +230,35 @@ SELECT pg_catalog.pg_extension_config_dump('evc.registry_config', '');
 GRANT SELECT, INSERT, UPDATE, DELETE ON evc.registry_config TO evc_registry_admin;
 -- end of gateway: schema registry ids and config
 
+-- == consumer lag past transaction markers (issue 18, the real-Kafka chaos run) ==
+-- The exactly-once relay ends each partition's transaction with a commit
+-- marker, an offset no consumer lands: the lag stayed 1 for good.  The
+-- consumer now also reports its position while it holds nothing unlanded
+-- (librdkafka steps it over markers), and the lag counts from the larger.
+DROP VIEW evc.consumer_lag;
+DROP FUNCTION evc_consumer_watermarks();
+CREATE FUNCTION evc_consumer_watermarks(OUT consumer text, OUT topic text, OUT partition int,
+	OUT low_watermark bigint, OUT high_watermark bigint, OUT observed_at timestamptz,
+	OUT position bigint)
+RETURNS SETOF record
+LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'evc_consumer_watermarks';
+REVOKE ALL ON FUNCTION evc_consumer_watermarks() FROM PUBLIC;
+COMMENT ON FUNCTION evc_consumer_watermarks() IS
+	'what each running consumer last saw of its partitions; position only while nothing it read waits to land';
+
+CREATE VIEW evc.consumer_lag AS
+SELECT c.name AS consumer, c.group_id, w.topic, w.partition, o.next_offset,
+	   w.high_watermark,
+	   greatest(w.high_watermark - greatest(coalesce(o.next_offset, w.low_watermark), w.position), 0) AS lag,
+	   w.observed_at
+FROM evc_consumer_watermarks() w
+JOIN evc.consumers c ON c.name = w.consumer
+LEFT JOIN evc.consumer_offsets o ON o.group_id = c.group_id AND o.topic = w.topic AND o.partition = w.partition;
+COMMENT ON VIEW evc.consumer_lag IS
+	'consumer lag per partition: high watermark minus the next offset to land (or the consumer''s position past transaction markers, once all it read landed)';
+REVOKE ALL ON evc.consumer_lag FROM PUBLIC;
+
 -- == live rooms (issue 17) ==
 -- No SQL objects: the live rooms read evc.aggregates and the views, and keep
 -- their state in the gateway (src/gateway/README-live.md).

@@ -1092,7 +1092,7 @@ evc_consumer_main(Datum main_arg)
 		retry_at = 0;
 
 		more = consumer_drain(now);
-		evc_consumer_note_watermarks(my_slot, rk);
+		evc_consumer_note_watermarks(my_slot, rk, held.nmessages == 0);
 		report_kafka_errors();
 		ntake = held_plan_landing(GetCurrentTimestamp());
 		if (ntake == 0)

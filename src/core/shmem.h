@@ -58,6 +58,13 @@ typedef struct EvcPartitionMark
 	int32		partition;
 	int64		low;
 	int64		high;
+	/*
+	 * The consumer's position (the next offset it reads), noted only while
+	 * it holds no message it has not landed; else -1.  Past a transaction's
+	 * commit marker, which takes an offset no consumer ever lands, so a lag
+	 * counted from it can reach 0 on a topic the exactly-once relay writes.
+	 */
+	int64		position;
 } EvcPartitionMark;
 
 typedef struct EvcLagTable

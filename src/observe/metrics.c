@@ -69,10 +69,12 @@ evc_consumer_count_batch(EvcWorkerSlot *slot, int nmessages, int64 nbytes,
 /*
  * Copy the watermarks librdkafka holds for the assigned partitions (from
  * its last fetch responses: no broker round trip) into shared memory, at
- * most once a second.
+ * most once a second.  With all_landed (nothing read is waiting to land),
+ * the consumer's positions too: librdkafka steps them over transaction
+ * markers, which the offsets landed never cover.
  */
 void
-evc_consumer_note_watermarks(EvcWorkerSlot *slot, rd_kafka_t *rk)
+evc_consumer_note_watermarks(EvcWorkerSlot *slot, rd_kafka_t *rk, bool all_landed)
 {
 	static TimestampTz last = 0;
 	TimestampTz now = GetCurrentTimestamp();
@@ -84,6 +86,9 @@ evc_consumer_note_watermarks(EvcWorkerSlot *slot, rd_kafka_t *rk)
 	last = now;
 	if (rd_kafka_assignment(rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
 		return;
+	/* Local, like the watermarks: the offset after the last message read. */
+	if (all_landed && rd_kafka_position(rk, parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		all_landed = false;
 	fresh = palloc0(sizeof(EvcLagTable));
 	fresh->assigned = parts->cnt;
 	fresh->observed_at = now;
@@ -100,6 +105,7 @@ evc_consumer_note_watermarks(EvcWorkerSlot *slot, rd_kafka_t *rk)
 		m->partition = parts->elems[i].partition;
 		m->low = lo;
 		m->high = hi;
+		m->position = (all_landed && parts->elems[i].offset >= 0) ? parts->elems[i].offset : -1;
 		fresh->n++;
 	}
 	rd_kafka_topic_partition_list_destroy(parts);
@@ -137,8 +143,9 @@ evc_consumer_watermarks(PG_FUNCTION_ARGS)
 			continue;
 		for (int j = 0; j < t->n; j++)
 		{
-			Datum		values[6];
-			bool		nulls[6] = {0};
+			/* An install not updated to 0.7.0 yet declares the first six. */
+			Datum		values[7];
+			bool		nulls[7] = {0};
 
 			values[0] = CStringGetTextDatum(name);
 			values[1] = CStringGetTextDatum(t->parts[j].topic);
@@ -148,6 +155,8 @@ evc_consumer_watermarks(PG_FUNCTION_ARGS)
 			values[4] = Int64GetDatum(t->parts[j].high);
 			nulls[4] = t->parts[j].high < 0;
 			values[5] = TimestampTzGetDatum(t->observed_at);
+			values[6] = Int64GetDatum(t->parts[j].position);
+			nulls[6] = t->parts[j].position < 0;
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		}
 	}

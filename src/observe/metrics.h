@@ -19,7 +19,7 @@ struct EvcLandResult;
 /* res is NULL when the batch could not land (nothing was committed). */
 extern void evc_consumer_count_batch(EvcWorkerSlot *slot, int nmessages, int64 nbytes,
 									 const struct EvcLandResult *res, TimestampTz started);
-extern void evc_consumer_note_watermarks(EvcWorkerSlot *slot, rd_kafka_t *rk);
+extern void evc_consumer_note_watermarks(EvcWorkerSlot *slot, rd_kafka_t *rk, bool all_landed);
 
 extern void evc_metrics_publish(void);
 

@@ -177,6 +177,12 @@ is "$(compare_ids "$T/sent.ids" "$T/archived.ids")" "missing 0 duplicated 0 extr
 	"the archive sink's files hold each of them exactly once" \
 	"$(q "SELECT count(*), sum(events) FROM evc.archive_files WHERE topic = '${PREFIX}eos.Ev'"); $(wc -l <"$T/archived.ids") lines"
 
+# Each partition ends with the relay's commit marker, an offset no consumer
+# lands: a drained consumer's lag counts from its position, past it.
+wait_sql 30 "SELECT count(*) > 0 AND max(lag) = 0 FROM evc.consumer_lag WHERE topic = '${PREFIX}eos.Ev'"
+tap $? "evc.consumer_lag is 0 on every partition once the archive sink has landed everything (past the commit markers)" \
+	"$(q "SELECT partition, next_offset, high_watermark, lag FROM evc.consumer_lag WHERE topic = '${PREFIX}eos.Ev'")"
+
 # Fencing: another producer takes the relay's transactional.id.
 q "INSERT INTO eos_sent SELECT evc_send('eos', 'Ev', jsonb_build_object('f', g)) FROM generate_series(1, 200) g" >/dev/null
 "$T/eos_txn" "$EVC_KAFKA_REAL_BOOTSTRAP" "$ident" "${PREFIX}fencer" 1 commit >"$T/fence.log" 2>&1
