@@ -239,7 +239,7 @@ DROP VIEW evc.consumer_lag;
 DROP FUNCTION evc_consumer_watermarks();
 CREATE FUNCTION evc_consumer_watermarks(OUT consumer text, OUT topic text, OUT partition int,
 	OUT low_watermark bigint, OUT high_watermark bigint, OUT observed_at timestamptz,
-	OUT position bigint)
+	OUT consumer_position bigint)
 RETURNS SETOF record
 LANGUAGE C STRICT VOLATILE
 AS 'MODULE_PATHNAME', 'evc_consumer_watermarks';
@@ -250,7 +250,7 @@ COMMENT ON FUNCTION evc_consumer_watermarks() IS
 CREATE VIEW evc.consumer_lag AS
 SELECT c.name AS consumer, c.group_id, w.topic, w.partition, o.next_offset,
 	   w.high_watermark,
-	   greatest(w.high_watermark - greatest(coalesce(o.next_offset, w.low_watermark), w.position), 0) AS lag,
+	   greatest(w.high_watermark - greatest(coalesce(o.next_offset, w.low_watermark), w.consumer_position), 0) AS lag,
 	   w.observed_at
 FROM evc_consumer_watermarks() w
 JOIN evc.consumers c ON c.name = w.consumer
