@@ -68,11 +68,9 @@ evc_http_utf8_clean(char *s)
 	}
 }
 
-/* Formats the message once, for both error shapes (valid UTF-8). */
-static char *format_message(const char *fmt, va_list args) pg_attribute_printf(1, 0);
-
-static char *
-format_message(const char *fmt, va_list args)
+/* Formats the message once, for every error shape (valid UTF-8). */
+char *
+evc_http_vformat(const char *fmt, va_list args)
 {
 	StringInfoData buf;
 
@@ -101,7 +99,7 @@ evc_http_error(EvcHttpResponse *resp, int status, const char *code, const char *
 	char	   *message;
 
 	va_start(args, fmt);
-	message = format_message(fmt, args);
+	message = evc_http_vformat(fmt, args);
 	va_end(args);
 
 	resp->status = status;
@@ -123,7 +121,7 @@ evc_http_registry_error(EvcHttpResponse *resp, int status, int error_code, const
 	char	   *message;
 
 	va_start(args, fmt);
-	message = format_message(fmt, args);
+	message = evc_http_vformat(fmt, args);
 	va_end(args);
 
 	resp->status = status;

@@ -65,6 +65,8 @@ extern void evc_http_error(EvcHttpResponse *resp, int status,
 						   const char *code, const char *fmt,...) pg_attribute_printf(4, 5);
 extern void evc_http_registry_error(EvcHttpResponse *resp, int status,
 									int error_code, const char *fmt,...) pg_attribute_printf(4, 5);
+/* An error message formatted once, made valid UTF-8, palloc'd. */
+extern char *evc_http_vformat(const char *fmt, va_list args) pg_attribute_printf(1, 0);
 
 /* Replace the bytes of s that are not UTF-8 with '?', in place: for text
  * the client sent (headers, the path) that goes into a JSON answer. */

@@ -121,30 +121,21 @@ void
 evc_reg_fail(EvcRegCall *call, int status, int registry_code, const char *code,
 			 const char *fmt,...)
 {
-	StringInfoData msg;
+	va_list		args;
+	char	   *msg;
 
-	initStringInfo(&msg);
-	for (;;)
-	{
-		va_list		args;
-		int			needed;
-
-		va_start(args, fmt);
-		needed = appendStringInfoVA(&msg, fmt, args);
-		va_end(args);
-		if (needed == 0)
-			break;
-		enlargeStringInfo(&msg, needed);
-	}
+	va_start(args, fmt);
+	msg = evc_http_vformat(fmt, args);
+	va_end(args);
 	resetStringInfo(&call->resp->body);
 	if (call->confluent)
 	{
-		evc_http_registry_error(call->resp, status, registry_code, "%s", msg.data);
+		evc_http_registry_error(call->resp, status, registry_code, "%s", msg);
 		call->resp->content_type = EVC_REG_CONTENT_TYPE;
 	}
 	else
-		evc_http_error(call->resp, status, code, "%s", msg.data);
-	pfree(msg.data);
+		evc_http_error(call->resp, status, code, "%s", msg);
+	pfree(msg);
 }
 
 /* A success answer: json is a complete JSON text. */
