@@ -134,11 +134,13 @@ version_not_found(EvcRegCall *call)
 	"SELECT " select " FROM evc.event_types WHERE client = $1 AND event_name = $2 " \
 	"AND ($3 = 0 OR version = $3) ORDER BY version DESC LIMIT 1"
 
-/* GET /subjects/{subject}/versions/{version|latest} */
-void
-evc_reg_version(EvcRegCall *call)
+/*
+ * The answer to GET of one version, or of its schema alone: the row the
+ * version names (or the latest), or which of subject and version is missing.
+ */
+static void
+answer_version_row(EvcRegCall *call, SPIPlanPtr *plan, const char *sql)
 {
-	static SPIPlanPtr plan;
 	bool		ok;
 	int32		version;
 	char	   *json;
@@ -148,15 +150,23 @@ evc_reg_version(EvcRegCall *call)
 	version = evc_reg_parse_version(call, call->arg, &ok);
 	if (!ok)
 		return;
-	json = evc_reg_version_query(&plan,
-								 VERSION_ROW_SQL("json_build_object('subject', client || '.' || event_name || '-value', "
-												 "'id', id, 'version', version, 'schemaType', 'JSON', "
-												 "'schema', schema::text)::text"),
-								 call, version);
+	json = evc_reg_version_query(plan, sql, call, version);
 	if (json == NULL)
 		version_not_found(call);
 	else
 		evc_reg_ok(call, 200, json);
+}
+
+/* GET /subjects/{subject}/versions/{version|latest} */
+void
+evc_reg_version(EvcRegCall *call)
+{
+	static SPIPlanPtr plan;
+
+	answer_version_row(call, &plan,
+					   VERSION_ROW_SQL("json_build_object('subject', client || '.' || event_name || '-value', "
+									   "'id', id, 'version', version, 'schemaType', 'JSON', "
+									   "'schema', schema::text)::text"));
 }
 
 /* GET /subjects/{subject}/versions/{version|latest}/schema: the schema alone. */
@@ -164,20 +174,8 @@ void
 evc_reg_version_schema(EvcRegCall *call)
 {
 	static SPIPlanPtr plan;
-	bool		ok;
-	int32		version;
-	char	   *json;
 
-	if (!evc_reg_permitted(call, EVC_GW_ROLE_READ))
-		return;
-	version = evc_reg_parse_version(call, call->arg, &ok);
-	if (!ok)
-		return;
-	json = evc_reg_version_query(&plan, VERSION_ROW_SQL("schema::text"), call, version);
-	if (json == NULL)
-		version_not_found(call);
-	else
-		evc_reg_ok(call, 200, json);
+	answer_version_row(call, &plan, VERSION_ROW_SQL("schema::text"));
 }
 
 /*

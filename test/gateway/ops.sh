@@ -40,6 +40,12 @@ out=$(get -X POST "$URL/healthz")
 out=$(get -X POST -d '' "$URL/healthz")
 [ "${out%% *}" = 405 ] && jq -e '.error.code == "method_not_allowed"' "$tmp/body" >/dev/null
 tap $? "POST /healthz with Content-Length: 0 answers 405 with a JSON error" "$out $(cat "$tmp/body")"
+# The same empty POST to a route that takes a body is a 400 that says so.
+auth=()
+[ -n "$KEY" ] && auth=(-H "Authorization: Bearer $KEY")
+out=$(get -X POST -H 'Content-Type: application/json' -d '' "${auth[@]}" "$URL/v1/events")
+[ "${out%% *}" = 400 ] && jq -e '.error.code == "invalid_json"' "$tmp/body" >/dev/null
+tap $? "POST /v1/events with Content-Length: 0 answers 400 invalid_json" "$out $(cat "$tmp/body")"
 out=$(get "$URL/readyz")
 [ "${out%% *}" = 200 ] && jq -e '.status == "ready" and .database_writable and .relay_up' "$tmp/body" >/dev/null
 tap $? "GET /readyz: the database accepts writes and the relay is up" "$out $(cat "$tmp/body")"

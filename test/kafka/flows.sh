@@ -106,7 +106,7 @@ cleanup() {
 # Set before evc_kafka_real_start, which puts its stop in front of it.
 trap cleanup EXIT
 
-echo "1..42"
+echo "1..43"
 
 # ---------------------------------------------------------------------
 # One node
@@ -376,6 +376,14 @@ sleep 1
 is "$(wc -l <"$T/rebal.landed")|$(sort -u "$T/rebal.landed" | wc -l)|$(cat "$T/produce.err" 2>/dev/null | grep -c .)" "9000|9000|0" \
 	"across the two servers every one of the 9000 events landed once (rows, distinct offsets, failed produces)" \
 	"$(sort "$T/rebal.landed" | uniq -d | head -5; head -5 "$T/produce.log")"
+# The lag of the consumer that took over every partition, as its own
+# server shows it: positions and offsets of partitions it was handed in the
+# rebalance, not read from the start.
+lag_zero() { q2 "SELECT count(*) > 0 AND coalesce(sum(lag), -1) = 0 FROM evc.consumer_lag WHERE consumer = 'kf_rebal'"; }
+deadline=$((SECONDS + 30))
+until [ "$(lag_zero)" = t ] || [ $SECONDS -ge $deadline ]; do sleep 0.5; done
+is "$(lag_zero)" t "after the rebalance server 2's evc.consumer_lag reaches 0 on every partition it holds" \
+	"$(q2 "SELECT partition, next_offset, high_watermark, lag FROM evc.consumer_lag WHERE consumer = 'kf_rebal'")"
 q2 "SELECT evc_consumer_drop('kf_rebal')" >/dev/null
 echo "# ${SECONDS}s: the rebalance done"
 

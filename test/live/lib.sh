@@ -8,24 +8,11 @@
 #                        a table sink and an aggregates sink; auth on and a
 #                        read-only key in LIVE_KEY
 
-: "${EVC_CACHE:=/var/cache/evcollector}"
 LIVE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 live_venv_install() {
-	local req="$LIVE_DIR/requirements.txt" base=/usr/bin/python3 hash venv
-	[ -x "$base" ] || base=$(command -v python3)
-	hash=$({ cat "$req"; echo "$base"; "$base" -c 'import sys; print(sys.version)'; } | sha256sum | cut -c1-12)
-	venv="$EVC_CACHE/liveclients-$hash"
-	if [ ! -f "$venv/.complete" ]; then
-		evc_log "installing the socket.io clients (python-socketio) into $venv"
-		rm -rf "$venv"
-		mkdir -p "$EVC_CACHE" || evc_die "cannot create $EVC_CACHE"
-		(umask 022 && "$base" -m venv "$venv") >/dev/null || evc_die "$base -m venv failed"
-		(umask 022 && nice "$venv/bin/python" -m pip install -q --disable-pip-version-check \
-			--require-virtualenv -r "$req") || { rm -rf "$venv"; evc_die "pip install -r $req failed"; }
-		touch "$venv/.complete"
-	fi
-	LIVE_PY="$venv/bin/python"
+	LIVE_PY=$("$LIVE_DIR/../wire/pyenv.sh" "$LIVE_DIR/requirements.txt" liveclients) ||
+		evc_die "the socket.io clients (test/live/requirements.txt) could not be installed"
 	export LIVE_PY
 }
 

@@ -4,7 +4,8 @@
 # requirements.txt beside this file; NAME wire), installing them from PyPI
 # into a virtualenv the first time.  Idempotent and cached: later calls
 # print the same path at once.  test/fuzz/pyenv.sh and
-# test/gateway/registry_pyenv.sh call it with their own pins.
+# test/gateway/registry_pyenv.sh, test/gateway/lib.sh and test/live/lib.sh
+# call it with their own pins.
 #
 # The venv lives in $EVC_CACHE (/var/cache/evcollector) as
 # wire-<hash of requirements.txt and the base python>.  The suite calls this
