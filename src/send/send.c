@@ -219,48 +219,32 @@ data_json_buffer(void)
 }
 
 /*
- * Validate and encode one event: everything evc_send does except the write
- * to the outbox, so that the gateway can check each request of a group in
- * a subtransaction of its own and enqueue the valid ones in the group's
- * transaction.  Bad input is an ERROR with the SQLSTATE and detail
- * evc_send gives.  The context comes as its fields' text; memo, when not
- * NULL, carries the last event type across calls (EvcSendMemo).
+ * The event's topic and schema version, once its data passed its schema
+ * check (or none is required): the names are checked there, as evc_send
+ * always did.
  */
-void
-evc_send_prepare_fields(const char *client, const char *event_name, Jsonb *data,
-						const EvcSendContext *ctx, EvcSendMemo *memo, EvcPreparedEvent *out)
+static const char *
+send_unchecked_topic(const char *client, const char *event_name)
 {
-	EvcEventType *et;
+	/* evcollector.require_schema = off: unvalidated, version 0. */
+	evc_check_name("client", client, false);
+	evc_check_name("event", event_name, true);
+	return evc_topic_name(psprintf("%s.%s", client, event_name));
+}
+
+/*
+ * The rest of evc_send's work once the data is checked: the context
+ * fields, read in evc_send's order, the protobuf envelope and its size.
+ */
+static void
+send_encode(const char *client, const char *event_name, int32 schema_version,
+			const char *data_json, const EvcSendContext *ctx, EvcPreparedEvent *out)
+{
 	EvcEventFields f = {0};
-	const char *topic;
 	pg_uuid_t  *message_id;
 	char		received_at[EVC_TIMESTAMP_BUFLEN];
 	char		sent_at[EVC_TIMESTAMP_BUFLEN];
 	const char *s;
-	bytea	   *payload;
-
-	if (!JB_ROOT_IS_OBJECT(data) || JB_ROOT_IS_SCALAR(data))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("event data must be a JSON object"),
-				 errdetail("evc_send(\"%s\", \"%s\") was given a JSON %s.", client, event_name,
-						   JB_ROOT_IS_SCALAR(data) ? "scalar" : "array")));
-
-	et = send_event_type(client, event_name, memo);
-	if (et != NULL)
-	{
-		evc_registry_check_event(et, data);
-		topic = et->topic;
-		f.schema_version = et->version;
-	}
-	else
-	{
-		/* evcollector.require_schema = off: unvalidated, version 0. */
-		evc_check_name("client", client, false);
-		evc_check_name("event", event_name, true);
-		topic = evc_topic_name(psprintf("%s.%s", client, event_name));
-		f.schema_version = 0;
-	}
 
 	if (ctx->jsonb != NULL)
 		check_context_keys(ctx->jsonb);
@@ -282,14 +266,83 @@ evc_send_prepare_fields(const char *client, const char *event_name, Jsonb *data,
 	f.message_id = out->message_id_text;
 	f.client = client;
 	f.event_name = event_name;
-	f.data_json = JsonbToCString(data_json_buffer(), &data->root, VARSIZE(data));
+	f.schema_version = schema_version;
+	f.data_json = data_json;
 
-	payload = evc_encode_event(&f);
-	check_event_size(payload, evc_max_event_size_kb, "evcollector.max_event_size");
-	out->topic = topic;
-	out->payload = payload;
+	out->payload = evc_encode_event(&f);
+	check_event_size(out->payload, evc_max_event_size_kb, "evcollector.max_event_size");
 	out->message_id = message_id;
-	out->schema_version = f.schema_version;
+	out->schema_version = schema_version;
+}
+
+/*
+ * Validate and encode one event: everything evc_send does except the write
+ * to the outbox, so that the gateway can check each request of a group in
+ * a subtransaction of its own and enqueue the valid ones in the group's
+ * transaction.  Bad input is an ERROR with the SQLSTATE and detail
+ * evc_send gives.  The context comes as its fields' text; memo, when not
+ * NULL, carries the last event type across calls (EvcSendMemo).
+ */
+void
+evc_send_prepare_fields(const char *client, const char *event_name, Jsonb *data,
+						const EvcSendContext *ctx, EvcSendMemo *memo, EvcPreparedEvent *out)
+{
+	EvcEventType *et;
+	int32		version = 0;
+
+	if (!JB_ROOT_IS_OBJECT(data) || JB_ROOT_IS_SCALAR(data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event data must be a JSON object"),
+				 errdetail("evc_send(\"%s\", \"%s\") was given a JSON %s.", client, event_name,
+						   JB_ROOT_IS_SCALAR(data) ? "scalar" : "array")));
+
+	et = send_event_type(client, event_name, memo);
+	if (et != NULL)
+	{
+		evc_registry_check_event(et, data);
+		out->topic = et->topic;
+		version = et->version;
+	}
+	else
+		out->topic = send_unchecked_topic(client, event_name);
+	send_encode(client, event_name, version,
+				JsonbToCString(data_json_buffer(), &data->root, VARSIZE(data)), ctx, out);
+}
+
+/*
+ * evc_send_prepare_fields for data read from JSON text without jsonb
+ * (evc_jtext_read): the same checks and the same bytes, or false when only
+ * the jsonb way can tell (the data is not an object, does not match its
+ * schema, or has a number numeric would print otherwise); the caller then
+ * takes it, and gets its error.  Errors it does raise are the jsonb way's.
+ */
+bool
+evc_send_prepare_text(const char *client, const char *event_name, const EvcJtextValue *data,
+					  const EvcSendContext *ctx, EvcSendMemo *memo, EvcPreparedEvent *out)
+{
+	EvcEventType *et;
+	int32		version = 0;
+	StringInfo	data_json;
+
+	Assert(ctx->jsonb == NULL);
+	if (!evc_jtext_is_object(data))
+		return false;
+	et = send_event_type(client, event_name, memo);
+	if (et != NULL)
+	{
+		if (!evc_validate_json_value(et->validator, data))
+			return false;
+		out->topic = et->topic;
+		version = et->version;
+	}
+	else
+		out->topic = send_unchecked_topic(client, event_name);
+	data_json = data_json_buffer();
+	if (!evc_jtext_print(data_json, data))
+		return false;
+	send_encode(client, event_name, version, data_json->data, ctx, out);
+	return true;
 }
 
 /* evc_send_prepare_fields with evc_send's jsonb context (or NULL). */

@@ -7,6 +7,7 @@
 #define EVC_SEND_H
 
 #include "utils/jsonb.h"
+#include "jsonschema/validate.h"
 #include "utils/uuid.h"
 
 /* An event checked against its schema and encoded, ready for the outbox. */
@@ -52,5 +53,8 @@ extern void evc_send_prepare(const char *client, const char *event_name, Jsonb *
 extern void evc_send_prepare_fields(const char *client, const char *event_name, Jsonb *data,
 									const EvcSendContext *ctx, EvcSendMemo *memo,
 									EvcPreparedEvent *out);
+extern bool evc_send_prepare_text(const char *client, const char *event_name,
+								  const EvcJtextValue *data, const EvcSendContext *ctx,
+								  EvcSendMemo *memo, EvcPreparedEvent *out);
 
 #endif
