@@ -13,6 +13,7 @@
 #ifndef EVC_VALIDATE_H
 #define EVC_VALIDATE_H
 
+#include "lib/stringinfo.h"
 #include "utils/jsonb.h"
 
 typedef struct EvcCompiledSchema EvcCompiledSchema;
@@ -58,6 +59,33 @@ extern void evc_check_schema(Jsonb *schema);
  */
 extern bool evc_schema_subset(EvcCompiledSchema *a, EvcCompiledSchema *b,
 							  char **where, char **reason);
+
+/*
+ * JSON text read without jsonb (validate_textapi.c), for a caller that
+ * would otherwise run jsonb_in on a large text only to read parts of it.
+ * evc_jtext_read gives the root, or NULL when jsonb_in must decide (bad or
+ * unusual text).  The values stay valid until the next evc_jtext_read, and
+ * strings point into text, which must outlive them.  A member or element
+ * that is JSON null is a value (evc_jtext_is_null), not NULL.
+ */
+typedef struct EvcJtextValue EvcJtextValue;
+
+extern const EvcJtextValue *evc_jtext_read(const char *text, int len);
+extern bool evc_jtext_is_object(const EvcJtextValue *v);
+extern bool evc_jtext_is_null(const EvcJtextValue *v);
+extern int	evc_jtext_array_length(const EvcJtextValue *v);	/* -1: not an array */
+extern const EvcJtextValue *evc_jtext_array_element(const EvcJtextValue *v, int i);
+extern const EvcJtextValue *evc_jtext_object_field(const EvcJtextValue *v, const char *key);
+extern const char *evc_jtext_string(const EvcJtextValue *v, int *len);	/* NULL: not a string */
+
+/* evc_validate_jsonb's yes or no for a value of such a text. */
+extern bool evc_validate_json_value(EvcCompiledSchema *schema, const EvcJtextValue *v);
+
+/*
+ * Append v as JsonbToCString would print it once stored as jsonb; false
+ * (out partly written) when that text cannot be told without numeric.
+ */
+extern bool evc_jtext_print(StringInfo out, const EvcJtextValue *v);
 
 /* The long-lived context (child of CacheMemoryContext) compiled schemas live under. */
 extern MemoryContext evc_validate_cache_context(void);

@@ -63,6 +63,9 @@ extern size_t evc_event_set_processed_at(const uint8 *event, size_t len,
 										 const char *processed_at,
 										 uint8 *out, size_t outlen);
 extern char *evc_format_timestamp(TimestampTz ts);
+/* Room for evc_format_timestamp_buf's text: a six-digit year at most, and the NUL. */
+#define EVC_TIMESTAMP_BUFLEN 40
+extern int	evc_format_timestamp_buf(TimestampTz ts, char *buf);
 extern bool evc_parse_timestamp(const char *s, TimestampTz *out);
 extern Jsonb *evc_decode_event_jsonb(const uint8 *data, size_t len);
 

@@ -277,9 +277,34 @@ outbox_current_table(void)
 	return table;
 }
 
+/*
+ * A text datum for s, made once for a run of rows that share it: the rows
+ * of a batch nearly all have the same topic, and all the same content
+ * type.  *last and *last_datum remember the previous row's.
+ */
+static Datum
+shared_text_datum(const char *s, const char **last, Datum *last_datum)
+{
+	if (*last == NULL || (*last != s && strcmp(*last, s) != 0))
+	{
+		*last = s;
+		*last_datum = CStringGetTextDatum(s);
+	}
+	return *last_datum;
+}
+
+/* The text datums shared by the rows of one evc_outbox_enqueue_many. */
+typedef struct OutboxTexts
+{
+	const char *topic;
+	Datum		topic_datum;
+	const char *content_type;
+	Datum		content_type_datum;
+} OutboxTexts;
+
 /* Fill slot with one outbox row, its id taken from the sequence now. */
 static void
-outbox_fill_slot(TupleTableSlot *slot, int table, const EvcOutboxRow *row)
+outbox_fill_slot(TupleTableSlot *slot, int table, const EvcOutboxRow *row, OutboxTexts *texts)
 {
 	Datum	   *values = slot->tts_values;
 	bool	   *nulls = slot->tts_isnull;
@@ -289,7 +314,7 @@ outbox_fill_slot(TupleTableSlot *slot, int table, const EvcOutboxRow *row)
 	values[OUTBOX_ID] = Int64GetDatum(nextval_internal(layout[table].seqid, false));
 	values[OUTBOX_TXID] = FullTransactionIdGetDatum(GetTopFullTransactionId());
 	values[OUTBOX_MESSAGE_ID] = UUIDPGetDatum(row->message_id);
-	values[OUTBOX_TOPIC] = CStringGetTextDatum(row->topic);
+	values[OUTBOX_TOPIC] = shared_text_datum(row->topic, &texts->topic, &texts->topic_datum);
 	if (row->key != NULL)
 	{
 		bytea	   *k = palloc(VARHDRSZ + row->keylen);
@@ -302,7 +327,8 @@ outbox_fill_slot(TupleTableSlot *slot, int table, const EvcOutboxRow *row)
 		nulls[OUTBOX_KEY] = true;
 	values[OUTBOX_PAYLOAD] = PointerGetDatum(row->payload);
 	values[OUTBOX_SCHEMA_VERSION] = Int32GetDatum(row->schema_version);
-	values[OUTBOX_CONTENT_TYPE] = CStringGetTextDatum(row->content_type);
+	values[OUTBOX_CONTENT_TYPE] = shared_text_datum(row->content_type, &texts->content_type,
+													&texts->content_type_datum);
 	values[OUTBOX_CREATED_AT] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	ExecStoreVirtualTuple(slot);
 }
@@ -327,6 +353,8 @@ evc_outbox_enqueue_many(const EvcOutboxRow *rows, int n)
 	EState	   *estate;
 	ResultRelInfo *rri;
 	TupleTableSlot **slots;
+	TupleDesc	desc;
+	OutboxTexts texts = {0};
 	CommandId	cid;
 
 	if (n <= 0)
@@ -338,11 +366,18 @@ evc_outbox_enqueue_many(const EvcOutboxRow *rows, int n)
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
 	ExecOpenIndices(rri, false);
 	cid = GetCurrentCommandId(true);
+	/*
+	 * The slots share a copy of the table's descriptor that is not
+	 * reference-counted: each slot made on the relcache's own would pin it
+	 * in the resource owner, and with a hundred rows that bookkeeping
+	 * (a hashed array) cost more than filling the slots.
+	 */
+	desc = CreateTupleDescCopy(RelationGetDescr(rel));
 	slots = palloc(sizeof(TupleTableSlot *) * n);
 	for (int i = 0; i < n; i++)
 	{
-		slots[i] = table_slot_create(rel, NULL);
-		outbox_fill_slot(slots[i], table, &rows[i]);
+		slots[i] = MakeSingleTupleTableSlot(desc, table_slot_callbacks(rel));
+		outbox_fill_slot(slots[i], table, &rows[i], &texts);
 	}
 
 	/* Values go through toasting (compression) as in an INSERT. */
@@ -359,6 +394,7 @@ evc_outbox_enqueue_many(const EvcOutboxRow *rows, int n)
 	for (int i = 0; i < n; i++)
 		ExecDropSingleTupleTableSlot(slots[i]);
 	pfree(slots);
+	FreeTupleDesc(desc);
 	ExecCloseIndices(rri);
 	FreeExecutorState(estate);
 	table_close(rel, NoLock);

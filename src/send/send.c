@@ -17,6 +17,7 @@
 #include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -151,24 +152,143 @@ check_event_size(bytea *payload, int limit_kb, const char *setting)
 				 errhint("Send less data per event, or raise %s (and the brokers' message.max.bytes).", setting)));
 }
 
+/* The event type of client.event_name, or NULL (require_schema off). */
+static EvcEventType *
+send_event_type(const char *client, const char *event_name, EvcSendMemo *memo)
+{
+	EvcEventType *et;
+
+	if (memo != NULL && memo->et != NULL &&
+		strcmp(memo->client, client) == 0 && strcmp(memo->event_name, event_name) == 0)
+		return memo->et;
+	et = evc_registry_lookup(client, event_name, !evc_require_schema);
+	if (memo != NULL)
+	{
+		/* the names are the event type's own, which live as long as it does */
+		memo->et = et;
+		memo->client = et ? et->client : NULL;
+		memo->event_name = et ? et->event_name : NULL;
+	}
+	return et;
+}
+
+/* A UUID as uuid_out writes it (lower-case 8-4-4-4-12), into buf. */
+static void
+format_uuid(const pg_uuid_t *u, char *buf)
+{
+	static const char hex[] = "0123456789abcdef";
+	char	   *p = buf;
+
+	for (int i = 0; i < UUID_LEN; i++)
+	{
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*p++ = '-';
+		*p++ = hex[u->data[i] >> 4];
+		*p++ = hex[u->data[i] & 0x0F];
+	}
+	*p = '\0';
+}
+
+/*
+ * The buffer data_json is printed into, kept from one event to the next:
+ * a fresh StringInfo (1 kB, more for larger data) for each of hundreds of
+ * thousands of events a second was a good part of the gateway's page
+ * faults.  The text is used only until the event is encoded.  Kept in
+ * TopMemoryContext, and given back when an event made it large.
+ */
+static StringInfo
+data_json_buffer(void)
+{
+	static StringInfo buf = NULL;
+
+	if (buf != NULL && buf->maxlen > 64 * 1024)
+	{
+		pfree(buf->data);
+		pfree(buf);
+		buf = NULL;
+	}
+	if (buf == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		buf = makeStringInfo();
+		MemoryContextSwitchTo(old);
+	}
+	resetStringInfo(buf);
+	return buf;
+}
+
+/*
+ * The event's topic and schema version, once its data passed its schema
+ * check (or none is required): the names are checked there, as evc_send
+ * always did.
+ */
+static const char *
+send_unchecked_topic(const char *client, const char *event_name)
+{
+	/* evcollector.require_schema = off: unvalidated, version 0. */
+	evc_check_name("client", client, false);
+	evc_check_name("event", event_name, true);
+	return evc_topic_name(psprintf("%s.%s", client, event_name));
+}
+
+/*
+ * The rest of evc_send's work once the data is checked: the context
+ * fields, read in evc_send's order, the protobuf envelope and its size.
+ */
+static void
+send_encode(const char *client, const char *event_name, int32 schema_version,
+			const char *data_json, const EvcSendContext *ctx, EvcPreparedEvent *out)
+{
+	EvcEventFields f = {0};
+	pg_uuid_t  *message_id;
+	char		received_at[EVC_TIMESTAMP_BUFLEN];
+	char		sent_at[EVC_TIMESTAMP_BUFLEN];
+	const char *s;
+
+	if (ctx->jsonb != NULL)
+		check_context_keys(ctx->jsonb);
+	s = ctx->jsonb ? context_string(ctx->jsonb, "message_id") : ctx->message_id;
+	message_id = s ? parse_uuid("message_id", s) : evc_new_uuid();
+	s = ctx->jsonb ? context_string(ctx->jsonb, "sent_at") : ctx->sent_at;
+	evc_format_timestamp_buf(GetCurrentTimestamp(), received_at);
+	f.received_at = received_at;
+	if (s)
+	{
+		evc_format_timestamp_buf(parse_timestamp("sent_at", s), sent_at);
+		f.sent_at = sent_at;
+	}
+	else
+		f.sent_at = received_at;
+	s = ctx->jsonb ? context_string(ctx->jsonb, "user_agent") : ctx->user_agent;
+	f.user_agent = s ? s : (application_name ? application_name : "");
+	format_uuid(message_id, out->message_id_text);
+	f.message_id = out->message_id_text;
+	f.client = client;
+	f.event_name = event_name;
+	f.schema_version = schema_version;
+	f.data_json = data_json;
+
+	out->payload = evc_encode_event(&f);
+	check_event_size(out->payload, evc_max_event_size_kb, "evcollector.max_event_size");
+	out->message_id = message_id;
+	out->schema_version = schema_version;
+}
+
 /*
  * Validate and encode one event: everything evc_send does except the write
  * to the outbox, so that the gateway can check each request of a group in
  * a subtransaction of its own and enqueue the valid ones in the group's
  * transaction.  Bad input is an ERROR with the SQLSTATE and detail
- * evc_send gives.
+ * evc_send gives.  The context comes as its fields' text; memo, when not
+ * NULL, carries the last event type across calls (EvcSendMemo).
  */
 void
-evc_send_prepare(const char *client, const char *event_name, Jsonb *data, Jsonb *ctx,
-				 EvcPreparedEvent *out)
+evc_send_prepare_fields(const char *client, const char *event_name, Jsonb *data,
+						const EvcSendContext *ctx, EvcSendMemo *memo, EvcPreparedEvent *out)
 {
 	EvcEventType *et;
-	EvcEventFields f = {0};
-	const char *topic;
-	char	   *s;
-	pg_uuid_t  *message_id;
-	TimestampTz received = GetCurrentTimestamp();
-	bytea	   *payload;
+	int32		version = 0;
 
 	if (!JB_ROOT_IS_OBJECT(data) || JB_ROOT_IS_SCALAR(data))
 		ereport(ERROR,
@@ -177,43 +297,63 @@ evc_send_prepare(const char *client, const char *event_name, Jsonb *data, Jsonb 
 				 errdetail("evc_send(\"%s\", \"%s\") was given a JSON %s.", client, event_name,
 						   JB_ROOT_IS_SCALAR(data) ? "scalar" : "array")));
 
-	et = evc_registry_lookup(client, event_name, !evc_require_schema);
+	et = send_event_type(client, event_name, memo);
 	if (et != NULL)
 	{
 		evc_registry_check_event(et, data);
-		topic = et->topic;
-		f.schema_version = et->version;
+		out->topic = et->topic;
+		version = et->version;
 	}
 	else
+		out->topic = send_unchecked_topic(client, event_name);
+	send_encode(client, event_name, version,
+				JsonbToCString(data_json_buffer(), &data->root, VARSIZE(data)), ctx, out);
+}
+
+/*
+ * evc_send_prepare_fields for data read from JSON text without jsonb
+ * (evc_jtext_read): the same checks and the same bytes, or false when only
+ * the jsonb way can tell (the data is not an object, does not match its
+ * schema, or has a number numeric would print otherwise); the caller then
+ * takes it, and gets its error.  Errors it does raise are the jsonb way's.
+ */
+bool
+evc_send_prepare_text(const char *client, const char *event_name, const EvcJtextValue *data,
+					  const EvcSendContext *ctx, EvcSendMemo *memo, EvcPreparedEvent *out)
+{
+	EvcEventType *et;
+	int32		version = 0;
+	StringInfo	data_json;
+
+	Assert(ctx->jsonb == NULL);
+	if (!evc_jtext_is_object(data))
+		return false;
+	et = send_event_type(client, event_name, memo);
+	if (et != NULL)
 	{
-		/* evcollector.require_schema = off: unvalidated, version 0. */
-		evc_check_name("client", client, false);
-		evc_check_name("event", event_name, true);
-		topic = evc_topic_name(psprintf("%s.%s", client, event_name));
-		f.schema_version = 0;
+		if (!evc_validate_json_value(et->validator, data))
+			return false;
+		out->topic = et->topic;
+		version = et->version;
 	}
+	else
+		out->topic = send_unchecked_topic(client, event_name);
+	data_json = data_json_buffer();
+	if (!evc_jtext_print(data_json, data))
+		return false;
+	send_encode(client, event_name, version, data_json->data, ctx, out);
+	return true;
+}
 
-	if (ctx != NULL)
-		check_context_keys(ctx);
-	s = ctx ? context_string(ctx, "message_id") : NULL;
-	message_id = s ? parse_uuid("message_id", s) : evc_new_uuid();
-	s = ctx ? context_string(ctx, "sent_at") : NULL;
-	f.received_at = evc_format_timestamp(received);
-	f.sent_at = s ? evc_format_timestamp(parse_timestamp("sent_at", s)) : f.received_at;
-	s = ctx ? context_string(ctx, "user_agent") : NULL;
-	f.user_agent = s ? s : (application_name ? application_name : "");
-	f.message_id = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(message_id)));
-	f.client = client;
-	f.event_name = event_name;
-	f.data_json = JsonbToCString(NULL, &data->root, VARSIZE(data));
+/* evc_send_prepare_fields with evc_send's jsonb context (or NULL). */
+void
+evc_send_prepare(const char *client, const char *event_name, Jsonb *data, Jsonb *ctx,
+				 EvcPreparedEvent *out)
+{
+	EvcSendContext c = {0};
 
-	payload = evc_encode_event(&f);
-	check_event_size(payload, evc_max_event_size_kb, "evcollector.max_event_size");
-	out->topic = topic;
-	out->payload = payload;
-	out->message_id = message_id;
-	out->message_id_text = f.message_id;
-	out->schema_version = f.schema_version;
+	c.jsonb = ctx;
+	evc_send_prepare_fields(client, event_name, data, &c, NULL, out);
 }
 
 /*
