@@ -6,12 +6,17 @@
  * when it says it is sure, jsonb_in must accept the same text and hold the
  * same value (evc_jv_equal, and the same hash, since uniqueItems relies on
  * it).  When it is not sure, jsonb_in decides, and may raise its error.
+ *
+ * The gateway's batch path (validate_textapi.c) also prints values read
+ * this way as the event's data_json: when evc_jtext_print says it can, its
+ * text must be JsonbToCString's of the same value, byte for byte.
  */
 #include "fuzz_pg.h"
 
 #include "mb/pg_wchar.h"
 #include "utils/memutils.h"
 
+#include "jsonschema/validate.h"
 #include "jsonschema/validate_int.h"
 
 typedef struct TextCase
@@ -20,6 +25,24 @@ typedef struct TextCase
 	int			len;
 	EvcTextBuf *buf;
 } TextCase;
+
+/* evc_jtext_print of the text against jsonb's own printing of jb. */
+static void
+print_both(TextCase *tc, Jsonb *jb)
+{
+	const EvcJtextValue *v = evc_jtext_read(tc->text, tc->len);
+	StringInfoData printed;
+	char	   *want;
+
+	if (v == NULL)
+		fuzz_fail("evc_jtext_read refused a text the reader accepted");
+	initStringInfo(&printed);
+	if (!evc_jtext_print(&printed, v))
+		return;
+	want = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+	if (strcmp(printed.data, want) != 0)
+		fuzz_fail("evc_jtext_print gave %s where jsonb prints %s", printed.data, want);
+}
 
 static void
 read_both(void *arg)
@@ -39,6 +62,7 @@ read_both(void *arg)
 		fuzz_fail("the text reader and jsonb_in read different values");
 	if (evc_jv_hash(&tree) != evc_jv_hash(&root))
 		fuzz_fail("equal values from the text reader and jsonb_in hash differently");
+	print_both(tc, jb);
 }
 
 int
