@@ -920,9 +920,9 @@ mark_required_props(EvcNode *n)
 }
 
 /*
- * Room for the keys of one object (EvcShape): the names of the properties,
- * and a little more for a key or two that is not one of them.  Objects
- * with longer keys are simply not remembered.
+ * Room for the keys of a few objects (EvcShapeSet), each: the names of the
+ * properties, and a little more for a key or two that is not one of them.
+ * Objects with longer keys are simply not remembered.
  */
 static void
 alloc_shape(EvcNode *n)
@@ -933,8 +933,12 @@ alloc_shape(EvcNode *n)
 		return;
 	for (int i = 0; i < n->n_props; i++)
 		cap += n->props[i].len;
-	n->shape = palloc0(offsetof(EvcShape, keys) + cap);
-	n->shape->keys_cap = cap;
+	n->shapes = palloc0(sizeof(EvcShapeSet));
+	for (int i = 0; i < EVC_SHAPE_SLOTS; i++)
+	{
+		n->shapes->slot[i] = palloc0(offsetof(EvcShape, keys) + cap);
+		n->shapes->slot[i]->keys_cap = cap;
+	}
 }
 
 static uint8
