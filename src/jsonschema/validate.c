@@ -581,14 +581,15 @@ eval_additional(EvalCtx *cx, EvcNode *n, const JV *k, const JV *e)
  * "properties" (match[i]: the property of key i, -1 for none) and there are
  * no patternProperties or propertyNames.  Any order will do, so the cheap
  * checks go first and a wrong value is found with the least work: scalars
- * under plain schemas (types, enums, bounds, lengths) and members left to
- * additionalProperties, then scalars under costly schemas (patterns,
- * formats, $ref: EvcNode.costly), then the objects and arrays, the nested
- * work, last; each round in key order.  The rounds are bit masks over the
- * members, and a member's key and value are read again from their offsets
- * when its round comes: copying the values read in the first pass would
- * load each one back whole right after storing it field by field, which
- * the CPU cannot forward from its store buffer.
+ * under plain schemas (types, enums, bounds, lengths) at once, during the
+ * pass over the entries, then the members left to additionalProperties,
+ * then scalars under costly schemas (patterns, formats, $ref:
+ * EvcNode.costly), then the objects and arrays, the nested work, last;
+ * each in key order.  The later rounds are bit masks over the members, and
+ * a member's key and value are read again from their offsets when its
+ * round comes: copying the values read in the first pass would load each
+ * one back whole right after storing it field by field, which the CPU
+ * cannot forward from its store buffer.
  */
 static bool
 eval_members_quick(EvalCtx *cx, EvcNode *n, const JV *v, const int8 *match, uint32 keys_end)
@@ -629,8 +630,23 @@ eval_members_quick(EvalCtx *cx, EvcNode *n, const JV *v, const int8 *match, uint
 		}
 		else if (container)
 			rounds[2] |= UINT64CONST(1) << i;
+		else if (n->props[p].schema->costly)
+			rounds[1] |= UINT64CONST(1) << i;
 		else
-			rounds[n->props[p].schema->costly ? 1 : 0] |= UINT64CONST(1) << i;
+		{
+			/*
+			 * A scalar under a plain schema, checked at once: nothing below
+			 * looks at the instance path (no message, no $ref, no recursion).
+			 */
+			JV			e;
+
+			if (tree)
+				e = v->u.tree->items[2 * i + 1];
+			else
+				jv_from_entry(jc, nm + i, (char *) base, voff[i], vend, &e);
+			if (!eval_node(cx, n->props[p].schema, &e))
+				return false;
+		}
 	}
 	if (!tree)
 	{
@@ -664,15 +680,6 @@ eval_members_quick(EvalCtx *cx, EvcNode *n, const JV *v, const int8 *match, uint
 			if (match[i] < 0)
 			{
 				if (!eval_additional(cx, n, &k, &e))
-					return false;
-			}
-			else if (r == 0)
-			{
-				/*
-				 * A scalar under a plain schema: nothing below looks at the
-				 * instance path (no message, no $ref, no recursion).
-				 */
-				if (!eval_node(cx, n->props[match[i]].schema, &e))
 					return false;
 			}
 			else if (!eval_child(cx, n->props[match[i]].schema, &e, k.u.str, k.len))
@@ -1215,6 +1222,10 @@ eval_node(EvalCtx *cx, EvcNode *n, const JV *v)
 		switch (v->type)
 		{
 			case JV_NUMBER:
+				/* an integer within integer bounds needs no call */
+				if (x && x->scale == 0 && n->int_window &&
+					x->mant >= n->int_lo && x->mant <= n->int_hi)
+					break;
 				if (!eval_number(cx, n, v, x))
 					FAIL();
 				break;

@@ -941,6 +941,51 @@ alloc_shape(EvcNode *n)
 	}
 }
 
+/*
+ * When every bound is an integer and there is no multipleOf, an integer is
+ * within the bounds when it is within one window [int_lo, int_hi], which
+ * evaluation checks inline before it calls eval_number.
+ */
+static void
+set_int_window(EvcNode *n)
+{
+	Numeric		bounds[EVC_NB_MULTIPLE_OF] = {n->minimum, n->maximum,
+	n->exclusive_minimum, n->exclusive_maximum};
+	int64		lo = PG_INT64_MIN;
+	int64		hi = PG_INT64_MAX;
+
+	if (n->multiple_of)
+		return;
+	for (int b = 0; b < lengthof(bounds); b++)
+	{
+		const EvcNum *x = &n->num_fast[b];
+
+		if (bounds[b] == NULL)
+			continue;
+		if (!(n->num_fast_ok & (1 << b)) || x->scale != 0)
+			return;
+		/* exact forms are below 10^18 in magnitude: the +1 and -1 cannot overflow */
+		switch (b)
+		{
+			case EVC_NB_MINIMUM:
+				lo = Max(lo, x->mant);
+				break;
+			case EVC_NB_MAXIMUM:
+				hi = Min(hi, x->mant);
+				break;
+			case EVC_NB_XMINIMUM:
+				lo = Max(lo, x->mant + 1);
+				break;
+			case EVC_NB_XMAXIMUM:
+				hi = Min(hi, x->mant - 1);
+				break;
+		}
+	}
+	n->int_window = true;
+	n->int_lo = lo;
+	n->int_hi = hi;
+}
+
 static uint8
 keyword_groups(EvcNode *n)
 {
@@ -1018,6 +1063,7 @@ compile_node(CompileCtx *cc, const JV *v, const char *base, EvcNode *parent, con
 	while (jv_iter_next(&it, &k, &e))
 		compile_keyword(cc, node, &k, &e, base);
 	node->kw = keyword_groups(node);
+	set_int_window(node);
 	node->costly = node->pattern || node->format_fn || node->multiple_of ||
 		(node->kw & EVC_KW_COMB);
 	mark_required_props(node);

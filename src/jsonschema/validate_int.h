@@ -560,6 +560,9 @@ struct EvcNode
 	Numeric		multiple_of;
 	EvcNum		num_fast[EVC_NB_COUNT];	/* the same bounds, exact form */
 	uint8		num_fast_ok;	/* bit EVC_NB_*: num_fast holds that bound */
+	bool		int_window;		/* the bounds are integers, and no multipleOf: */
+	int64		int_lo;			/* an integer is within them when it is */
+	int64		int_hi;			/* within [int_lo, int_hi] */
 	uint8		kw;				/* EVC_KW_*: which groups of keywords are present */
 
 	int32		min_length;
