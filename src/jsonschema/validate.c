@@ -21,6 +21,7 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/primnodes.h"
+#include "port/pg_bitutils.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
@@ -260,7 +261,14 @@ static inline int
 bound_cmp(const JV *v, const EvcNum *x, EvcNode *n, int which, Numeric bound)
 {
 	if (x && (n->num_fast_ok & (1 << which)))
-		return evc_num_cmp(x, &n->num_fast[which]);
+	{
+		const EvcNum *b = &n->num_fast[which];
+
+		/* equal scales (integers against integer bounds) need no call */
+		if (x->scale == b->scale)
+			return (x->mant > b->mant) - (x->mant < b->mant);
+		return evc_num_cmp(x, b);
+	}
 	return num_cmp(evc_jv_num_numeric(v), bound);
 }
 
@@ -569,8 +577,122 @@ eval_additional(EvalCtx *cx, EvcNode *n, const JV *k, const JV *e)
 }
 
 /*
+ * The members of an object for a yes or no, when its keys are matched to
+ * "properties" (match[i]: the property of key i, -1 for none) and there are
+ * no patternProperties or propertyNames.  Any order will do, so the cheap
+ * checks go first and a wrong value is found with the least work: scalars
+ * under plain schemas (types, enums, bounds, lengths) at once, during the
+ * pass over the entries, then the members left to additionalProperties,
+ * then scalars under costly schemas (patterns, formats, $ref:
+ * EvcNode.costly), then the objects and arrays, the nested work, last;
+ * each in key order.  The later rounds are bit masks over the members, and
+ * a member's key and value are read again from their offsets when its
+ * round comes: copying the values read in the first pass would load each
+ * one back whole right after storing it field by field, which the CPU
+ * cannot forward from its store buffer.
+ */
+static bool
+eval_members_quick(EvalCtx *cx, EvcNode *n, const JV *v, const int8 *match, uint32 keys_end)
+{
+	int			nm = v->len;
+	bool		tree = v->src == JVS_TREE;
+	JsonbContainer *jc = tree ? NULL : v->u.jc;
+	const char *base = tree ? NULL : (const char *) &jc->children[nm * 2];
+	uint32		koff[EVC_MATCH_LOCAL + 1];
+	uint32		voff[EVC_MATCH_LOCAL + 1];
+	uint64		rounds[3] = {0, 0, 0};
+	uint32		kend = 0,
+				vend = keys_end;
+
+	Assert(nm <= EVC_MATCH_LOCAL);
+	for (int i = 0; i < nm; i++)
+	{
+		int			p = match[i];
+		bool		container;
+
+		if (tree)
+			container = v->u.tree->items[2 * i + 1].type >= JV_ARRAY;
+		else
+		{
+			JEntry		ve = jc->children[nm + i];
+
+			koff[i] = kend;
+			voff[i] = vend;
+			kend = jv_entry_end(jc->children[i], kend);
+			vend = jv_entry_end(ve, vend);
+			container = JBE_ISCONTAINER(ve);
+		}
+		if (p < 0)
+		{
+			/* no property: additionalProperties says (a schema, not false, here) */
+			if (n->additional_props)
+				rounds[0] |= UINT64CONST(1) << i;
+		}
+		else if (container)
+			rounds[2] |= UINT64CONST(1) << i;
+		else if (n->props[p].schema->costly)
+			rounds[1] |= UINT64CONST(1) << i;
+		else
+		{
+			/*
+			 * A scalar under a plain schema, checked at once: nothing below
+			 * looks at the instance path (no message, no $ref, no recursion).
+			 */
+			JV			e;
+
+			if (tree)
+				e = v->u.tree->items[2 * i + 1];
+			else
+				jv_from_entry(jc, nm + i, (char *) base, voff[i], vend, &e);
+			if (!eval_node(cx, n->props[p].schema, &e))
+				return false;
+		}
+	}
+	if (!tree)
+	{
+		koff[nm] = kend;
+		voff[nm] = vend;
+	}
+	for (int r = 0; r < lengthof(rounds); r++)
+	{
+		uint64		mask = rounds[r];
+
+		while (mask)
+		{
+			int			i = pg_rightmost_one_pos64(mask);
+			JV			k,
+						e;
+
+			mask &= mask - 1;
+			if (tree)
+			{
+				k = v->u.tree->items[2 * i];
+				e = v->u.tree->items[2 * i + 1];
+			}
+			else
+			{
+				k.type = JV_STRING;
+				k.src = JVS_JSONB;
+				k.u.str = base + koff[i];
+				k.len = koff[i + 1] - koff[i];
+				jv_from_entry(jc, nm + i, (char *) base, voff[i], voff[i + 1], &e);
+			}
+			if (match[i] < 0)
+			{
+				if (!eval_additional(cx, n, &k, &e))
+					return false;
+			}
+			else if (!eval_child(cx, n->props[match[i]].schema, &e, k.u.str, k.len))
+				return false;
+		}
+	}
+	return true;
+}
+
+/*
  * properties / patternProperties / additionalProperties / propertyNames in
- * one pass.  match[i], when given, is the property of key i (-1: none).
+ * one pass, in key order.  match[i], when given, is the property of key i
+ * (-1: none).
  */
 static bool
 eval_members(EvalCtx *cx, EvcNode *n, const JV *v, const int8 *match, uint32 keys_end)
@@ -580,26 +702,9 @@ eval_members(EvalCtx *cx, EvcNode *n, const JV *v, const int8 *match, uint32 key
 	JV			k,
 				e;
 	int			p = 0;
-	bool		defer;
-	int			n_costly = 0;	/* deferred[0 .. n_costly) */
-	int			n_nested = 0;	/* deferred[lengthof - n_nested .. lengthof) */
-	struct
-	{
-		JV			value;
-		const char *key;
-		int			keylen;
-		EvcNode    *schema;
-	}			deferred[16];	/* small: this frame recurses */
 
-	/*
-	 * For a yes or no, any order will do, so the cheap checks go first and
-	 * a wrong value is found with the least work: scalars under plain
-	 * schemas (types, enums, bounds, lengths) at once, then scalars under
-	 * costly ones (patterns, formats, $ref: EvcNode.costly), then the
-	 * objects and arrays, the nested work, last.  With messages, the order
-	 * is the keys'.
-	 */
-	defer = match != NULL && !WANT(cx) && n->n_pat_props == 0 && !n->property_names;
+	if (match != NULL && !WANT(cx) && n->n_pat_props == 0 && !n->property_names)
+		return eval_members_quick(cx, n, v, match, keys_end);
 
 	jv_iter_init_known(&it, v, match ? keys_end : 0);
 	while (jv_iter_next(&it, &k, &e))
@@ -611,24 +716,6 @@ eval_members(EvalCtx *cx, EvcNode *n, const JV *v, const int8 *match, uint32 key
 		{
 			p = match[it.i - 1];
 			c = p >= 0 ? 0 : 1;
-			if (defer && p >= 0 && n_costly + n_nested < lengthof(deferred))
-			{
-				EvcNode    *s = n->props[p].schema;
-				int			slot = -1;
-
-				if (e.type == JV_OBJECT || e.type == JV_ARRAY)
-					slot = lengthof(deferred) - ++n_nested;
-				else if (s->costly)
-					slot = n_costly++;
-				if (slot >= 0)
-				{
-					deferred[slot].value = e;
-					deferred[slot].key = k.u.str;
-					deferred[slot].keylen = k.len;
-					deferred[slot].schema = s;
-					continue;
-				}
-			}
 		}
 		else
 		{
@@ -659,15 +746,6 @@ eval_members(EvalCtx *cx, EvcNode *n, const JV *v, const int8 *match, uint32 key
 		if (n->property_names && !eval_property_names(cx, n, &k))
 			FAIL();
 	}
-	for (int i = 0; i < n_costly; i++)
-		if (!eval_child(cx, deferred[i].schema, &deferred[i].value,
-						deferred[i].key, deferred[i].keylen))
-			return false;
-	/* the nested values in key order: the last slot holds the first one */
-	for (int i = lengthof(deferred) - 1; i >= (int) lengthof(deferred) - n_nested; i--)
-		if (!eval_child(cx, deferred[i].schema, &deferred[i].value,
-						deferred[i].key, deferred[i].keylen))
-			return false;
 	return valid;
 }
 
@@ -783,37 +861,58 @@ match_keys(EvcNode *n, const JV *v, int8 *match, bool *all_required, bool *undec
 	*keys_end = w.off;
 }
 
+/* Whether object v (jsonb) has the keys that shape remembers. */
+static inline bool
+shape_matches(const EvcShape *shape, const JV *v)
+{
+	JsonbContainer *jc = v->u.jc;
+
+	/* equal key entries mean equal key lengths, and then equal bytes equal keys */
+	return shape->valid && shape->n == v->len &&
+		memcmp(jc->children, shape->entries, sizeof(JEntry) * v->len) == 0 &&
+		memcmp(&jc->children[v->len * 2], shape->keys, shape->keys_end) == 0;
+}
+
 /*
- * Whether object v has the keys that shape remembers, and if so the match
- * found for them.  Equal key entries mean equal key lengths, and then equal
- * key bytes mean equal keys.  The match is copied out: evaluating the
+ * Whether object v has the keys of one of the shapes remembered, and if so
+ * the match found for them.  The match is copied out: evaluating the
  * values may meet this node again (a recursive schema) and overwrite it.
  */
 static inline bool
-shape_recall(const EvcShape *shape, const JV *v, int8 *match, bool *all_required,
+shape_recall(EvcShapeSet *set, const JV *v, int8 *match, bool *all_required,
 			 bool *undeclared, uint32 *keys_end)
 {
-	JsonbContainer *jc;
+	if (set == NULL || v->src != JVS_JSONB)
+		return false;
+	for (int j = 0; j < EVC_SHAPE_SLOTS; j++)
+	{
+		int			s = (set->last + j) % EVC_SHAPE_SLOTS;
+		const EvcShape *shape = set->slot[s];
 
-	if (shape == NULL || !shape->valid || shape->n != v->len || v->src != JVS_JSONB)
-		return false;
-	jc = v->u.jc;
-	if (memcmp(jc->children, shape->entries, sizeof(JEntry) * v->len) != 0 ||
-		memcmp(&jc->children[v->len * 2], shape->keys, shape->keys_end) != 0)
-		return false;
-	memcpy(match, shape->match, v->len);
-	*all_required = shape->all_required;
-	*undeclared = shape->undeclared;
-	*keys_end = shape->keys_end;
-	return true;
+		if (!shape_matches(shape, v))
+			continue;
+		/* the whole buffer: a copy of fixed size is a few moves, not a call */
+		memcpy(match, shape->match, EVC_MATCH_LOCAL);
+		*all_required = shape->all_required;
+		*undeclared = shape->undeclared;
+		*keys_end = shape->keys_end;
+		set->last = s;
+		return true;
+	}
+	return false;
 }
 
-/* Remember object v's keys and their match, when they fit. */
+/* Remember object v's keys and their match, when they fit, in the next slot. */
 static inline void
-shape_remember(EvcShape *shape, const JV *v, const int8 *match, bool all_required,
+shape_remember(EvcShapeSet *set, const JV *v, const int8 *match, bool all_required,
 			   bool undeclared, uint32 keys_end)
 {
-	if (shape == NULL || v->src != JVS_JSONB || keys_end > shape->keys_cap)
+	EvcShape   *shape;
+
+	if (set == NULL || v->src != JVS_JSONB)
+		return;
+	shape = set->slot[set->next];
+	if (keys_end > shape->keys_cap)
 		return;
 	shape->valid = false;
 	shape->n = v->len;
@@ -824,6 +923,8 @@ shape_remember(EvcShape *shape, const JV *v, const int8 *match, bool all_require
 	shape->undeclared = undeclared;
 	shape->keys_end = keys_end;
 	shape->valid = true;
+	set->last = set->next;
+	set->next = (set->next + 1) % EVC_SHAPE_SLOTS;
 }
 
 static pg_noinline bool
@@ -855,10 +956,10 @@ eval_object(EvalCtx *cx, EvcNode *n, const JV *v)
 	if (n->n_props > 0 && n->n_props <= PG_INT8_MAX && v->len <= EVC_MATCH_LOCAL)
 	{
 		match = match_local;
-		if (!shape_recall(n->shape, v, match, &all_required, &undeclared, &keys_end))
+		if (!shape_recall(n->shapes, v, match, &all_required, &undeclared, &keys_end))
 		{
 			match_keys(n, v, match, &all_required, &undeclared, &keys_end);
-			shape_remember(n->shape, v, match, all_required, undeclared, keys_end);
+			shape_remember(n->shapes, v, match, all_required, undeclared, keys_end);
 		}
 	}
 	else if (n->n_required > 0)
@@ -1002,7 +1103,8 @@ type_matches(uint8 types, const JV *v, const EvcNum *x)
 	return v->type == JV_NUMBER && (types & EVC_T_INTEGER) && num_is_integer(v, x);
 }
 
-static char *
+/* Out of line: its StringInfo would give eval_node a stack guard of its own. */
+static pg_noinline char *
 types_text(uint8 types)
 {
 	static const char *const names[] = {"null", "boolean", "object", "array",
@@ -1120,6 +1222,10 @@ eval_node(EvalCtx *cx, EvcNode *n, const JV *v)
 		switch (v->type)
 		{
 			case JV_NUMBER:
+				/* an integer within integer bounds needs no call */
+				if (x && x->scale == 0 && n->int_window &&
+					x->mant >= n->int_lo && x->mant <= n->int_hi)
+					break;
 				if (!eval_number(cx, n, v, x))
 					FAIL();
 				break;

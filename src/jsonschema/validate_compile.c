@@ -920,9 +920,9 @@ mark_required_props(EvcNode *n)
 }
 
 /*
- * Room for the keys of one object (EvcShape): the names of the properties,
- * and a little more for a key or two that is not one of them.  Objects
- * with longer keys are simply not remembered.
+ * Room for the keys of a few objects (EvcShapeSet), each: the names of the
+ * properties, and a little more for a key or two that is not one of them.
+ * Objects with longer keys are simply not remembered.
  */
 static void
 alloc_shape(EvcNode *n)
@@ -933,8 +933,57 @@ alloc_shape(EvcNode *n)
 		return;
 	for (int i = 0; i < n->n_props; i++)
 		cap += n->props[i].len;
-	n->shape = palloc0(offsetof(EvcShape, keys) + cap);
-	n->shape->keys_cap = cap;
+	n->shapes = palloc0(sizeof(EvcShapeSet));
+	for (int i = 0; i < EVC_SHAPE_SLOTS; i++)
+	{
+		n->shapes->slot[i] = palloc0(offsetof(EvcShape, keys) + cap);
+		n->shapes->slot[i]->keys_cap = cap;
+	}
+}
+
+/*
+ * When every bound is an integer and there is no multipleOf, an integer is
+ * within the bounds when it is within one window [int_lo, int_hi], which
+ * evaluation checks inline before it calls eval_number.
+ */
+static void
+set_int_window(EvcNode *n)
+{
+	Numeric		bounds[EVC_NB_MULTIPLE_OF] = {n->minimum, n->maximum,
+	n->exclusive_minimum, n->exclusive_maximum};
+	int64		lo = PG_INT64_MIN;
+	int64		hi = PG_INT64_MAX;
+
+	if (n->multiple_of)
+		return;
+	for (int b = 0; b < lengthof(bounds); b++)
+	{
+		const EvcNum *x = &n->num_fast[b];
+
+		if (bounds[b] == NULL)
+			continue;
+		if (!(n->num_fast_ok & (1 << b)) || x->scale != 0)
+			return;
+		/* exact forms are below 10^18 in magnitude: the +1 and -1 cannot overflow */
+		switch (b)
+		{
+			case EVC_NB_MINIMUM:
+				lo = Max(lo, x->mant);
+				break;
+			case EVC_NB_MAXIMUM:
+				hi = Min(hi, x->mant);
+				break;
+			case EVC_NB_XMINIMUM:
+				lo = Max(lo, x->mant + 1);
+				break;
+			case EVC_NB_XMAXIMUM:
+				hi = Min(hi, x->mant - 1);
+				break;
+		}
+	}
+	n->int_window = true;
+	n->int_lo = lo;
+	n->int_hi = hi;
 }
 
 static uint8
@@ -1014,6 +1063,7 @@ compile_node(CompileCtx *cc, const JV *v, const char *base, EvcNode *parent, con
 	while (jv_iter_next(&it, &k, &e))
 		compile_keyword(cc, node, &k, &e, base);
 	node->kw = keyword_groups(node);
+	set_int_window(node);
 	node->costly = node->pattern || node->format_fn || node->multiple_of ||
 		(node->kw & EVC_KW_COMB);
 	mark_required_props(node);

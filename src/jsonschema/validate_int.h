@@ -152,12 +152,63 @@ extern int	evc_num_cmp(const EvcNum *a, const EvcNum *b);
 extern bool evc_num_is_multiple(const EvcNum *x, const EvcNum *m);
 extern uint32 evc_num_hash(const EvcNum *n);
 
+/*
+ * The exact form of an integer below 10^16 in numeric's short form (at most
+ * four base-NBASE digits, none after the point): nearly every id, count and
+ * amount.  Read here, inline, because numbers are read all the time; false
+ * sends the caller to evc_num_from_numeric, which reads every number and
+ * gives these the same form.
+ */
+static inline bool
+jv_num_small_int(Numeric num, EvcNum *out)
+{
+#ifdef HAVE_INT128
+	const char *data;
+	int			ndigits;
+	int			weight;
+	uint16		header;
+	uint64		acc = 0;
+
+	if (VARATT_IS_EXTERNAL(num) || VARATT_IS_COMPRESSED(num) ||
+		VARSIZE_ANY_EXHDR(num) < sizeof(uint16))
+		return false;
+	data = VARDATA_ANY(num);
+	memcpy(&header, data, sizeof(uint16));
+	if ((header & EVC_NUMERIC_SIGN_MASK) != EVC_NUMERIC_SHORT ||
+		(header & EVC_NUMERIC_SHORT_WEIGHT_SIGN_MASK))
+		return false;
+	weight = header & EVC_NUMERIC_SHORT_WEIGHT_MASK;
+	ndigits = (VARSIZE_ANY_EXHDR(num) - sizeof(uint16)) / sizeof(int16);
+	if (weight > 3 || ndigits > weight + 1)
+		return false;
+	for (int i = 0; i < ndigits; i++)
+	{
+		int16		d;
+
+		memcpy(&d, data + sizeof(uint16) + i * sizeof(int16), sizeof(int16));
+		if (d < 0 || d >= EVC_NBASE)
+			return false;		/* not the layout we know */
+		acc = acc * EVC_NBASE + d;
+	}
+	if (ndigits == 0)
+		weight = 0;				/* zero */
+	for (int i = ndigits; i <= weight; i++)
+		acc *= EVC_NBASE;
+	out->mant = (header & EVC_NUMERIC_SHORT_SIGN_MASK) ? -(int64) acc : (int64) acc;
+	out->scale = 0;
+	return true;
+#else
+	return false;
+#endif
+}
+
 /* A number's exact form, if it has one. */
 static inline bool
 jv_num_exact(const JV *v, EvcNum *out)
 {
-	return v->src == JVS_JSONB ? evc_num_from_numeric(v->u.num, out) :
-		evc_num_from_text(v->u.str, v->len, out);
+	if (v->src == JVS_JSONB)
+		return jv_num_small_int(v->u.num, out) || evc_num_from_numeric(v->u.num, out);
+	return evc_num_from_text(v->u.str, v->len, out);
 }
 
 /*
@@ -422,7 +473,7 @@ typedef struct EvcNode EvcNode;
 #define EVC_MATCH_LOCAL 64
 
 /*
- * The keys of the last object a node with "properties" matched, and what
+ * The keys of an object a node with "properties" matched lately, and what
  * the match found (eval_object).  Events of one type nearly always have the
  * same keys, and an object whose key entries and key bytes are those
  * remembered here has the same match, found with two memcmp's instead of a
@@ -441,6 +492,22 @@ typedef struct EvcShape
 	JEntry		entries[EVC_MATCH_LOCAL];
 	char		keys[FLEXIBLE_ARRAY_MEMBER];
 } EvcShape;
+
+/*
+ * A node's few remembered shapes.  An event type with optional members has
+ * a few shapes, not one (and invalid events add a missing or an extra key),
+ * so one slot alone would be rewritten at nearly every change of shape.
+ * The slot that matched last is tried first; a new shape replaces the
+ * slots in turn.
+ */
+#define EVC_SHAPE_SLOTS 4
+
+typedef struct EvcShapeSet
+{
+	int			last;			/* the slot that matched or was written last */
+	int			next;			/* the slot the next new shape goes to */
+	EvcShape   *slot[EVC_SHAPE_SLOTS];
+} EvcShapeSet;
 
 typedef struct EvcProp
 {
@@ -493,6 +560,9 @@ struct EvcNode
 	Numeric		multiple_of;
 	EvcNum		num_fast[EVC_NB_COUNT];	/* the same bounds, exact form */
 	uint8		num_fast_ok;	/* bit EVC_NB_*: num_fast holds that bound */
+	bool		int_window;		/* the bounds are integers, and no multipleOf: */
+	int64		int_lo;			/* an integer is within them when it is */
+	int64		int_hi;			/* within [int_lo, int_hi] */
 	uint8		kw;				/* EVC_KW_*: which groups of keywords are present */
 
 	int32		min_length;
@@ -513,7 +583,7 @@ struct EvcNode
 
 	EvcProp    *props;			/* sorted in jsonb key order */
 	int			n_props;
-	EvcShape   *shape;			/* with props: the last object's keys, or NULL */
+	EvcShapeSet *shapes;		/* with props: the last objects' keys, or NULL */
 	EvcPatProp *pat_props;
 	int			n_pat_props;
 	EvcNode    *additional_props;

@@ -54,6 +54,20 @@ num_normalise64(uint64 acc, int exp10, bool neg, EvcNum *out)
 		out->scale = 0;
 		return true;
 	}
+
+	/*
+	 * An integer, the usual case: its canonical form is itself, so there
+	 * are no trailing zeros to strip only to multiply them back below.
+	 */
+	if (exp10 >= 0)
+	{
+		if (exp10 > EVC_NUM_MAX_SCALE || acc >= pow10_u64[EVC_NUM_MAX_SCALE - exp10])
+			return false;
+		acc *= pow10_u64[exp10];
+		out->mant = neg ? -(int64) acc : (int64) acc;
+		out->scale = 0;
+		return true;
+	}
 	while (acc % 10 == 0)
 	{
 		acc /= 10;

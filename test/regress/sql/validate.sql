@@ -231,7 +231,10 @@ VALUES ('0'), ('-0'), ('0.0'), ('1'), ('-1'), ('1.0'), ('1.5'), ('-1.5'), ('0.00
        ('1e-19'), ('1.0000000000000000001'), ('1e252'), ('1e256'), ('-1e256'), ('1e300'),
        ('-1e300'), ('1e-300'), ('0.5' || repeat('0', 62)), ('0.5' || repeat('0', 63)),
        ('-0.5' || repeat('0', 63)), ('1.' || repeat('0', 70)), (repeat('9', 1000)),
-       ('-' || repeat('9', 1000)), (repeat('3', 1000) || 'e-1000');
+       ('-' || repeat('9', 1000)), (repeat('3', 1000) || 'e-1000'),
+       -- around the integers read inline (four base-10000 digits at most)
+       ('9999'), ('10000'), ('-10000'), ('10001'), ('100000000'), ('9999999999999999'),
+       ('10000000000000000'), ('-9999999999999999'), ('10000000000000001');
 CREATE TEMP TABLE edge_checks AS
 SELECT c.kw, format('{"%s": %s}', c.kw, b.v)::jsonb AS schema, x.v AS instance,
        CASE c.kw WHEN 'minimum' THEN x.v::numeric >= b.v::numeric
@@ -257,6 +260,18 @@ SELECT kw, count(*) AS checks,
        count(*) FILTER (WHERE evc_validate(schema, instance::jsonb) IS DISTINCT FROM want) AS wrong_on_jsonb,
        count(*) FILTER (WHERE evc_validate(schema, instance) IS DISTINCT FROM want) AS wrong_on_text
 FROM edge_checks GROUP BY kw ORDER BY kw;
+-- A lower and an upper bound at once (integer bounds make one window that
+-- integers are checked against inline), against numeric's operators.
+SELECT count(*) AS checks,
+       count(*) FILTER (WHERE evc_validate(schema, instance::jsonb) IS DISTINCT FROM want) AS wrong_on_jsonb,
+       count(*) FILTER (WHERE evc_validate(schema, instance) IS DISTINCT FROM want) AS wrong_on_text
+FROM (SELECT format('{"%s": %s, "%s": %s}', k.lo, l.v, k.hi, h.v)::jsonb AS schema, x.v AS instance,
+             CASE k.lo WHEN 'minimum' THEN x.v::numeric >= l.v ELSE x.v::numeric > l.v END AND
+             CASE k.hi WHEN 'maximum' THEN x.v::numeric <= h.v ELSE x.v::numeric < h.v END AS want
+      FROM (VALUES ('minimum', 'maximum'), ('minimum', 'exclusiveMaximum'),
+                   ('exclusiveMinimum', 'maximum'), ('exclusiveMinimum', 'exclusiveMaximum')) k(lo, hi),
+           (VALUES (-1::numeric), (0), (1), (1.5)) l(v), (VALUES (0::numeric), (1), (2), (10000)) h(v),
+           edge_numbers x) t;
 -- Equal numbers stored differently (one more trailing zero: for 0.5 at
 -- scale 63, the long header form instead of the short one) are equal, and
 -- hash alike.
