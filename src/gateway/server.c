@@ -52,10 +52,12 @@ typedef struct GwSession
  * pointer's width: a wrapped count can only make CONN_SAME true, the safe
  * side).
  */
-#define CONN_BOUND		0x1		/* bound before: the count below is the last bind's */
-#define CONN_KNOWN		0x2		/* that count could be had */
-#define CONN_SAME		0x4		/* nothing was read between the last two binds */
-#define CONN_SHIFT		3
+#define CONN_BOUND		0x1		/* bound before: the mark below is the last bind's */
+#define CONN_EMPTY		0x2		/* at that bind lws held no bytes for it */
+#define CONN_KNOWN		0x4		/* else the count of bytes read could be had */
+#define CONN_SAME		0x8		/* nothing was read between the last two binds */
+#define CONN_PAUSED		0x10	/* its reads are paused (request_queue) */
+#define CONN_SHIFT		5
 
 /* A GwPending with the memory context that holds it and its strings. */
 typedef struct GwRequest
@@ -356,6 +358,28 @@ request_begin(struct lws *wsi, const char *uri)
 	return r;
 }
 
+static uintptr_t
+conn_state(struct lws *wsi)
+{
+	return (uintptr_t) lws_get_opaque_user_data(wsi);
+}
+
+static void
+conn_set_state(struct lws *wsi, uintptr_t state)
+{
+	lws_set_opaque_user_data(wsi, (void *) state);
+}
+
+/* Pause or resume a connection's reads, noting which (conn_bind). */
+static void
+conn_pause(struct lws *wsi, bool pause)
+{
+	uintptr_t	c = conn_state(wsi);
+
+	conn_set_state(wsi, pause ? c | CONN_PAUSED : c & ~(uintptr_t) CONN_PAUSED);
+	lws_rx_flow_control(wsi, pause ? 0 : 1);
+}
+
 /*
  * Queue a request whose body is complete for the next group, and pause its
  * connection's reads until the answer is written (answer_send).  While
@@ -373,7 +397,7 @@ request_queue(GwRequest *r)
 	r->p.req.body_len = r->body.len;
 	/* The commit follows within this service round: no read timeout now. */
 	lws_set_timeout(r->p.wsi, NO_PENDING_TIMEOUT, 0);
-	lws_rx_flow_control(r->p.wsi, 0);
+	conn_pause(r->p.wsi, true);
 	dlist_push_tail(&gw_incoming, &r->p.node);
 }
 
@@ -387,18 +411,6 @@ request_answer_now(GwRequest *r, int status, const char *code, const char *messa
 	MemoryContextSwitchTo(old);
 	r->p.answered = true;
 	lws_callback_on_writable(r->p.wsi);
-}
-
-static uintptr_t
-conn_state(struct lws *wsi)
-{
-	return (uintptr_t) lws_get_opaque_user_data(wsi);
-}
-
-static void
-conn_set_state(struct lws *wsi, uintptr_t state)
-{
-	lws_set_opaque_user_data(wsi, (void *) state);
 }
 
 static void
@@ -515,14 +527,16 @@ answer_send(GwRequest *r)
 	bool		ok = answer_write(wsi, r);
 
 	request_free(s);
+	/*
+	 * Resumed before the transaction completes: the bind that completes it
+	 * looks at lws's buffered bytes (conn_bind), which it sees only for a
+	 * connection that may read.  lws does nothing with it before the next
+	 * service, and by then it is deferring action.
+	 */
+	conn_pause(wsi, false);
 	/* From here s may be gone: completing rebinds a new session. */
 	if (!ok || lws_http_transaction_completed(wsi))
-	{
-		lws_rx_flow_control(wsi, 1);
 		lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
-		return;
-	}
-	lws_rx_flow_control(wsi, 1);
 }
 
 /*
@@ -543,8 +557,9 @@ evc_gw_server_answered(GwPending *p)
 }
 
 /*
- * LWS_CALLBACK_HTTP_BIND_PROTOCOL: note how many bytes have been read off
- * the socket, and whether that moved since the last bind.
+ * LWS_CALLBACK_HTTP_BIND_PROTOCOL: note whether lws holds bytes read for
+ * this connection and, if so, how many bytes have been read off its
+ * socket; and whether anything was read since the bind before.
  *
  * Before each request it dispatches to us lws binds the connection (the
  * "dispatch bind"), and the bind before that one ended the previous HTTP
@@ -555,19 +570,29 @@ evc_gw_server_answered(GwPending *p)
  * request_from_buffer uses it.  A connection's first request has no bind
  * before its dispatch bind.  (The bind that ends a transaction whose answer
  * was partly written comes once lws has sent the rest.)
+ *
+ * Counting costs two system calls, so it is skipped when lws holds no bytes
+ * for the connection: lws_service_adjust_timeout answers 0 while any
+ * connection that may read (not paused, not deferring action) has bytes in
+ * its buffer list, so a non-zero answer is proof that this one, which at a
+ * bind is not deferring action and, unless CONN_PAUSED, may read, has none.
+ * With nothing buffered at the end of a request, the next one is read off
+ * the socket: no count is needed either side.
  */
 static void
 conn_bind(struct lws *wsi)
 {
 	uintptr_t	c = conn_state(wsi);
+	uintptr_t	next = CONN_BOUND | (c & CONN_PAUSED);
 	uint64		now;
-	bool		known = evc_gw_socket_bytes_read(lws_get_socket_fd(wsi), &now);
-	uintptr_t	count = known ? (uintptr_t) now : 0;
-	uintptr_t	next = CONN_BOUND | (known ? CONN_KNOWN : 0) | (count << CONN_SHIFT);
 
-	if ((c & CONN_BOUND) &&
-		(!known || !(c & CONN_KNOWN) ||
-		 (c >> CONN_SHIFT) == ((count << CONN_SHIFT) >> CONN_SHIFT)))
+	if (!(c & CONN_PAUSED) && lws_service_adjust_timeout(gw_context, 1, 0) != 0)
+		next |= CONN_EMPTY;
+	else if (evc_gw_socket_bytes_read(lws_get_socket_fd(wsi), &now))
+		next |= CONN_KNOWN | ((uintptr_t) now << CONN_SHIFT);
+	if ((c & CONN_BOUND) && !(c & CONN_EMPTY) && !(next & CONN_EMPTY) &&
+		(!(c & CONN_KNOWN) || !(next & CONN_KNOWN) ||
+		 (c >> CONN_SHIFT) == (next >> CONN_SHIFT)))
 		next |= CONN_SAME;
 	conn_set_state(wsi, next);
 }
