@@ -506,10 +506,10 @@ answer_write(struct lws *wsi, GwRequest *r)
  * callback: libwebsockets 4.1 gives a connection whose reads are paused no
  * writable callback at all (rops_handle_POLLIN_h1 returns before POLLOUT
  * is looked at), and writing at once saves the round through poll that
- * asking for one costs.  Written and completed while still paused, the
- * connection is in lws's "deferring action" state when reads resume, in
- * which it reads nothing until it has been writable once; only then is a
- * pipelined next request parsed.
+ * asking for one costs.  Written while paused and completed before lws
+ * runs again, the connection is in lws's "deferring action" state at the
+ * next service, in which it reads nothing until it has been writable once;
+ * only then is a pipelined next request parsed.
  *
  * An answer the socket does not take at once (lws sends about 4 kB per
  * write) lws finishes as the socket drains, and only then completes the

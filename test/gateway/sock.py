@@ -6,7 +6,8 @@
                                     POSTs with Content-Length: 0; N answers, in order
     sock.py pipeline-slow PORT GAP  a POST and a GET in one write, then GAP seconds
                                     later (while the POST's group waits) a second
-                                    POST; the three answers, in order
+                                    POST; the three answers, in order, and how
+                                    long the first took
     sock.py pipeline-big PORT       GET /openapi.json (an answer lws sends in parts)
                                     and a GET behind it in one write; both answers,
                                     and whether the server closed
@@ -68,8 +69,9 @@ def recv_some(s):
         return b""
 
 
-def read_answers(s, n):
-    """Read n HTTP answers (Content-Length framed), or those before the close."""
+def read_answers(s, n, times=None):
+    """Read n HTTP answers (Content-Length framed), or those before the close;
+    times, if given, gets the time each was complete."""
     buf = b""
     out = []
     while len(out) < n:
@@ -90,6 +92,8 @@ def read_answers(s, n):
                 return out
             rest += chunk
         out.append({"status": int(head.split(b" ")[1]), "body": json.loads(rest[:length] or b"null")})
+        if times is not None:
+            times.append(time.time())
         buf = rest[length:]
     return out
 
@@ -126,10 +130,14 @@ def main():
     elif cmd == "pipeline-slow":
         gap = float(sys.argv[3])
         s = connect(port)
+        t0 = time.time()
         s.sendall(request(0, "slow") + bodyless(1, "slow"))
         time.sleep(gap)
         s.sendall(request(2, "slow"))
-        print(json.dumps(summary(read_answers(s, 3), "slow")))
+        times = []
+        out = summary(read_answers(s, 3, times), "slow")
+        out["first_after"] = times[0] - t0 if times else None
+        print(json.dumps(out))
     elif cmd == "pipeline-big":
         s = connect(port)
         s.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n" + bodyless(1, "big"))
