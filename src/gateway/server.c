@@ -577,7 +577,9 @@ evc_gw_server_answered(GwPending *p)
  * its buffer list, so a non-zero answer is proof that this one, which at a
  * bind is not deferring action and, unless CONN_PAUSED, may read, has none.
  * With nothing buffered at the end of a request, the next one is read off
- * the socket: no count is needed either side.
+ * the socket: no count is needed either side.  (The call also marks TLS
+ * connections with decrypted bytes waiting as readable, as lws's own
+ * service does before each poll: harmless here.)
  */
 static void
 conn_bind(struct lws *wsi)
