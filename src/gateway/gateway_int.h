@@ -66,6 +66,9 @@ extern char *evc_gw_key_from_header(const char *authorization);
 /* limits.c: per-client requests per second. */
 extern bool evc_gw_rate_allow(const char *client);
 
+/* sock_read.c: bytes read so far from a TCP socket (Linux; else false). */
+extern bool evc_gw_socket_bytes_read(int fd, uint64 *bytes);
+
 /* routes_send.c */
 extern bool evc_http_route_send(const EvcHttpRequest *req, EvcHttpResponse *resp);
 

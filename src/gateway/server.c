@@ -6,11 +6,14 @@
  *		request is queued, and writing each answer back.
  *
  * libwebsockets parses HTTP; nothing here reads protocol bytes.  A request
- * whose headers and body are complete goes on the incoming list; the
- * worker loop (gateway.c) hands the list to the group commit after each
- * service round and then asks for each connection to become writable,
- * where the answer is written.  The connection reads nothing more until
- * its answer is out, which keeps pipelined requests in order.
+ * whose headers and body are complete goes on the incoming list, and its
+ * connection's reads are paused (lws_rx_flow_control); the worker loop
+ * (gateway.c) hands the list to the group commit after each service round,
+ * then writes each answer, completes the HTTP transaction and resumes
+ * reads.  A pipelined next request is parsed only after that, so answers
+ * go out in order.  What libwebsockets 4.1 cannot do with pipelined
+ * requests, and how the gateway keeps clear of it, is in README.md,
+ * "Pipelining".
  */
 #include "postgres.h"
 
@@ -29,14 +32,32 @@
 #include "gateway/live_server.h"
 
 /*
- * The per-connection state libwebsockets allocates (per_session_data_size):
- * the request being read, queued or answered.  Idle keep-alive
- * connections hold only this struct.
+ * The per-session state libwebsockets allocates (per_session_data_size):
+ * the request being read, queued or answered.  Idle keep-alive connections
+ * hold only this struct.  lws frees it and allocates a new one, zeroed,
+ * each time it binds the connection to a protocol: at the end of every
+ * HTTP transaction, and again for each request it dispatches to us
+ * (lws_http_action binds protocols[0] when no mount takes the request).
  */
 typedef struct GwSession
 {
 	GwPending  *cur;
 } GwSession;
+
+/*
+ * What a connection remembers across requests, which a session cannot:
+ * kept in the connection's opaque user data, packed into the pointer's
+ * bits, so that it needs no allocation and nothing to free.  Above the
+ * flags, the bytes read off the socket at the last bind (modulo the
+ * pointer's width: a wrapped count can only make CONN_SAME true, the safe
+ * side).
+ */
+#define CONN_BOUND		0x1		/* bound before: the mark below is the last bind's */
+#define CONN_EMPTY		0x2		/* at that bind lws held no bytes for it */
+#define CONN_KNOWN		0x4		/* else the count of bytes read could be had */
+#define CONN_SAME		0x8		/* nothing was read between the last two binds */
+#define CONN_PAUSED		0x10	/* its reads are paused (request_queue) */
+#define CONN_SHIFT		5
 
 /* A GwPending with the memory context that holds it and its strings. */
 typedef struct GwRequest
@@ -337,25 +358,47 @@ request_begin(struct lws *wsi, const char *uri)
 	return r;
 }
 
+static uintptr_t
+conn_state(struct lws *wsi)
+{
+	return (uintptr_t) lws_get_opaque_user_data(wsi);
+}
+
+static void
+conn_set_state(struct lws *wsi, uintptr_t state)
+{
+	lws_set_opaque_user_data(wsi, (void *) state);
+}
+
+/* Pause or resume a connection's reads, noting which (conn_bind). */
+static void
+conn_pause(struct lws *wsi, bool pause)
+{
+	uintptr_t	c = conn_state(wsi);
+
+	conn_set_state(wsi, pause ? c | CONN_PAUSED : c & ~(uintptr_t) CONN_PAUSED);
+	lws_rx_flow_control(wsi, pause ? 0 : 1);
+}
+
 /*
- * Queue a request whose body is complete for the next group.  False when
- * it was queued already: libwebsockets reports a body complete again, at
- * once and without end, when a pipelined next request waits in its buffer
- * list behind a request that is not answered yet.  Pipelining is not
- * supported yet (README.md); the caller closes such a connection rather
- * than spin.
+ * Queue a request whose body is complete for the next group, and pause its
+ * connection's reads until the answer is written (answer_send).  While
+ * reads are paused libwebsockets neither reads the socket nor hands back
+ * the bytes it read past this request (its buffer list): unpaused, it
+ * would report this body complete again each round, and bytes waiting
+ * would keep its poll from sleeping.  The calls come straight from lws
+ * callbacks that are not wrapped in its rx-flow deferral, so the pause
+ * applies at once.
  */
-static bool
+static void
 request_queue(GwRequest *r)
 {
-	if (r->p.node.next != NULL || r->p.answered)
-		return false;
 	r->p.req.body = r->body.data;
 	r->p.req.body_len = r->body.len;
 	/* The commit follows within this service round: no read timeout now. */
 	lws_set_timeout(r->p.wsi, NO_PENDING_TIMEOUT, 0);
+	conn_pause(r->p.wsi, true);
 	dlist_push_tail(&gw_incoming, &r->p.node);
-	return true;
 }
 
 /* Answer at once, without the group (limits, bad framing). */
@@ -394,104 +437,6 @@ request_free(GwSession *s)
 	s->cur = NULL;
 }
 
-/*
- * Called by the worker after the group: each answered request asks for its
- * connection to become writable; one whose connection went away is freed.
- */
-void
-evc_gw_server_answered(GwPending *p)
-{
-	GwRequest  *r = (GwRequest *) p;
-
-	p->node.next = p->node.prev = NULL;
-	p->answered = true;
-	if (p->wsi == NULL)
-		MemoryContextDelete(r->cxt);
-	else
-		lws_callback_on_writable(p->wsi);
-}
-
-/* Headers are in: apply the limits, then wait for the body or queue it. */
-static int
-on_headers(struct lws *wsi, GwSession *s, const char *uri)
-{
-	GwRequest  *r;
-	int			cl_len = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
-	bool		chunked = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
-	long		content_length = 0;
-
-	if (s->cur != NULL)
-		return -1;				/* can't happen: reading stops while one waits */
-	r = request_begin(wsi, uri);
-	s->cur = &r->p;
-	if (cl_len > 0)
-	{
-		char		buf[32];
-
-		lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_HTTP_CONTENT_LENGTH);
-		content_length = strtol(buf, NULL, 10);
-	}
-	if (content_length > (long) evc_gw_max_body_kb * 1024)
-	{
-		char		msg[128];
-
-		snprintf(msg, sizeof(msg), "the body has %ld bytes; evcollector.gateway_max_body allows %d kB",
-				 content_length, evc_gw_max_body_kb);
-		r->close_after = true;
-		request_answer_now(r, 413, "body_too_large", msg);
-		return 0;
-	}
-	r->has_body = content_length > 0 || chunked;
-	if (!r->has_body)
-	{
-		(void) request_queue(r);
-		r->completion_owed = true;
-	}
-	return 0;
-}
-
-static int
-on_body(GwSession *s, const char *in, size_t len)
-{
-	GwRequest  *r = (GwRequest *) s->cur;
-
-	if (r == NULL || r->close_after)
-		return 0;
-	if (r->body.len + len > (size_t) evc_gw_max_body_kb * 1024)
-	{
-		char		msg[128];
-
-		snprintf(msg, sizeof(msg), "the body is larger than evcollector.gateway_max_body (%d kB)",
-				 evc_gw_max_body_kb);
-		r->close_after = true;
-		request_answer_now(r, 413, "body_too_large", msg);
-		return 0;
-	}
-	appendBinaryStringInfo(&r->body, in, len);
-	return 0;
-}
-
-/*
- * The body is complete: queue the request.  The one completion a request
- * queued at its headers gets (a POST with Content-Length: 0) is expected;
- * any other for a request already queued means a pipelined next request
- * (see request_queue), and the connection is closed.
- */
-static int
-on_body_completion(GwSession *s)
-{
-	GwRequest  *r = (GwRequest *) s->cur;
-
-	if (r == NULL || r->close_after)
-		return 0;
-	if (r->completion_owed)
-	{
-		r->completion_owed = false;
-		return 0;
-	}
-	return request_queue(r) ? 0 : -1;
-}
-
 static void
 access_log(GwRequest *r)
 {
@@ -516,28 +461,23 @@ error_log(GwRequest *r)
 			 errhidestmt(true)));
 }
 
-/* The answer, headers and body in one write. */
-static int
-on_writeable(struct lws *wsi, GwSession *s)
+/*
+ * The answer, headers and body in one lws_write.  What the socket does not
+ * take at once libwebsockets keeps and sends as the socket drains
+ * (lws_partial_buffered then says so).
+ */
+static bool
+answer_write(struct lws *wsi, GwRequest *r)
 {
-	GwRequest  *r = (GwRequest *) s->cur;
-	size_t		room;
-	unsigned char *buf,
-			   *start,
-			   *p,
-			   *end;
+	const char *ctype = r->p.resp.content_type ? r->p.resp.content_type : "application/json";
+	size_t		room = LWS_PRE + 512 + strlen(ctype) + r->p.resp.body.len;
+	unsigned char *buf = MemoryContextAlloc(r->cxt, room);
+	unsigned char *start = buf + LWS_PRE,
+			   *p = start,
+			   *end = buf + room;
 	char		clen[24];
-	const char *ctype;
-	int			n;
+	int			n = snprintf(clen, sizeof(clen), "%d", r->p.resp.body.len);
 
-	if (r == NULL || !r->p.answered)
-		return 0;
-	ctype = r->p.resp.content_type ? r->p.resp.content_type : "application/json";
-	room = LWS_PRE + 512 + strlen(ctype) + r->p.resp.body.len;
-	buf = MemoryContextAlloc(r->cxt, room);
-	start = p = buf + LWS_PRE;
-	end = buf + room;
-	n = snprintf(clen, sizeof(clen), "%d", r->p.resp.body.len);
 	if (lws_add_http_header_status(wsi, r->p.resp.status, &p, end) ||
 		lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
 									 (const unsigned char *) ctype, strlen(ctype), &p, end) ||
@@ -547,21 +487,277 @@ on_writeable(struct lws *wsi, GwSession *s)
 		 lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
 									  (const unsigned char *) "close", 5, &p, end)) ||
 		lws_finalize_http_header(wsi, &p, end))
-		return -1;
+		return false;
 	memcpy(p, r->p.resp.body.data, r->p.resp.body.len);
 	p += r->p.resp.body.len;
 	if (lws_write(wsi, start, p - start, LWS_WRITE_HTTP_HEADERS) != (int) (p - start))
-		return -1;
+		return false;
 	if (evc_gw_access_log)
 		access_log(r);
 	else if (r->p.resp.status >= 400)
 		error_log(r);
-	if (r->close_after)
-		return -1;
+	return true;
+}
+
+/*
+ * Write a group's answer, end the HTTP transaction, and resume reads.
+ *
+ * The answer is written here, right after the commit, not from a writable
+ * callback: libwebsockets 4.1 gives a connection whose reads are paused no
+ * writable callback at all (rops_handle_POLLIN_h1 returns before POLLOUT
+ * is looked at), and writing at once saves the round through poll that
+ * asking for one costs.  Written while paused and completed before lws
+ * runs again, the connection is in lws's "deferring action" state at the
+ * next service, in which it reads nothing until it has been writable once;
+ * only then is a pipelined next request parsed.
+ *
+ * An answer the socket does not take at once (lws sends about 4 kB per
+ * write) lws finishes as the socket drains, and only then completes the
+ * transaction (it defers lws_http_transaction_completed while output is
+ * buffered).  Reads must be allowed meanwhile, for lws sends the rest only
+ * then; it still parses nothing new: a request without a body is in its
+ * "doing transaction" state, in which lws reads nothing, and for one with
+ * a body it only reports the body complete again (on_body_completion).
+ */
+static void
+answer_send(GwRequest *r)
+{
+	struct lws *wsi = r->p.wsi;
+	GwSession  *s = (GwSession *) lws_wsi_user(wsi);
+	bool		ok = answer_write(wsi, r);
+
 	request_free(s);
-	if (lws_http_transaction_completed(wsi))
-		return -1;
+	/*
+	 * Resumed before the transaction completes: the bind that completes it
+	 * looks at lws's buffered bytes (conn_bind), which it sees only for a
+	 * connection that may read.  lws does nothing with it before the next
+	 * service, and by then it is deferring action.
+	 */
+	conn_pause(wsi, false);
+	/* From here s may be gone: completing rebinds a new session. */
+	if (!ok || lws_http_transaction_completed(wsi))
+		lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+}
+
+/*
+ * Called by the worker after the group, for each request in it, in order:
+ * the answer is written; one whose connection went away is freed.
+ */
+void
+evc_gw_server_answered(GwPending *p)
+{
+	GwRequest  *r = (GwRequest *) p;
+
+	p->node.next = p->node.prev = NULL;
+	p->answered = true;
+	if (p->wsi == NULL)
+		MemoryContextDelete(r->cxt);
+	else
+		answer_send(r);
+}
+
+/*
+ * LWS_CALLBACK_HTTP_BIND_PROTOCOL: note whether lws holds bytes read for
+ * this connection and, if so, how many bytes have been read off its
+ * socket; and whether anything was read since the bind before.
+ *
+ * Before each request it dispatches to us lws binds the connection (the
+ * "dispatch bind"), and the bind before that one ended the previous HTTP
+ * transaction on the connection (ours, or the live protocol's: every mount
+ * binds its own protocol, and ends by binding protocols[0] again).  So at
+ * LWS_CALLBACK_HTTP, CONN_SAME says whether anything was read off the
+ * socket between the end of the previous request and this one's headers;
+ * request_from_buffer uses it.  A connection's first request has no bind
+ * before its dispatch bind.  (The bind that ends a transaction whose answer
+ * was partly written comes once lws has sent the rest.)
+ *
+ * Counting costs two system calls, so it is skipped when lws holds no bytes
+ * for the connection: lws_service_adjust_timeout answers 0 while any
+ * connection that may read (not paused, not deferring action) has bytes in
+ * its buffer list, so a non-zero answer is proof that this one, which at a
+ * bind is not deferring action and, unless CONN_PAUSED, may read, has none.
+ * With nothing buffered at the end of a request, the next one is read off
+ * the socket: no count is needed either side.  (The call also marks TLS
+ * connections with decrypted bytes waiting as readable, as lws's own
+ * service does before each poll: harmless here.)
+ */
+static void
+conn_bind(struct lws *wsi)
+{
+	uintptr_t	c = conn_state(wsi);
+	uintptr_t	next = CONN_BOUND | (c & CONN_PAUSED);
+	uint64		now;
+
+	if (!(c & CONN_PAUSED) && lws_service_adjust_timeout(gw_context, 1, 0) != 0)
+		next |= CONN_EMPTY;
+	else if (evc_gw_socket_bytes_read(lws_get_socket_fd(wsi), &now))
+		next |= CONN_KNOWN | ((uintptr_t) now << CONN_SHIFT);
+	if ((c & CONN_BOUND) && !(c & CONN_EMPTY) && !(next & CONN_EMPTY) &&
+		(!(c & CONN_KNOWN) || !(next & CONN_KNOWN) ||
+		 (c >> CONN_SHIFT) == (next >> CONN_SHIFT)))
+		next |= CONN_SAME;
+	conn_set_state(wsi, next);
+}
+
+/*
+ * Did the request just dispatched come out of libwebsockets' buffer list,
+ * the bytes it read together with the request before it, rather than off
+ * the socket?  lws reads the socket only once that list is empty, so it
+ * did exactly when nothing was read off the socket since the previous
+ * request ended (conn_bind).  A count that could not be had is taken as
+ * nothing read.
+ */
+static bool
+request_from_buffer(struct lws *wsi)
+{
+	return (conn_state(wsi) & CONN_SAME) != 0;
+}
+
+/*
+ * libwebsockets 4.1 reads a body of a request that came out of its buffer
+ * list wrongly, and then without end (README.md, "Pipelining"): a request
+ * with Content-Length above 0, chunked, or a POST, PUT or PATCH without
+ * Content-Length (lws reads those to the end of the connection).
+ */
+static bool
+lws_will_read_body(struct lws *wsi, long content_length, int cl_len, bool chunked)
+{
+	if (content_length > 0 || chunked)
+		return true;
+	return cl_len <= 0 &&
+		(lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0 ||
+		 lws_hdr_total_length(wsi, WSI_TOKEN_PUT_URI) > 0 ||
+		 lws_hdr_total_length(wsi, WSI_TOKEN_PATCH_URI) > 0);
+}
+
+/*
+ * Answer a pipelined request that this connection cannot serve, before any
+ * of it past its headers is read, and close the connection after that
+ * answer.  Nothing of it was committed; every request before it was
+ * answered.  Returning -1 from LWS_CALLBACK_HTTP closes the connection
+ * before lws starts reading the body (and after the answers still buffered).
+ */
+static int
+request_refuse(struct lws *wsi, GwSession *s, const char *uri, const char *why)
+{
+	GwRequest  *r = request_begin(wsi, uri);
+	MemoryContext old = MemoryContextSwitchTo(r->cxt);
+
+	s->cur = &r->p;
+	r->close_after = true;
+	r->p.answered = true;
+	evc_http_error(&r->p.resp, 503, "pipelined_request",
+				   "%s; nothing of it was committed: send it again after the answer before it, or on a new connection",
+				   why);
+	MemoryContextSwitchTo(old);
+	(void) answer_write(wsi, r);
+	return -1;
+}
+
+/* Headers are in: apply the limits, then wait for the body or queue it. */
+static int
+on_headers(struct lws *wsi, GwSession *s, const char *uri)
+{
+	GwRequest  *r;
+	int			cl_len = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+	bool		chunked = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
+	long		content_length = 0;
+
+	if (s->cur != NULL)
+		return -1;				/* can't happen: reads are paused while one waits */
+	if (cl_len > 0)
+	{
+		char		buf[32];
+
+		lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_HTTP_CONTENT_LENGTH);
+		content_length = strtol(buf, NULL, 10);
+	}
+	if (lws_will_read_body(wsi, content_length, cl_len, chunked) && request_from_buffer(wsi))
+		return request_refuse(wsi, s, uri,
+							  "this request has a body and came in the same read as the request before it, which libwebsockets 4.1 cannot read");
+	r = request_begin(wsi, uri);
+	s->cur = &r->p;
+	if (content_length > (long) evc_gw_max_body_kb * 1024)
+	{
+		char		msg[128];
+
+		snprintf(msg, sizeof(msg), "the body has %ld bytes; evcollector.gateway_max_body allows %d kB",
+				 content_length, evc_gw_max_body_kb);
+		r->close_after = true;
+		request_answer_now(r, 413, "body_too_large", msg);
+		return 0;
+	}
+	r->has_body = content_length > 0 || chunked;
+	if (!r->has_body)
+	{
+		request_queue(r);
+		r->completion_owed = true;
+	}
 	return 0;
+}
+
+static int
+on_body(GwSession *s, const char *in, size_t len)
+{
+	GwRequest  *r = (GwRequest *) s->cur;
+
+	/*
+	 * Queued already: a POST without Content-Length, whose following bytes
+	 * lws takes for a body.  They are not this request's.
+	 */
+	if (r == NULL || r->close_after || r->p.node.next != NULL || r->p.answered)
+		return 0;
+	if (r->body.len + len > (size_t) evc_gw_max_body_kb * 1024)
+	{
+		char		msg[128];
+
+		snprintf(msg, sizeof(msg), "the body is larger than evcollector.gateway_max_body (%d kB)",
+				 evc_gw_max_body_kb);
+		r->close_after = true;
+		request_answer_now(r, 413, "body_too_large", msg);
+		return 0;
+	}
+	appendBinaryStringInfo(&r->body, in, len);
+	return 0;
+}
+
+/*
+ * The body is complete: queue the request.  A request queued at its
+ * headers gets one completion too when it is a POST with Content-Length:
+ * 0.  Reads are paused from the queueing until the answer is written, so
+ * no other completion comes while a request waits.  One comes after its
+ * answer was written (s->cur is gone) while lws still sends the rest of
+ * that answer and bytes wait behind it: lws hands them back, in the body
+ * state, each round until the transaction completes.  Nothing to do.
+ */
+static int
+on_body_completion(GwSession *s)
+{
+	GwRequest  *r = (GwRequest *) s->cur;
+
+	if (r == NULL || r->close_after)
+		return 0;
+	if (r->completion_owed)
+	{
+		r->completion_owed = false;
+		return 0;
+	}
+	if (r->p.node.next != NULL || r->p.answered)
+		return 0;
+	request_queue(r);
+	return 0;
+}
+
+/* Only an answer given at once, without a group (413), is written here. */
+static int
+on_writeable(struct lws *wsi, GwSession *s)
+{
+	GwRequest  *r = (GwRequest *) s->cur;
+
+	if (r == NULL || !r->p.answered || !r->close_after)
+		return 0;
+	(void) answer_write(wsi, r);
+	return -1;
 }
 
 /*
@@ -605,6 +801,9 @@ gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			if (open_connections > 0)
 				open_connections--;
 			heap_trim_after_close();
+			return 0;
+		case LWS_CALLBACK_HTTP_BIND_PROTOCOL:
+			conn_bind(wsi);
 			return 0;
 		case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
 			if (s != NULL)

@@ -1,6 +1,16 @@
 """test/gateway/sock.py: raw-socket checks of the gateway's HTTP/1.1 handling.
 
-    sock.py pipeline PORT N         N requests in one write; N answers, in order
+    sock.py pipeline PORT N         N POSTs with a body in one write; the answers
+                                    until the server closes, in order
+    sock.py pipeline-mixed PORT N   in one write: a POST with a body, then GETs and
+                                    POSTs with Content-Length: 0; N answers, in order
+    sock.py pipeline-slow PORT GAP  a POST and a GET in one write, then GAP seconds
+                                    later (while the POST's group waits) a second
+                                    POST; the three answers, in order, and how
+                                    long the first took
+    sock.py pipeline-big PORT       GET /openapi.json (an answer lws sends in parts)
+                                    and a GET behind it in one write; both answers,
+                                    and whether the server closed
     sock.py slowloris PORT SECS     headers one byte a second; closed within SECS
     sock.py idle PORT SECS          a kept-alive idle connection is closed within SECS
     sock.py hold PORT N SECS        open N connections, hold them SECS; prints how many
@@ -10,6 +20,7 @@
 Each prints one line of JSON for the shell script to check.
 """
 import json
+import re
 import socket
 import sys
 import time
@@ -21,20 +32,51 @@ def connect(port):
     return s
 
 
-def request(i):
-    body = json.dumps({"event_name": "page_view", "context": {"message_id": "pipe-%d" % i},
+def request(i, prefix="pipe"):
+    body = json.dumps({"event_name": "page_view", "context": {"message_id": "%s-%d" % (prefix, i)},
                        "data": {"url": "/p%d" % i}}).encode()
     return (b"POST /store HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n" % len(body)) + body
 
 
-def read_answers(s, n):
-    """Read n HTTP answers (Content-Length framed); return their bodies."""
+def bodyless(i, prefix="pipe"):
+    """A GET, or a POST with Content-Length: 0, to a path naming it (404)."""
+    if i % 2:
+        return b"GET /%s-%d HTTP/1.1\r\nHost: x\r\n\r\n" % (prefix.encode(), i)
+    return b"POST /%s-%d HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n" % (prefix.encode(), i)
+
+
+def summary(answers, prefix="pipe"):
+    """Status, error code, and the request each answer names, in order."""
+    ids = []
+    for a in answers:
+        b = a["body"] if isinstance(a["body"], dict) else {}
+        m = b.get("client_message_id") or re.search(r"%s-[0-9]+" % prefix, json.dumps(b))
+        ids.append(m if isinstance(m, str) or m is None else m.group(0))
+    return {"n": len(answers), "statuses": [a["status"] for a in answers],
+            "codes": [(a["body"] or {}).get("error", {}).get("code") if isinstance(a["body"], dict)
+                      else None for a in answers],
+            "ids": ids,
+            "message_ids": [(a["body"] or {}).get("message_id") if isinstance(a["body"], dict)
+                            else None for a in answers]}
+
+
+def recv_some(s):
+    """Bytes from s; b"" once the server closed (or reset) it, or went quiet."""
+    try:
+        return s.recv(65536)
+    except (ConnectionResetError, socket.timeout):
+        return b""
+
+
+def read_answers(s, n, times=None):
+    """Read n HTTP answers (Content-Length framed), or those before the close;
+    times, if given, gets the time each was complete."""
     buf = b""
     out = []
     while len(out) < n:
         while b"\r\n\r\n" not in buf:
-            chunk = s.recv(65536)
+            chunk = recv_some(s)
             if not chunk:
                 return out
             buf += chunk
@@ -45,11 +87,13 @@ def read_answers(s, n):
             if k.strip().lower() == b"content-length":
                 length = int(v.strip())
         while len(rest) < length:
-            chunk = s.recv(65536)
+            chunk = recv_some(s)
             if not chunk:
                 return out
             rest += chunk
         out.append({"status": int(head.split(b" ")[1]), "body": json.loads(rest[:length] or b"null")})
+        if times is not None:
+            times.append(time.time())
         buf = rest[length:]
     return out
 
@@ -75,9 +119,33 @@ def main():
         n = int(sys.argv[3])
         s = connect(port)
         s.sendall(b"".join(request(i) for i in range(n)))
-        answers = read_answers(s, n)
-        print(json.dumps({"n": len(answers), "statuses": [a["status"] for a in answers],
-                          "ids": [a["body"].get("client_message_id") for a in answers]}))
+        out = summary(read_answers(s, n))
+        out["closed"] = closed_within(s, 2.0) is not None
+        print(json.dumps(out))
+    elif cmd == "pipeline-mixed":
+        n = int(sys.argv[3])
+        s = connect(port)
+        s.sendall(request(0, "mixed") + b"".join(bodyless(i, "mixed") for i in range(1, n)))
+        print(json.dumps(summary(read_answers(s, n), "mixed")))
+    elif cmd == "pipeline-slow":
+        gap = float(sys.argv[3])
+        s = connect(port)
+        t0 = time.time()
+        s.sendall(request(0, "slow") + bodyless(1, "slow"))
+        time.sleep(gap)
+        s.sendall(request(2, "slow"))
+        times = []
+        out = summary(read_answers(s, 3, times), "slow")
+        out["first_after"] = times[0] - t0 if times else None
+        print(json.dumps(out))
+    elif cmd == "pipeline-big":
+        s = connect(port)
+        s.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n" + bodyless(1, "big"))
+        answers = read_answers(s, 3)
+        out = summary(answers, "big")
+        out["first_paths"] = len((answers[0]["body"] or {}).get("paths", {})) if answers else 0
+        out["closed"] = closed_within(s, 2.0) is not None
+        print(json.dumps(out))
     elif cmd == "slowloris":
         secs = float(sys.argv[3])
         s = connect(port)
