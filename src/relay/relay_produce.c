@@ -661,9 +661,73 @@ batch_has_failures(RelayBatch *batch)
 	return false;
 }
 
+/* Did librdkafka refuse a message of the batch outright (never queued)? */
+static bool
+batch_has_produce_errors(RelayBatch *batch)
+{
+	for (int i = 0; i < batch->n; i++)
+		if (batch->msgs[i].produce_err != RD_KAFKA_RESP_ERR_NO_ERROR)
+			return true;
+	return false;
+}
+
+/* Does the batch end its Kafka transaction (exactly once)? */
+static bool
+ends_txn(RelayBatch *batch)
+{
+	return evc_relay_transactional() && (batch->tick_last || batch->from_retry);
+}
+
 /*
- * Wait for a batch's reports, commit its Kafka transaction when it ends
- * one (exactly once: the last chunk of a tick, or a retry batch), settle
+ * Commit the transaction the batch ends, without waiting for its reports
+ * first: commit_transaction flushes the queue at once, where waiting for
+ * the reports would first wait out linger.ms, and it fails if any message
+ * failed.  While it flushes, the producer thread stops serving: the
+ * commit serves the delivery reports itself, on this thread (relay_dr_cb
+ * calls no PostgreSQL function), instead of sleeping in librdkafka's poll
+ * while the other thread takes them.  A message librdkafka refused
+ * outright is not in the transaction at all, so such a batch is never
+ * committed.  Returns whether it committed; false leaves the transaction
+ * to be aborted, with the reason in why.
+ */
+static bool
+commit_batch(RelayBatch *batch, char *why, size_t why_len)
+{
+	volatile bool committed = false;
+
+	if (batch_has_produce_errors(batch))
+	{
+		strlcpy(why, "a message was refused by the producer", why_len);
+		return false;
+	}
+	evc_handoff_serving(false);
+	PG_TRY();
+	{
+		committed = evc_relay_txn_commit(producer, batch, why, why_len);
+	}
+	PG_FINALLY();
+	{
+		if (producer != NULL)
+			evc_handoff_serving(true);
+	}
+	PG_END_TRY();
+	if (committed)
+	{
+		/*
+		 * A read_committed reader sees the events at the commit, not at
+		 * their acks: that is the latency evc.stats reports.
+		 */
+		TimestampTz committed_at = GetCurrentTimestamp();
+
+		for (int i = 0; i < batch->n; i++)
+			batch->msgs[i].acked_at = committed_at;
+	}
+	return committed;
+}
+
+/*
+ * Commit a batch's Kafka transaction when it ends one (exactly once: the
+ * last chunk of a tick, or a retry batch), wait for its reports, settle
  * it, and let it go.  A batch with failures is settled without a commit:
  * the settle aborts the transaction (relay_settle.c).
  */
@@ -674,20 +738,27 @@ finish_batch(RelayBatch *batch, long *next_due_ms)
 				failed,
 				dead;
 
-	await_reports(batch);
-	if (evc_relay_transactional() && (batch->tick_last || batch->from_retry) && !batch_has_failures(batch))
+	if (ends_txn(batch))
 	{
-		TimestampTz committed_at;
+		char		why[512];
 
-		evc_relay_txn_commit(producer, batch, evc_relay_next_tick_id());
-		/*
-		 * A read_committed reader sees the events at the commit, not at
-		 * their acks: that is the latency evc.stats reports.
-		 */
-		committed_at = GetCurrentTimestamp();
-		for (int i = 0; i < batch->n; i++)
-			batch->msgs[i].acked_at = committed_at;
+		if (!commit_batch(batch, why, sizeof(why)))
+		{
+			await_reports(batch);
+			/* The progress record failed, or the transaction did. */
+			if (!batch_has_failures(batch))
+			{
+				evc_relay_abort_txn();
+				ereport(ERROR,
+						(errcode(ERRCODE_CONNECTION_FAILURE),
+						 errmsg("could not commit the relay's kafka transaction"),
+						 errdetail("%s; every event of the batch was acknowledged.", why),
+						 errhint("The transaction is aborted and the batch sent again whole, in a new transaction, after a pause.")));
+			}
+		}
 	}
+	/* After a commit, every report is in: the commit waited for them. */
+	await_reports(batch);
 	evc_relay_settle_batch(batch, &delivered, &failed, &dead);
 	/* Late reports for it are dropped from here on (batch_of_generation). */
 	pg_atomic_write_u32(&batch->active, 0);
@@ -727,7 +798,7 @@ evc_relay_batch(long *next_due_ms)
 	 * Exactly once: a batch that ends its transaction is committed before
 	 * the next one is read, which would go into the same transaction.
 	 */
-	if (prev && evc_relay_transactional() && (prev->tick_last || prev->from_retry))
+	if (prev && ends_txn(prev))
 	{
 		finish_batch(prev, next_due_ms);
 		prev = NULL;
@@ -752,6 +823,9 @@ evc_relay_batch(long *next_due_ms)
 		return -1;
 	}
 	n = cur->n;
+	/* Exactly once: the tick's progress goes out beside its last events. */
+	if (cur->tick_last && evc_relay_transactional())
+		evc_relay_txn_produce_progress(producer, cur, evc_relay_next_tick_id());
 	if (prev)
 		finish_batch(prev, next_due_ms);
 	/* An empty last chunk still carries its tick, which may be recorded. */

@@ -123,19 +123,27 @@ txn_error(rd_kafka_error_t *error, const char *what)
 /*
  * Run a blocking transactional call in TXN_SLICE_MS slices until it is
  * done, checking for interrupts between them.  librdkafka resumes a call
- * that timed out when it is called again the same way.
+ * that timed out when it is called again the same way.  With abort_why,
+ * an error that only requires the transaction to be aborted is not raised:
+ * its text goes there and the call returns false.
  */
 typedef rd_kafka_error_t *(*TxnCall) (rd_kafka_t *rk, int timeout_ms);
 
-static void
-txn_call(rd_kafka_t *rk, TxnCall call, const char *what)
+static bool
+txn_call(rd_kafka_t *rk, TxnCall call, const char *what, char *abort_why, size_t why_len)
 {
 	for (;;)
 	{
 		rd_kafka_error_t *error = call(rk, TXN_SLICE_MS);
 
 		if (error == NULL)
-			return;
+			return true;
+		if (abort_why && rd_kafka_error_txn_requires_abort(error) && !rd_kafka_error_is_fatal(error))
+		{
+			snprintf(abort_why, why_len, "%s: %s", rd_kafka_error_name(error), rd_kafka_error_string(error));
+			rd_kafka_error_destroy(error);
+			return false;
+		}
 		if (!rd_kafka_error_is_retriable(error) || rd_kafka_error_is_fatal(error) ||
 			rd_kafka_error_txn_requires_abort(error))
 			txn_error(error, what);
@@ -182,44 +190,68 @@ fault_point(int point)
 		pause();
 }
 
+/* Does the batch carry a tick with events, which Kafka must learn of? */
+static bool
+carries_progress(RelayBatch *batch)
+{
+	return batch && batch->tick_last && batch->tick_events > 0;
+}
+
 /*
- * Commit the open transaction.  When it carries a tick with events, first
- * produce the progress record: key the identity, value the tick's id and
- * snapshot, so that whoever reads it knows the batch committed and where
- * the next one starts.  All the batch's reports are in when this runs;
- * commit_transaction flushes the progress record.
+ * Produce the progress record of the tick that batch (its last chunk)
+ * carries into the open transaction: key the identity, value the tick's id
+ * and snapshot, so that whoever reads it knows the batch committed and
+ * where the next one starts.  It is produced as soon as the tick is read,
+ * beside the tick's events, not at the commit: its partition is then added
+ * to the transaction with theirs, and the commit has nothing left to send
+ * but EndTxn.  It is only read once the transaction commits, which it does
+ * only if every event of the batch was delivered (relay_produce.c).
  */
 void
-evc_relay_txn_commit(rd_kafka_t *rk, RelayBatch *batch, int64 tick_id)
+evc_relay_txn_produce_progress(rd_kafka_t *rk, RelayBatch *batch, int64 tick_id)
 {
-	bool		progress = batch && batch->tick_last && batch->tick_events > 0;
+	const char *key = evc_relay_identity();
+	char	   *value;
+	rd_kafka_resp_err_t err;
+
+	if (!txn_open || !carries_progress(batch))
+		return;
+	value = psprintf("{\"tick\": " INT64_FORMAT ", \"snapshot\": \"%s\", \"events\": " INT64_FORMAT
+					 ", \"system_identifier\": \"" UINT64_FORMAT "\", \"database\": %u}",
+					 tick_id,
+					 DatumGetCString(DirectFunctionCall1(pg_snapshot_out, PointerGetDatum(batch->tick_snapshot))),
+					 batch->tick_events, GetSystemIdentifier(), MyDatabaseId);
+	err = rd_kafka_producev(rk,
+							RD_KAFKA_V_TOPIC(progress_topic()),
+							RD_KAFKA_V_KEY(key, strlen(key)),
+							RD_KAFKA_V_VALUE(value, strlen(value)),
+							RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+							RD_KAFKA_V_END);
+	pfree(value);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not produce the relay's progress to topic \"%s\"", progress_topic()),
+				 errdetail("%s: %s.", rd_kafka_err2name(err), rd_kafka_err2str(err)),
+				 errhint("The batch's transaction is aborted and the batch sent again.")));
+}
+
+/*
+ * Commit the open transaction, whose progress record (if it carries a tick
+ * with events) was produced with the tick's last chunk.  commit_transaction
+ * flushes what is still queued without waiting for linger.ms, and fails
+ * if any message of the transaction failed: then the transaction must be
+ * aborted, and this returns false with librdkafka's reason in abort_why.
+ * The caller has produced the whole batch, and serves the delivery reports
+ * on this thread while the commit flushes (relay_produce.c).
+ */
+bool
+evc_relay_txn_commit(rd_kafka_t *rk, RelayBatch *batch, char *abort_why, size_t why_len)
+{
+	bool		progress = carries_progress(batch);
 
 	if (!txn_open)
-		return;
-	if (progress)
-	{
-		const char *key = evc_relay_identity();
-		char	   *value;
-		rd_kafka_resp_err_t err;
-
-		value = psprintf("{\"tick\": " INT64_FORMAT ", \"snapshot\": \"%s\", \"events\": " INT64_FORMAT
-						 ", \"system_identifier\": \"" UINT64_FORMAT "\", \"database\": %u}",
-						 tick_id,
-						 DatumGetCString(DirectFunctionCall1(pg_snapshot_out, PointerGetDatum(batch->tick_snapshot))),
-						 batch->tick_events, GetSystemIdentifier(), MyDatabaseId);
-		err = rd_kafka_producev(rk,
-								RD_KAFKA_V_TOPIC(progress_topic()),
-								RD_KAFKA_V_KEY(key, strlen(key)),
-								RD_KAFKA_V_VALUE(value, strlen(value)),
-								RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-								RD_KAFKA_V_END);
-		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-			ereport(ERROR,
-					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("could not produce the relay's progress to topic \"%s\"", progress_topic()),
-					 errdetail("%s: %s.", rd_kafka_err2name(err), rd_kafka_err2str(err)),
-					 errhint("The batch's transaction is aborted and the batch sent again.")));
-	}
+		return true;
 	/*
 	 * The snapshot goes to Kafka before this server may have made durable
 	 * what it saw: the relay commits with synchronous_commit off, and an
@@ -234,11 +266,16 @@ evc_relay_txn_commit(rd_kafka_t *rk, RelayBatch *batch, int64 tick_id)
 	if (progress)
 		fault_point(EVC_RELAY_FAULT_BEFORE_KAFKA_COMMIT);
 	pgstat_report_activity(STATE_RUNNING, "evcollector relay: committing kafka transaction");
-	txn_call(rk, rd_kafka_commit_transaction, "commit");
+	if (!txn_call(rk, rd_kafka_commit_transaction, "commit", abort_why, why_len))
+	{
+		pgstat_report_activity(STATE_IDLE, NULL);
+		return false;
+	}
 	txn_open = false;
 	pgstat_report_activity(STATE_IDLE, NULL);
 	if (progress)
 		fault_point(EVC_RELAY_FAULT_AFTER_KAFKA_COMMIT);
+	return true;
 }
 
 /* Abort the open transaction: read_committed consumers never see its records. */
@@ -247,7 +284,7 @@ evc_relay_txn_abort(rd_kafka_t *rk)
 {
 	if (!txn_open)
 		return;
-	txn_call(rk, rd_kafka_abort_transaction, "abort");
+	(void) txn_call(rk, rd_kafka_abort_transaction, "abort", NULL, 0);
 	txn_open = false;
 }
 
@@ -524,7 +561,7 @@ evc_relay_txn_start(rd_kafka_t *rk)
 
 	pgstat_report_activity(STATE_RUNNING, "evcollector relay: init_transactions");
 	txn_open = false;
-	txn_call(rk, rd_kafka_init_transactions, "initialize");
+	(void) txn_call(rk, rd_kafka_init_transactions, "initialize", NULL, 0);
 	if (evc_kafka_ensure_compacted_topic(rk, progress_topic(), 5000, &why) == EVC_TOPIC_FAILED)
 		ereport(WARNING,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
