@@ -103,6 +103,12 @@ typedef struct RelayBatch
 	bool		tick_left_out;
 	TimestampTz tick_taken_at;
 	XLogRecPtr	tick_wal_at;	/* flushed before the tick's Kafka commit */
+	/*
+	 * Exactly once: librdkafka refused the progress record because the
+	 * transaction already failed (a message sent alone was refused during
+	 * the read).  Such a batch is never committed.
+	 */
+	bool		progress_refused;
 } RelayBatch;
 
 /* relay.c: the worker's slot (for its counters), and the loop's wake-up. */

@@ -695,9 +695,9 @@ commit_batch(RelayBatch *batch, char *why, size_t why_len)
 {
 	volatile bool committed = false;
 
-	if (batch_has_produce_errors(batch))
+	if (batch_has_produce_errors(batch) || batch->progress_refused)
 	{
-		strlcpy(why, "a message was refused by the producer", why_len);
+		strlcpy(why, "a message or the progress record was refused by the producer", why_len);
 		return false;
 	}
 	evc_handoff_serving(false);
@@ -812,6 +812,7 @@ evc_relay_batch(long *next_due_ms)
 	cur->tick_snapshot = NULL;
 	cur->tick_events = 0;
 	cur->tick_left_out = false;
+	cur->progress_refused = false;
 	pg_atomic_write_u32(&cur->reports_pending, 0);
 	/* The batch is set up before it is seen active: see batch_of_generation. */
 	pg_write_barrier();

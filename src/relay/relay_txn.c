@@ -228,7 +228,14 @@ evc_relay_txn_produce_progress(rd_kafka_t *rk, RelayBatch *batch, int64 tick_id)
 							RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
 							RD_KAFKA_V_END);
 	pfree(value);
-	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+	/*
+	 * Refused because the transaction failed already (a message sent alone
+	 * was refused while the tick was read): the batch is then settled as
+	 * failed, and the transaction aborted, without a commit.
+	 */
+	if (err == RD_KAFKA_RESP_ERR__STATE)
+		batch->progress_refused = true;
+	else if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not produce the relay's progress to topic \"%s\"", progress_topic()),
