@@ -103,12 +103,6 @@ typedef struct RelayBatch
 	bool		tick_left_out;
 	TimestampTz tick_taken_at;
 	XLogRecPtr	tick_wal_at;	/* flushed before the tick's Kafka commit */
-	/*
-	 * Exactly once: librdkafka refused the progress record because the
-	 * transaction already failed (a message sent alone was refused during
-	 * the read).  Such a batch is never committed.
-	 */
-	bool		progress_refused;
 } RelayBatch;
 
 /* relay.c: the worker's slot (for its counters), and the loop's wake-up. */
@@ -165,8 +159,7 @@ extern bool evc_relay_txn_is_open(void);
 extern void evc_relay_txn_forget(void);
 extern void evc_relay_txn_start(rd_kafka_t *rk);
 extern void evc_relay_txn_begin(rd_kafka_t *rk);
-extern void evc_relay_txn_produce_progress(rd_kafka_t *rk, RelayBatch *batch, int64 tick_id);
-extern bool evc_relay_txn_commit(rd_kafka_t *rk, RelayBatch *batch, char *abort_why, size_t why_len);
+extern bool evc_relay_txn_commit(rd_kafka_t *rk, RelayBatch *batch, int64 tick_id, char *abort_why, size_t why_len);
 extern void evc_relay_txn_abort(rd_kafka_t *rk);
 extern void evc_relay_txn_reconcile(void);
 

@@ -661,16 +661,6 @@ batch_has_failures(RelayBatch *batch)
 	return false;
 }
 
-/* Did librdkafka refuse a message of the batch outright (never queued)? */
-static bool
-batch_has_produce_errors(RelayBatch *batch)
-{
-	for (int i = 0; i < batch->n; i++)
-		if (batch->msgs[i].produce_err != RD_KAFKA_RESP_ERR_NO_ERROR)
-			return true;
-	return false;
-}
-
 /* Does the batch end its Kafka transaction (exactly once)? */
 static bool
 ends_txn(RelayBatch *batch)
@@ -679,31 +669,26 @@ ends_txn(RelayBatch *batch)
 }
 
 /*
- * Commit the transaction the batch ends, without waiting for its reports
- * first: commit_transaction flushes the queue at once, where waiting for
- * the reports would first wait out linger.ms, and it fails if any message
- * failed.  While it flushes, the producer thread stops serving: the
- * commit serves the delivery reports itself, on this thread (relay_dr_cb
- * calls no PostgreSQL function), instead of sleeping in librdkafka's poll
- * while the other thread takes them.  A message librdkafka refused
- * outright is not in the transaction at all, so such a batch is never
- * committed.  Returns whether it committed; false leaves the transaction
- * to be aborted, with the reason in why.
+ * Take the batch's reports now: librdkafka's flush sends what is queued
+ * without waiting out linger.ms, where a transaction's last batch would
+ * otherwise wait for it before its commit.  While it flushes, the producer
+ * thread stops serving: the flush serves the delivery reports itself, on
+ * this thread (relay_dr_cb calls no PostgreSQL function), instead of
+ * sleeping in librdkafka's 10 ms polls while the other thread takes them.
+ * Stops early for a producer that must be made again (await_reports does
+ * that).
  */
-static bool
-commit_batch(RelayBatch *batch, char *why, size_t why_len)
+static void
+flush_batch(void)
 {
-	volatile bool committed = false;
-
-	if (batch_has_produce_errors(batch) || batch->progress_refused)
-	{
-		strlcpy(why, "a message or the progress record was refused by the producer", why_len);
-		return false;
-	}
 	evc_handoff_serving(false);
 	PG_TRY();
 	{
-		committed = evc_relay_txn_commit(producer, batch, why, why_len);
+		while (rd_kafka_flush(producer, 100) == RD_KAFKA_RESP_ERR__TIMED_OUT && !producer_outdated())
+		{
+			evc_relay_service();
+			evc_worker_handle_interrupts();
+		}
 	}
 	PG_FINALLY();
 	{
@@ -711,23 +696,52 @@ commit_batch(RelayBatch *batch, char *why, size_t why_len)
 			evc_handoff_serving(true);
 	}
 	PG_END_TRY();
-	if (committed)
-	{
-		/*
-		 * A read_committed reader sees the events at the commit, not at
-		 * their acks: that is the latency evc.stats reports.
-		 */
-		TimestampTz committed_at = GetCurrentTimestamp();
-
-		for (int i = 0; i < batch->n; i++)
-			batch->msgs[i].acked_at = committed_at;
-	}
-	return committed;
 }
 
 /*
- * Commit a batch's Kafka transaction when it ends one (exactly once: the
- * last chunk of a tick, or a retry batch), wait for its reports, settle
+ * Commit the transaction the batch ends, whose every report is in and
+ * none failed, serving the reports on this thread as flush_batch does.
+ * A failed commit is aborted and the batch fails: it is sent again whole.
+ */
+static void
+commit_batch(RelayBatch *batch)
+{
+	char		why[512];
+	volatile bool committed = false;
+	TimestampTz committed_at;
+
+	evc_handoff_serving(false);
+	PG_TRY();
+	{
+		committed = evc_relay_txn_commit(producer, batch, evc_relay_next_tick_id(), why, sizeof(why));
+	}
+	PG_FINALLY();
+	{
+		if (producer != NULL)
+			evc_handoff_serving(true);
+	}
+	PG_END_TRY();
+	if (!committed)
+	{
+		evc_relay_abort_txn();
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not commit the relay's kafka transaction"),
+				 errdetail("%s; every event of the batch was acknowledged.", why),
+				 errhint("The transaction is aborted and the batch sent again whole, in a new transaction, after a pause.")));
+	}
+	/*
+	 * A read_committed reader sees the events at the commit, not at their
+	 * acks: that is the latency evc.stats reports.
+	 */
+	committed_at = GetCurrentTimestamp();
+	for (int i = 0; i < batch->n; i++)
+		batch->msgs[i].acked_at = committed_at;
+}
+
+/*
+ * Wait for a batch's reports, commit its Kafka transaction when it ends
+ * one (exactly once: the last chunk of a tick, or a retry batch), settle
  * it, and let it go.  A batch with failures is settled without a commit:
  * the settle aborts the transaction (relay_settle.c).
  */
@@ -739,26 +753,10 @@ finish_batch(RelayBatch *batch, long *next_due_ms)
 				dead;
 
 	if (ends_txn(batch))
-	{
-		char		why[512];
-
-		if (!commit_batch(batch, why, sizeof(why)))
-		{
-			await_reports(batch);
-			/* The progress record failed, or the transaction did. */
-			if (!batch_has_failures(batch))
-			{
-				evc_relay_abort_txn();
-				ereport(ERROR,
-						(errcode(ERRCODE_CONNECTION_FAILURE),
-						 errmsg("could not commit the relay's kafka transaction"),
-						 errdetail("%s; every event of the batch was acknowledged.", why),
-						 errhint("The transaction is aborted and the batch sent again whole, in a new transaction, after a pause.")));
-			}
-		}
-	}
-	/* After a commit, every report is in: the commit waited for them. */
+		flush_batch();
 	await_reports(batch);
+	if (ends_txn(batch) && !batch_has_failures(batch))
+		commit_batch(batch);
 	evc_relay_settle_batch(batch, &delivered, &failed, &dead);
 	/* Late reports for it are dropped from here on (batch_of_generation). */
 	pg_atomic_write_u32(&batch->active, 0);
@@ -812,7 +810,6 @@ evc_relay_batch(long *next_due_ms)
 	cur->tick_snapshot = NULL;
 	cur->tick_events = 0;
 	cur->tick_left_out = false;
-	cur->progress_refused = false;
 	pg_atomic_write_u32(&cur->reports_pending, 0);
 	/* The batch is set up before it is seen active: see batch_of_generation. */
 	pg_write_barrier();
@@ -824,9 +821,6 @@ evc_relay_batch(long *next_due_ms)
 		return -1;
 	}
 	n = cur->n;
-	/* Exactly once: the tick's progress goes out beside its last events. */
-	if (cur->tick_last && evc_relay_transactional())
-		evc_relay_txn_produce_progress(producer, cur, evc_relay_next_tick_id());
 	if (prev)
 		finish_batch(prev, next_due_ms);
 	/* An empty last chunk still carries its tick, which may be recorded. */

@@ -201,21 +201,18 @@ carries_progress(RelayBatch *batch)
  * Produce the progress record of the tick that batch (its last chunk)
  * carries into the open transaction: key the identity, value the tick's id
  * and snapshot, so that whoever reads it knows the batch committed and
- * where the next one starts.  It is produced as soon as the tick is read,
- * beside the tick's events, not at the commit: its partition is then added
- * to the transaction with theirs, and the commit has nothing left to send
- * but EndTxn.  It is only read once the transaction commits, which it does
- * only if every event of the batch was delivered (relay_produce.c).
+ * where the next one starts.  Only once every event of the batch was
+ * acknowledged: a reader that cannot tell an aborted transaction from a
+ * committed one (librdkafka's mock cluster ignores isolation.level) must
+ * not find the progress of a tick whose events failed.
  */
-void
-evc_relay_txn_produce_progress(rd_kafka_t *rk, RelayBatch *batch, int64 tick_id)
+static void
+produce_progress(rd_kafka_t *rk, RelayBatch *batch, int64 tick_id)
 {
 	const char *key = evc_relay_identity();
 	char	   *value;
 	rd_kafka_resp_err_t err;
 
-	if (!txn_open || !carries_progress(batch))
-		return;
 	value = psprintf("{\"tick\": " INT64_FORMAT ", \"snapshot\": \"%s\", \"events\": " INT64_FORMAT
 					 ", \"system_identifier\": \"" UINT64_FORMAT "\", \"database\": %u}",
 					 tick_id,
@@ -228,14 +225,7 @@ evc_relay_txn_produce_progress(rd_kafka_t *rk, RelayBatch *batch, int64 tick_id)
 							RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
 							RD_KAFKA_V_END);
 	pfree(value);
-	/*
-	 * Refused because the transaction failed already (a message sent alone
-	 * was refused while the tick was read): the batch is then settled as
-	 * failed, and the transaction aborted, without a commit.
-	 */
-	if (err == RD_KAFKA_RESP_ERR__STATE)
-		batch->progress_refused = true;
-	else if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not produce the relay's progress to topic \"%s\"", progress_topic()),
@@ -244,21 +234,23 @@ evc_relay_txn_produce_progress(rd_kafka_t *rk, RelayBatch *batch, int64 tick_id)
 }
 
 /*
- * Commit the open transaction, whose progress record (if it carries a tick
- * with events) was produced with the tick's last chunk.  commit_transaction
- * flushes what is still queued without waiting for linger.ms, and fails
- * if any message of the transaction failed: then the transaction must be
+ * Commit the open transaction.  When it carries a tick with events, first
+ * produce the progress record.  Every report of the batch is in, none
+ * failed; commit_transaction flushes the progress record without waiting
+ * out linger.ms, and fails if it failed: then the transaction must be
  * aborted, and this returns false with librdkafka's reason in abort_why.
- * The caller has produced the whole batch, and serves the delivery reports
- * on this thread while the commit flushes (relay_produce.c).
+ * The caller serves the delivery reports on this thread meanwhile
+ * (relay_produce.c).
  */
 bool
-evc_relay_txn_commit(rd_kafka_t *rk, RelayBatch *batch, char *abort_why, size_t why_len)
+evc_relay_txn_commit(rd_kafka_t *rk, RelayBatch *batch, int64 tick_id, char *abort_why, size_t why_len)
 {
 	bool		progress = carries_progress(batch);
 
 	if (!txn_open)
 		return true;
+	if (progress)
+		produce_progress(rk, batch, tick_id);
 	/*
 	 * The snapshot goes to Kafka before this server may have made durable
 	 * what it saw: the relay commits with synchronous_commit off, and an
