@@ -669,14 +669,13 @@ ends_txn(RelayBatch *batch)
 }
 
 /*
- * Take the batch's reports now: librdkafka's flush sends what is queued
- * without waiting out linger.ms, where a transaction's last batch would
- * otherwise wait for it before its commit.  While it flushes, the producer
- * thread stops serving: the flush serves the delivery reports itself, on
- * this thread (relay_dr_cb calls no PostgreSQL function), instead of
- * sleeping in librdkafka's 10 ms polls while the other thread takes them.
- * Stops early for a producer that must be made again (await_reports does
- * that).
+ * Take the reports of a batch that ends a transaction on this thread, with
+ * librdkafka's flush.  While it flushes, the producer thread stops serving:
+ * the flush serves the delivery reports itself (relay_dr_cb calls no
+ * PostgreSQL function), instead of sleeping in librdkafka's 10 ms polls
+ * while the other thread takes them, and the commit that follows does the
+ * same.  Stops early for a producer that must be made again (await_reports
+ * does that).
  */
 static void
 flush_batch(void)
