@@ -159,7 +159,7 @@ extern bool evc_relay_txn_is_open(void);
 extern void evc_relay_txn_forget(void);
 extern void evc_relay_txn_start(rd_kafka_t *rk);
 extern void evc_relay_txn_begin(rd_kafka_t *rk);
-extern void evc_relay_txn_commit(rd_kafka_t *rk, RelayBatch *batch, int64 tick_id);
+extern bool evc_relay_txn_commit(rd_kafka_t *rk, RelayBatch *batch, int64 tick_id, char *abort_why, size_t why_len);
 extern void evc_relay_txn_abort(rd_kafka_t *rk);
 extern void evc_relay_txn_reconcile(void);
 

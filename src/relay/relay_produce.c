@@ -661,6 +661,83 @@ batch_has_failures(RelayBatch *batch)
 	return false;
 }
 
+/* Does the batch end its Kafka transaction (exactly once)? */
+static bool
+ends_txn(RelayBatch *batch)
+{
+	return evc_relay_transactional() && (batch->tick_last || batch->from_retry);
+}
+
+/*
+ * Take the reports of a batch that ends a transaction on this thread, with
+ * librdkafka's flush.  While it flushes, the producer thread stops serving:
+ * the flush serves the delivery reports itself (relay_dr_cb calls no
+ * PostgreSQL function), instead of sleeping in librdkafka's 10 ms polls
+ * while the other thread takes them, and the commit that follows does the
+ * same.  Stops early for a producer that must be made again (await_reports
+ * does that).
+ */
+static void
+flush_batch(void)
+{
+	evc_handoff_serving(false);
+	PG_TRY();
+	{
+		while (rd_kafka_flush(producer, 100) == RD_KAFKA_RESP_ERR__TIMED_OUT && !producer_outdated())
+		{
+			evc_relay_service();
+			evc_worker_handle_interrupts();
+		}
+	}
+	PG_FINALLY();
+	{
+		if (producer != NULL)
+			evc_handoff_serving(true);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Commit the transaction the batch ends, whose every report is in and
+ * none failed, serving the reports on this thread as flush_batch does.
+ * A failed commit is aborted and the batch fails: it is sent again whole.
+ */
+static void
+commit_batch(RelayBatch *batch)
+{
+	char		why[512];
+	volatile bool committed = false;
+	TimestampTz committed_at;
+
+	evc_handoff_serving(false);
+	PG_TRY();
+	{
+		committed = evc_relay_txn_commit(producer, batch, evc_relay_next_tick_id(), why, sizeof(why));
+	}
+	PG_FINALLY();
+	{
+		if (producer != NULL)
+			evc_handoff_serving(true);
+	}
+	PG_END_TRY();
+	if (!committed)
+	{
+		evc_relay_abort_txn();
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not commit the relay's kafka transaction"),
+				 errdetail("%s; every event of the batch was acknowledged.", why),
+				 errhint("The transaction is aborted and the batch sent again whole, in a new transaction, after a pause.")));
+	}
+	/*
+	 * A read_committed reader sees the events at the commit, not at their
+	 * acks: that is the latency evc.stats reports.
+	 */
+	committed_at = GetCurrentTimestamp();
+	for (int i = 0; i < batch->n; i++)
+		batch->msgs[i].acked_at = committed_at;
+}
+
 /*
  * Wait for a batch's reports, commit its Kafka transaction when it ends
  * one (exactly once: the last chunk of a tick, or a retry batch), settle
@@ -674,20 +751,11 @@ finish_batch(RelayBatch *batch, long *next_due_ms)
 				failed,
 				dead;
 
+	if (ends_txn(batch))
+		flush_batch();
 	await_reports(batch);
-	if (evc_relay_transactional() && (batch->tick_last || batch->from_retry) && !batch_has_failures(batch))
-	{
-		TimestampTz committed_at;
-
-		evc_relay_txn_commit(producer, batch, evc_relay_next_tick_id());
-		/*
-		 * A read_committed reader sees the events at the commit, not at
-		 * their acks: that is the latency evc.stats reports.
-		 */
-		committed_at = GetCurrentTimestamp();
-		for (int i = 0; i < batch->n; i++)
-			batch->msgs[i].acked_at = committed_at;
-	}
+	if (ends_txn(batch) && !batch_has_failures(batch))
+		commit_batch(batch);
 	evc_relay_settle_batch(batch, &delivered, &failed, &dead);
 	/* Late reports for it are dropped from here on (batch_of_generation). */
 	pg_atomic_write_u32(&batch->active, 0);
@@ -727,7 +795,7 @@ evc_relay_batch(long *next_due_ms)
 	 * Exactly once: a batch that ends its transaction is committed before
 	 * the next one is read, which would go into the same transaction.
 	 */
-	if (prev && evc_relay_transactional() && (prev->tick_last || prev->from_retry))
+	if (prev && ends_txn(prev))
 	{
 		finish_batch(prev, next_due_ms);
 		prev = NULL;

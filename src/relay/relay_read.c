@@ -24,6 +24,7 @@
 
 #include "access/genam.h"
 #include "access/xlog.h"
+#include "access/xlog_internal.h"
 #include "access/heapam.h"
 #include "access/stratnum.h"
 #include "access/table.h"
@@ -310,6 +311,28 @@ copy_snapshot(const EvcSnapshot *snap)
 }
 
 /*
+ * Where the WAL ends as a tick's snapshot is taken: every transaction the
+ * snapshot sees completed has its WAL before this.  At the start of a page
+ * the insert position points past the page's header, which is written only
+ * with the next record; XLogFlush to there fails ("xlog flush request ...
+ * is not satisfied") until some other backend writes WAL, and the relay
+ * commits fast enough to get there first.  The WAL before it ends at the
+ * page boundary.
+ */
+static XLogRecPtr
+tick_wal_end(void)
+{
+	XLogRecPtr	at = GetXLogInsertRecPtr();
+
+	/* A segment's first page has the long header, the others the short. */
+	if (XLogSegmentOffset(at, wal_segment_size) == SizeOfXLogLongPHD)
+		at -= SizeOfXLogLongPHD;
+	else if (at % XLOG_BLCKSZ == SizeOfXLogShortPHD)
+		at -= SizeOfXLogShortPHD;
+	return at;
+}
+
+/*
  * Begin a tick: its snapshot is the read transaction's own (what
  * pg_current_snapshot returns), so every row it counts is visible to the
  * scans that follow.
@@ -355,8 +378,7 @@ tick_begin(void)
 	reader.events = 0;
 	reader.left_out = false;
 	reader.taken_at = GetCurrentTimestamp();
-	/* Every transaction cur sees completed has its WAL before this. */
-	reader.wal_at = GetXLogInsertRecPtr();
+	reader.wal_at = tick_wal_end();
 	asked_txid = InvalidFullTransactionId;
 	reader.active = true;
 }

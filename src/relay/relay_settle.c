@@ -323,14 +323,13 @@ abort_failed_tick(RelayBatch *batch, FailedSet *retry, FailedSet *dead, const ch
 {
 	FailedSet	none;
 
-	evc_relay_abort_txn();
-	if (dead->n > 0)
-	{
-		failed_init(&none, 0);
-		evc_worker_xact_begin("evcollector relay: dead-lettering events");
-		settle_tick_failures(&none, dead);
-		evc_worker_xact_end();
-	}
+	/*
+	 * What the tick sent again leaves out or sends alone is noted before
+	 * the abort: should the abort fail, the producer is made again (its
+	 * init_transactions aborts the transaction) and the tick is sent again
+	 * all the same.  Nothing of the transaction was committed, so the dead
+	 * letters may be written first too.
+	 */
 	for (int i = 0; i < batch->n; i++)
 	{
 		RelayMsg   *msg = &batch->msgs[i];
@@ -342,6 +341,14 @@ abort_failed_tick(RelayBatch *batch, FailedSet *retry, FailedSet *dead, const ch
 		else if (size_error(msg->err))
 			evc_relay_note_suspect(msg->message_id);
 	}
+	if (dead->n > 0)
+	{
+		failed_init(&none, 0);
+		evc_worker_xact_begin("evcollector relay: dead-lettering events");
+		settle_tick_failures(&none, dead);
+		evc_worker_xact_end();
+	}
+	evc_relay_abort_txn();
 	ereport(ERROR,
 			(errcode(ERRCODE_CONNECTION_FAILURE),
 			 errmsg("kafka transaction aborted: %d of %d events of the batch failed", retry->n + dead->n, batch->n),

@@ -123,19 +123,27 @@ txn_error(rd_kafka_error_t *error, const char *what)
 /*
  * Run a blocking transactional call in TXN_SLICE_MS slices until it is
  * done, checking for interrupts between them.  librdkafka resumes a call
- * that timed out when it is called again the same way.
+ * that timed out when it is called again the same way.  With abort_why,
+ * an error that only requires the transaction to be aborted is not raised:
+ * its text goes there and the call returns false.
  */
 typedef rd_kafka_error_t *(*TxnCall) (rd_kafka_t *rk, int timeout_ms);
 
-static void
-txn_call(rd_kafka_t *rk, TxnCall call, const char *what)
+static bool
+txn_call(rd_kafka_t *rk, TxnCall call, const char *what, char *abort_why, size_t why_len)
 {
 	for (;;)
 	{
 		rd_kafka_error_t *error = call(rk, TXN_SLICE_MS);
 
 		if (error == NULL)
-			return;
+			return true;
+		if (abort_why && rd_kafka_error_txn_requires_abort(error) && !rd_kafka_error_is_fatal(error))
+		{
+			snprintf(abort_why, why_len, "%s: %s", rd_kafka_error_name(error), rd_kafka_error_string(error));
+			rd_kafka_error_destroy(error);
+			return false;
+		}
 		if (!rd_kafka_error_is_retriable(error) || rd_kafka_error_is_fatal(error) ||
 			rd_kafka_error_txn_requires_abort(error))
 			txn_error(error, what);
@@ -182,44 +190,67 @@ fault_point(int point)
 		pause();
 }
 
+/* Does the batch carry a tick with events, which Kafka must learn of? */
+static bool
+carries_progress(RelayBatch *batch)
+{
+	return batch && batch->tick_last && batch->tick_events > 0;
+}
+
+/*
+ * Produce the progress record of the tick that batch (its last chunk)
+ * carries into the open transaction: key the identity, value the tick's id
+ * and snapshot, so that whoever reads it knows the batch committed and
+ * where the next one starts.  Only once every event of the batch was
+ * acknowledged: a reader that cannot tell an aborted transaction from a
+ * committed one (librdkafka's mock cluster ignores isolation.level) must
+ * not find the progress of a tick whose events failed.
+ */
+static void
+produce_progress(rd_kafka_t *rk, RelayBatch *batch, int64 tick_id)
+{
+	const char *key = evc_relay_identity();
+	char	   *value;
+	rd_kafka_resp_err_t err;
+
+	value = psprintf("{\"tick\": " INT64_FORMAT ", \"snapshot\": \"%s\", \"events\": " INT64_FORMAT
+					 ", \"system_identifier\": \"" UINT64_FORMAT "\", \"database\": %u}",
+					 tick_id,
+					 DatumGetCString(DirectFunctionCall1(pg_snapshot_out, PointerGetDatum(batch->tick_snapshot))),
+					 batch->tick_events, GetSystemIdentifier(), MyDatabaseId);
+	err = rd_kafka_producev(rk,
+							RD_KAFKA_V_TOPIC(progress_topic()),
+							RD_KAFKA_V_KEY(key, strlen(key)),
+							RD_KAFKA_V_VALUE(value, strlen(value)),
+							RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+							RD_KAFKA_V_END);
+	pfree(value);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not produce the relay's progress to topic \"%s\"", progress_topic()),
+				 errdetail("%s: %s.", rd_kafka_err2name(err), rd_kafka_err2str(err)),
+				 errhint("The batch's transaction is aborted and the batch sent again.")));
+}
+
 /*
  * Commit the open transaction.  When it carries a tick with events, first
- * produce the progress record: key the identity, value the tick's id and
- * snapshot, so that whoever reads it knows the batch committed and where
- * the next one starts.  All the batch's reports are in when this runs;
- * commit_transaction flushes the progress record.
+ * produce the progress record.  Every report of the batch is in, none
+ * failed; commit_transaction flushes the progress record without waiting
+ * out linger.ms, and fails if it failed: then the transaction must be
+ * aborted, and this returns false with librdkafka's reason in abort_why.
+ * The caller serves the delivery reports on this thread meanwhile
+ * (relay_produce.c).
  */
-void
-evc_relay_txn_commit(rd_kafka_t *rk, RelayBatch *batch, int64 tick_id)
+bool
+evc_relay_txn_commit(rd_kafka_t *rk, RelayBatch *batch, int64 tick_id, char *abort_why, size_t why_len)
 {
-	bool		progress = batch && batch->tick_last && batch->tick_events > 0;
+	bool		progress = carries_progress(batch);
 
 	if (!txn_open)
-		return;
+		return true;
 	if (progress)
-	{
-		const char *key = evc_relay_identity();
-		char	   *value;
-		rd_kafka_resp_err_t err;
-
-		value = psprintf("{\"tick\": " INT64_FORMAT ", \"snapshot\": \"%s\", \"events\": " INT64_FORMAT
-						 ", \"system_identifier\": \"" UINT64_FORMAT "\", \"database\": %u}",
-						 tick_id,
-						 DatumGetCString(DirectFunctionCall1(pg_snapshot_out, PointerGetDatum(batch->tick_snapshot))),
-						 batch->tick_events, GetSystemIdentifier(), MyDatabaseId);
-		err = rd_kafka_producev(rk,
-								RD_KAFKA_V_TOPIC(progress_topic()),
-								RD_KAFKA_V_KEY(key, strlen(key)),
-								RD_KAFKA_V_VALUE(value, strlen(value)),
-								RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-								RD_KAFKA_V_END);
-		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-			ereport(ERROR,
-					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("could not produce the relay's progress to topic \"%s\"", progress_topic()),
-					 errdetail("%s: %s.", rd_kafka_err2name(err), rd_kafka_err2str(err)),
-					 errhint("The batch's transaction is aborted and the batch sent again.")));
-	}
+		produce_progress(rk, batch, tick_id);
 	/*
 	 * The snapshot goes to Kafka before this server may have made durable
 	 * what it saw: the relay commits with synchronous_commit off, and an
@@ -234,11 +265,16 @@ evc_relay_txn_commit(rd_kafka_t *rk, RelayBatch *batch, int64 tick_id)
 	if (progress)
 		fault_point(EVC_RELAY_FAULT_BEFORE_KAFKA_COMMIT);
 	pgstat_report_activity(STATE_RUNNING, "evcollector relay: committing kafka transaction");
-	txn_call(rk, rd_kafka_commit_transaction, "commit");
+	if (!txn_call(rk, rd_kafka_commit_transaction, "commit", abort_why, why_len))
+	{
+		pgstat_report_activity(STATE_IDLE, NULL);
+		return false;
+	}
 	txn_open = false;
 	pgstat_report_activity(STATE_IDLE, NULL);
 	if (progress)
 		fault_point(EVC_RELAY_FAULT_AFTER_KAFKA_COMMIT);
+	return true;
 }
 
 /* Abort the open transaction: read_committed consumers never see its records. */
@@ -247,7 +283,7 @@ evc_relay_txn_abort(rd_kafka_t *rk)
 {
 	if (!txn_open)
 		return;
-	txn_call(rk, rd_kafka_abort_transaction, "abort");
+	(void) txn_call(rk, rd_kafka_abort_transaction, "abort", NULL, 0);
 	txn_open = false;
 }
 
@@ -524,7 +560,7 @@ evc_relay_txn_start(rd_kafka_t *rk)
 
 	pgstat_report_activity(STATE_RUNNING, "evcollector relay: init_transactions");
 	txn_open = false;
-	txn_call(rk, rd_kafka_init_transactions, "initialize");
+	(void) txn_call(rk, rd_kafka_init_transactions, "initialize", NULL, 0);
 	if (evc_kafka_ensure_compacted_topic(rk, progress_topic(), 5000, &why) == EVC_TOPIC_FAILED)
 		ereport(WARNING,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
