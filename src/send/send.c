@@ -128,8 +128,23 @@ context_input(PGFunction input, const char *field, const char *s, int errcode_sy
 static TimestampTz
 parse_timestamp(const char *field, const char *s)
 {
-	return DatumGetTimestampTz(context_input(timestamptz_in, field, s,
-											 ERRCODE_INVALID_DATETIME_FORMAT, "timestamp"));
+	TimestampTz ts = DatumGetTimestampTz(context_input(timestamptz_in, field, s,
+													   ERRCODE_INVALID_DATETIME_FORMAT, "timestamp"));
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	/*
+	 * The wire format carries times as RFC 3339, whose years are four
+	 * digits: a BC time or one past 9999 would reach consumers as text
+	 * their RFC 3339 parsers refuse.
+	 */
+	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0 || tm.tm_year < 1 || tm.tm_year > 9999)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("invalid event context"),
+				 errdetail("At /%s: \"%s\" is outside the years 0001 to 9999 that RFC 3339 times, as the wire format carries them, can write.",
+						   field, s)));
+	return ts;
 }
 
 static pg_uuid_t *

@@ -14,6 +14,11 @@ FROM (SELECT * FROM evc.outbox ORDER BY id DESC LIMIT 1) o;
 SELECT evc_send('regress', 'Sent', '{"n": 2}', '{"message_id": "0b7e1a52-0c41-4a53-9c58-0fb4c1d6a9c1", "sent_at": "2026-01-01 00:00:00+00"}', 'k');
 SELECT evc_decode_event(payload)->'context'->>'sent_at' AS sent_at, convert_from(key, 'UTF8') AS key
 FROM evc.outbox WHERE message_id = '0b7e1a52-0c41-4a53-9c58-0fb4c1d6a9c1';
+-- Times on the wire at the edges of the hand-written format: a year below
+-- 1000 keeps its leading zeros.
+SELECT evc_send('regress', 'Sent', '{"n": 3}', '{"message_id": "0b7e1a52-0c41-4a53-9c58-0fb4c1d6a9c2", "sent_at": "0999-01-02 03:04:05.000001+00"}') IS NOT NULL AS sent;
+SELECT evc_decode_event(payload)->'context'->>'sent_at' AS sent_at
+FROM evc.outbox WHERE message_id = '0b7e1a52-0c41-4a53-9c58-0fb4c1d6a9c2';
 -- evc_flush cannot wait for its own transaction's events.
 SELECT evc_flush('1 s');
 ROLLBACK;
@@ -29,6 +34,9 @@ SELECT evc_send('regress', 'Sent', '{"n": 1}', '{"sent_at": "yesterday-ish"}');
 SELECT evc_send('regress', 'Sent', '{"n": 1}', '{"message_id": "not-a-uuid"}');
 -- Any data error of the field is the caller's; anything else would pass through as it is.
 SELECT evc_send('regress', 'Sent', '{"n": 1}', '{"sent_at": "294277-01-01 00:00:00+00"}');
+-- RFC 3339 writes years 0001 to 9999 only.
+SELECT evc_send('regress', 'Sent', '{"n": 1}', '{"sent_at": "12345-06-07 08:09:10.5+00"}');
+SELECT evc_send('regress', 'Sent', '{"n": 1}', '{"sent_at": "0044-03-15 12:00:00+00 BC"}');
 SELECT evc_send('regress', 'Sent', '{"n": 1}', '{"sent_at": "2026-01-01 10:00 Mars/Phobos"}');
 SELECT evc_send('regress', 'Sent', '{"n": 1}', '{"sent_at": 5}');
 SELECT evc_send('regress', 'Sent', '{"n": 1}', '"scalar"');
