@@ -30,11 +30,39 @@
 #include "relay/relay_int.h"
 #include "util/port.h"
 
-static rd_kafka_t *producer = NULL;
+/*
+ * The producers.  The idempotent mode has one.  Exactly once has two, with
+ * transactional ids of their own (relay_txn.c), and each tick's transaction
+ * goes to the one that did not carry the last: Apache Kafka's coordinator
+ * answers EndTxn before it has written the commit markers, and until they
+ * are written it refuses the same id's next AddPartitionsToTxn with
+ * CONCURRENT_TRANSACTIONS, which librdkafka retries after a fixed 20 ms
+ * (rdkafka_txnmgr.c, not retry.backoff.ms).  The next tick starting at
+ * once after a commit met that refusal nearly every time, so every event
+ * waited 20 ms or more; the other producer's id has no transaction being
+ * completed, and the markers are written while it works.
+ *
+ * in_use() is the one in use: the main loop switches it only between two
+ * Kafka transactions, with no batch in flight, and the producer thread
+ * reads it only for posted work (posting takes the handoff's lock) and to
+ * serve it.  Both stay valid until producer_destroy, which first stops the
+ * thread's serving.
+ */
+#define RELAY_MAX_PRODUCERS 2
+static rd_kafka_t *producers[RELAY_MAX_PRODUCERS];
+static int	n_producers = 0;
+static pg_atomic_uint32 producer_index;	/* producers[] in use */
 static char *producer_brokers = NULL;
 static char *producer_properties = NULL;
 static bool producer_txn = false;	/* made with a transactional.id */
 static pg_atomic_uint32 producer_fatal;	/* set by relay_error_cb */
+
+/* The producer in use, or NULL when there is none. */
+static inline rd_kafka_t *
+in_use(void)
+{
+	return n_producers > 0 ? producers[pg_atomic_read_u32(&producer_index)] : NULL;
+}
 
 static RelayBatch batches[2];
 static uint32 batch_generation = 0;
@@ -48,13 +76,13 @@ static uint32 batch_generation = 0;
 typedef struct TopicHandle
 {
 	char		name[TOPIC_KEY_LEN];
-	rd_kafka_topic_t *rkt;
+	rd_kafka_topic_t *rkt[RELAY_MAX_PRODUCERS];	/* each producer's, made when first used */
 } TopicHandle;
 static HTAB *topic_handles = NULL;
 
 static int	kafka_pipe[2] = {-1, -1};	/* librdkafka's main queue has callbacks */
 static int	main_wake_fd = -1;			/* the main loop's pipe: its logs go there */
-static rd_kafka_queue_t *log_queue = NULL;	/* the producer's logs, served on the main loop */
+static rd_kafka_queue_t *log_queues[RELAY_MAX_PRODUCERS];	/* the producers' logs, served on the main loop */
 
 #define OPAQUE(gen, idx) ((void *) (((uintptr_t) (gen) << 32) | (uintptr_t) (idx)))
 
@@ -164,12 +192,21 @@ relay_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	evc_handoff_wake_main();
 }
 
-/* On the producer thread: serve librdkafka's main queue. */
+/*
+ * On the producer thread: serve librdkafka's main queues, waiting up to
+ * timeout_ms on the producer in use.  The other one has no message of ours
+ * once its transaction committed, but may have errors to report.
+ */
 static void
 serve_reports(int timeout_ms)
 {
+	uint32		in_use = pg_atomic_read_u32(&producer_index);
+
 	reports_served_at = thread_now();
-	rd_kafka_poll(producer, timeout_ms);
+	for (int i = 0; i < n_producers; i++)
+		if (i != in_use)
+			rd_kafka_poll(producers[i], 0);
+	rd_kafka_poll(producers[in_use], timeout_ms);
 }
 
 static void
@@ -189,8 +226,8 @@ evc_relay_service(void)
 	char		shown[600];
 	int			unlogged = 0;
 
-	if (log_queue)
-		rd_kafka_queue_poll_callback(log_queue, 0);
+	for (int i = 0; i < n_producers; i++)
+		rd_kafka_queue_poll_callback(log_queues[i], 0);
 	pthread_mutex_lock(&kafka_error_lock);
 	pending = kafka_error_pending;
 	if (pending)
@@ -231,17 +268,18 @@ evc_relay_service(void)
 static void
 producer_destroy(void)
 {
-	if (producer == NULL)
+	if (n_producers == 0)
 		return;
-	/* The thread lets go of the handle; its reports are served here now. */
+	/* The thread lets go of the handles; their reports are served here now. */
 	evc_handoff_serving(false);
-	rd_kafka_purge(producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+	for (int i = 0; i < n_producers; i++)
+		rd_kafka_purge(producers[i], RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 	serve_reports_now();
 	evc_relay_service();
-	if (log_queue)
+	for (int i = 0; i < n_producers; i++)
 	{
-		rd_kafka_queue_destroy(log_queue);
-		log_queue = NULL;
+		rd_kafka_queue_destroy(log_queues[i]);
+		log_queues[i] = NULL;
 	}
 	if (topic_handles)
 	{
@@ -250,12 +288,19 @@ producer_destroy(void)
 
 		hash_seq_init(&seq, topic_handles);
 		while ((th = hash_seq_search(&seq)) != NULL)
-			rd_kafka_topic_destroy(th->rkt);
+			for (int i = 0; i < n_producers; i++)
+				if (th->rkt[i])
+					rd_kafka_topic_destroy(th->rkt[i]);
 		hash_destroy(topic_handles);
 		topic_handles = NULL;
 	}
-	rd_kafka_destroy(producer);
-	producer = NULL;
+	for (int i = 0; i < n_producers; i++)
+	{
+		rd_kafka_destroy(producers[i]);
+		producers[i] = NULL;
+	}
+	n_producers = 0;
+	pg_atomic_write_u32(&producer_index, 0);
 	/* Its open transaction, if any, is aborted by the brokers or fenced. */
 	evc_relay_txn_forget();
 
@@ -288,7 +333,7 @@ ensure_schemas_topic(const char *name)
 
 	if (strcmp(name, evc_topic_name("_evc_schemas")) != 0)
 		return;
-	if (evc_kafka_ensure_compacted_topic(producer, name, 5000, &why) == EVC_TOPIC_FAILED)
+	if (evc_kafka_ensure_compacted_topic(in_use(), name, 5000, &why) == EVC_TOPIC_FAILED)
 		ereport(WARNING,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("evcollector relay: could not create the compacted topic \"%s\"", name),
@@ -307,6 +352,7 @@ evc_relay_topic_handle(const char *name)
 {
 	TopicHandle *th;
 	bool		found;
+	uint32		in_use = pg_atomic_read_u32(&producer_index);
 
 	if (strlen(name) >= TOPIC_KEY_LEN)
 		return NULL;
@@ -326,18 +372,31 @@ evc_relay_topic_handle(const char *name)
 	th = hash_search(topic_handles, name, HASH_ENTER, &found);
 	if (!found)
 	{
-		th->rkt = rd_kafka_topic_new(producer, name, NULL);
-		if (th->rkt == NULL)
+		/*
+		 * Every producer's handle at once: a producer asks for a new topic's
+		 * metadata when it gets the handle, and a message waits for it (up
+		 * to a second, librdkafka's topic scan), so the producers wait
+		 * together rather than each at its first transaction to the topic.
+		 */
+		for (int i = 0; i < n_producers; i++)
 		{
-			hash_search(topic_handles, name, HASH_REMOVE, NULL);
-			return NULL;
+			th->rkt[i] = rd_kafka_topic_new(producers[i], name, NULL);
+			if (th->rkt[i] == NULL)
+			{
+				/* librdkafka refuses the name: it does for each of them. */
+				while (--i >= 0)
+					rd_kafka_topic_destroy(th->rkt[i]);
+				hash_search(topic_handles, name, HASH_REMOVE, NULL);
+				return NULL;
+			}
 		}
 	}
-	return th->rkt;
+	return th->rkt[in_use];
 }
 
-static void
-producer_create(void)
+/* One producer, with transactional_id unless it is the idempotent one. */
+static rd_kafka_t *
+producer_new(const char *transactional_id)
 {
 	static const char *const defaults[] = {
 		"linger.ms", "2",
@@ -350,7 +409,7 @@ producer_create(void)
 		NULL
 	};
 	rd_kafka_conf_t *conf;
-	rd_kafka_queue_t *mainq;
+	rd_kafka_t *rk;
 	char		errstr[512];
 
 	conf = evc_kafka_conf_new(defaults);
@@ -360,13 +419,13 @@ producer_create(void)
 	evc_kafka_conf_set(conf, "acks", "all");
 	evc_kafka_conf_set(conf, "partitioner", "murmur2_random");
 	/* Exactly once: see relay_txn.c for the identity and what it fences. */
-	if (evc_relay_exactly_once)
-		evc_kafka_conf_set(conf, "transactional.id", evc_relay_identity());
+	if (transactional_id)
+		evc_kafka_conf_set(conf, "transactional.id", transactional_id);
 	rd_kafka_conf_set_dr_msg_cb(conf, relay_dr_cb);
 	rd_kafka_conf_set_error_cb(conf, relay_error_cb);
 
-	producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-	if (producer == NULL)
+	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+	if (rk == NULL)
 	{
 		rd_kafka_conf_destroy(conf);
 		ereport(ERROR,
@@ -374,37 +433,56 @@ producer_create(void)
 				 errmsg("could not create kafka producer"),
 				 errdetail("%s", errstr)));
 	}
-	/*
-	 * Logs go to their own queue, served by the main loop, where ereport
-	 * may run; the main queue (delivery reports, errors) is served by the
-	 * producer thread, woken through kafka_pipe.
-	 */
-	log_queue = rd_kafka_queue_new(producer);
-	rd_kafka_set_log_queue(producer, log_queue);
-	rd_kafka_queue_io_event_enable(log_queue, main_wake_fd, "1", 1);
-	mainq = rd_kafka_queue_get_main(producer);
-	rd_kafka_queue_io_event_enable(mainq, kafka_pipe[1], "1", 1);
-	rd_kafka_queue_destroy(mainq);
-	/* Before serving starts, which orders it before any callback. */
-	pg_atomic_write_u32(&producer_fatal, 0);
-	evc_handoff_serving(true);
+	return rk;
+}
 
-	if (producer_brokers)
-		pfree(producer_brokers);
-	if (producer_properties)
-		pfree(producer_properties);
-	producer_brokers = MemoryContextStrdup(TopMemoryContext, evc_brokers);
-	producer_properties = MemoryContextStrdup(TopMemoryContext, evc_kafka_properties);
-	producer_txn = evc_relay_exactly_once;
-	if (!producer_txn)
-	{
-		pg_atomic_write_u32(&evc_shared->relay_mode, EVC_RELAY_MODE_IDEMPOTENT);
-		return;
-	}
-	/* A producer whose init failed is of no use: it goes, and is made again. */
+/*
+ * Make the producers: one, or two for exactly once (see producers[]).  A
+ * producer whose init failed is of no use: they all go, and are made again.
+ */
+static void
+producer_create(void)
+{
+	bool		txn = evc_relay_exactly_once;
+	int			want = txn ? RELAY_MAX_PRODUCERS : 1;
+
+	Assert(n_producers == 0);
+	pg_atomic_write_u32(&producer_index, 0);
 	PG_TRY();
 	{
-		evc_relay_txn_start(producer);
+		for (int i = 0; i < want; i++)
+		{
+			rd_kafka_t *rk = producer_new(txn ? evc_relay_transactional_id(i) : NULL);
+			rd_kafka_queue_t *mainq;
+
+			producers[n_producers++] = rk;
+			/*
+			 * Logs go to their own queue, served by the main loop, where
+			 * ereport may run; the main queue (delivery reports, errors) is
+			 * served by the producer thread, woken through kafka_pipe.
+			 */
+			log_queues[i] = rd_kafka_queue_new(rk);
+			rd_kafka_set_log_queue(rk, log_queues[i]);
+			rd_kafka_queue_io_event_enable(log_queues[i], main_wake_fd, "1", 1);
+			mainq = rd_kafka_queue_get_main(rk);
+			rd_kafka_queue_io_event_enable(mainq, kafka_pipe[1], "1", 1);
+			rd_kafka_queue_destroy(mainq);
+		}
+		/* Before serving starts, which orders it before any callback. */
+		pg_atomic_write_u32(&producer_fatal, 0);
+		evc_handoff_serving(true);
+
+		if (producer_brokers)
+			pfree(producer_brokers);
+		if (producer_properties)
+			pfree(producer_properties);
+		producer_brokers = MemoryContextStrdup(TopMemoryContext, evc_brokers);
+		producer_properties = MemoryContextStrdup(TopMemoryContext, evc_kafka_properties);
+		producer_txn = txn;
+		if (txn)
+			evc_relay_txn_start(producers, n_producers);
+		else
+			pg_atomic_write_u32(&evc_shared->relay_mode, EVC_RELAY_MODE_IDEMPOTENT);
 	}
 	PG_CATCH();
 	{
@@ -418,7 +496,7 @@ producer_create(void)
 bool
 evc_relay_transactional(void)
 {
-	return producer != NULL && producer_txn;
+	return in_use() != NULL && producer_txn;
 }
 
 /* A transactional call failed fatally: the producer is recreated. */
@@ -433,22 +511,29 @@ void
 evc_relay_abort_txn(void)
 {
 	if (evc_relay_transactional())
-		evc_relay_txn_abort(producer);
+		evc_relay_txn_abort(in_use());
 }
 
-/* Before a batch is read: the transaction it goes into. */
+/*
+ * Before a batch is read: the transaction it goes into.  A new one goes to
+ * the other producer (see producers[]); nothing of the last one is in
+ * flight, since a batch that ends a transaction is settled before the next
+ * is read.
+ */
 void
 evc_relay_begin_batch_txn(void)
 {
-	if (evc_relay_transactional())
-		evc_relay_txn_begin(producer);
+	if (!evc_relay_transactional() || evc_relay_txn_is_open())
+		return;
+	pg_atomic_write_u32(&producer_index, (pg_atomic_read_u32(&producer_index) + 1) % n_producers);
+	evc_relay_txn_begin(in_use());
 }
 
 /* Has the producer hit a fatal error, or has a reload changed its settings? */
 static bool
 producer_outdated(void)
 {
-	return producer != NULL &&
+	return in_use() != NULL &&
 		(pg_atomic_read_u32(&producer_fatal) ||
 		 producer_txn != evc_relay_exactly_once ||
 		 strcmp(producer_brokers, evc_brokers) != 0 ||
@@ -468,20 +553,27 @@ evc_relay_producer_ensure(void)
 {
 	bool		in_flight = evc_relay_txn_is_open();
 
-	if (producer != NULL && !producer_outdated())
+	if (in_use() != NULL && !producer_outdated())
 		return;
 	for (int i = 0; i < lengthof(batches); i++)
 		in_flight |= pg_atomic_read_u32(&batches[i].active) != 0;
-	if (producer != NULL)
+	if (in_use() != NULL)
 		ereport(LOG,
 				(errmsg("evcollector relay: recreating the kafka producer"),
 				 errdetail("%s; messages it has not reported stay in evc.outbox and are sent again.",
 						   pg_atomic_read_u32(&producer_fatal) ? "It hit a fatal error" :
 						   "evcollector.brokers, evcollector.kafka_properties or evcollector.relay_exactly_once changed")));
-	if (producer != NULL && producer_txn && in_flight)
+	if (in_use() != NULL && producer_txn && in_flight)
 	{
 		char		text[512] = "";
-		rd_kafka_resp_err_t code = rd_kafka_fatal_error(producer, text, sizeof(text));
+		const char *id = evc_relay_identity();
+		rd_kafka_resp_err_t code = RD_KAFKA_RESP_ERR_NO_ERROR;
+
+		for (int i = 0; i < n_producers && code == RD_KAFKA_RESP_ERR_NO_ERROR; i++)
+		{
+			code = rd_kafka_fatal_error(producers[i], text, sizeof(text));
+			id = evc_relay_transactional_id(i);
+		}
 
 		/*
 		 * The open transaction goes with the producer, and with it what the
@@ -492,8 +584,7 @@ evc_relay_producer_ensure(void)
 			code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_IN_USE),
-					 errmsg("kafka producer fenced: another producer took transactional.id \"%s\"",
-							evc_relay_identity()),
+					 errmsg("kafka producer fenced: another producer took transactional.id \"%s\"", id),
 					 errdetail("%s: %s.", rd_kafka_err2name(code), text),
 					 errhint("Another server with this system identifier and database (a promoted standby, "
 							 "or a copy of this data directory) relays to these brokers; only one may.  "
@@ -533,7 +624,7 @@ produce_msg(uint32 generation, RelayMsg *msg, int idx, pg_atomic_uint32 *cancel)
 		rd_kafka_header_add(hdrs, "message_id", -1, msg->message_id, -1);
 		rd_kafka_header_add(hdrs, "schema_version", -1, version, -1);
 		rd_kafka_header_add(hdrs, "content-type", -1, msg->content_type, -1);
-		err = rd_kafka_producev(producer,
+		err = rd_kafka_producev(in_use(),
 								RD_KAFKA_V_RKT(msg->rkt),
 								RD_KAFKA_V_KEY(msg->key, msg->key_len),
 								RD_KAFKA_V_VALUE(msg->value, msg->value_len),
@@ -558,7 +649,7 @@ produce_msg(uint32 generation, RelayMsg *msg, int idx, pg_atomic_uint32 *cancel)
 static void
 drain_producer(pg_atomic_uint32 *cancel)
 {
-	while (rd_kafka_outq_len(producer) > 0 && !pg_atomic_read_u32(cancel))
+	while (rd_kafka_outq_len(in_use()) > 0 && !pg_atomic_read_u32(cancel))
 		serve_reports(10);
 }
 
@@ -683,7 +774,7 @@ flush_batch(void)
 	evc_handoff_serving(false);
 	PG_TRY();
 	{
-		while (rd_kafka_flush(producer, 100) == RD_KAFKA_RESP_ERR__TIMED_OUT && !producer_outdated())
+		while (rd_kafka_flush(in_use(), 100) == RD_KAFKA_RESP_ERR__TIMED_OUT && !producer_outdated())
 		{
 			evc_relay_service();
 			evc_worker_handle_interrupts();
@@ -691,7 +782,7 @@ flush_batch(void)
 	}
 	PG_FINALLY();
 	{
-		if (producer != NULL)
+		if (in_use() != NULL)
 			evc_handoff_serving(true);
 	}
 	PG_END_TRY();
@@ -712,11 +803,11 @@ commit_batch(RelayBatch *batch)
 	evc_handoff_serving(false);
 	PG_TRY();
 	{
-		committed = evc_relay_txn_commit(producer, batch, evc_relay_next_tick_id(), why, sizeof(why));
+		committed = evc_relay_txn_commit(in_use(), batch, evc_relay_next_tick_id(), why, sizeof(why));
 	}
 	PG_FINALLY();
 	{
-		if (producer != NULL)
+		if (in_use() != NULL)
 			evc_handoff_serving(true);
 	}
 	PG_END_TRY();
@@ -863,6 +954,7 @@ evc_relay_produce_init(int wake_fd)
 	main_wake_fd = wake_fd;
 	/* Before the producer thread starts, which then reads them. */
 	pg_atomic_init_u32(&producer_fatal, 0);
+	pg_atomic_init_u32(&producer_index, 0);
 	for (int i = 0; i < lengthof(batches); i++)
 	{
 		batches[i].cxt = AllocSetContextCreate(TopMemoryContext, "evcollector relay batch",

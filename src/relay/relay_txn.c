@@ -62,6 +62,23 @@ evc_relay_identity(void)
 	return identity;
 }
 
+/*
+ * The transactional.id of producer i (relay_produce.c keeps two, used in
+ * turn): the identity, then the identity with "-2".  The first is the one
+ * relays before 0.8.0 used, so this relay fences them.  A prefixed ACL on
+ * the identity covers both.
+ */
+const char *
+evc_relay_transactional_id(int i)
+{
+	static char second[72];
+
+	if (i == 0)
+		return evc_relay_identity();
+	snprintf(second, sizeof(second), "%s-%d", evc_relay_identity(), i + 1);
+	return second;
+}
+
 /* <evcollector.topic_prefix>_evc_relay */
 static char *
 progress_topic(void)
@@ -88,9 +105,11 @@ evc_relay_txn_forget(void)
  * broker's own) makes the producer unusable: it is marked so and recreated.
  */
 static void
-txn_error(rd_kafka_error_t *error, const char *what)
+txn_error(rd_kafka_t *rk, rd_kafka_error_t *error, const char *what)
 {
 	char		text[512];
+	char		id[128] = "";
+	size_t		id_size = sizeof(id);
 	bool		fatal = rd_kafka_error_is_fatal(error);
 	bool		fenced = rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR__FENCED ||
 		rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
@@ -101,11 +120,13 @@ txn_error(rd_kafka_error_t *error, const char *what)
 	rd_kafka_error_destroy(error);
 	if (fatal)
 		evc_relay_producer_mark_fatal();
+	/* Which of the two ids: the one this producer was made with. */
+	if (rd_kafka_conf_get(rd_kafka_conf(rk), "transactional.id", id, &id_size) != RD_KAFKA_CONF_OK)
+		strlcpy(id, evc_relay_identity(), sizeof(id));
 	if (fenced)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),
-				 errmsg("kafka producer fenced: another producer took transactional.id \"%s\"",
-						evc_relay_identity()),
+				 errmsg("kafka producer fenced: another producer took transactional.id \"%s\"", id),
 				 errdetail("%s failed: %s.", what, text),
 				 errhint("Another server with this system identifier and database (a promoted standby, "
 						 "or a copy of this data directory) relays to these brokers; only one may.  "
@@ -146,7 +167,7 @@ txn_call(rd_kafka_t *rk, TxnCall call, const char *what, char *abort_why, size_t
 		}
 		if (!rd_kafka_error_is_retriable(error) || rd_kafka_error_is_fatal(error) ||
 			rd_kafka_error_txn_requires_abort(error))
-			txn_error(error, what);
+			txn_error(rk, error, what);
 		rd_kafka_error_destroy(error);
 		evc_relay_service();
 		evc_worker_handle_interrupts();
@@ -169,7 +190,7 @@ evc_relay_txn_begin(rd_kafka_t *rk)
 		return;
 	error = rd_kafka_begin_transaction(rk);
 	if (error)
-		txn_error(error, "begin");
+		txn_error(rk, error, "begin");
 	txn_open = true;
 }
 
@@ -546,28 +567,51 @@ evc_relay_txn_reconcile(void)
 }
 
 /*
- * A transactional producer was just made: fence older producers with our
- * transactional.id (their open transaction is aborted), make sure the
+ * Have a new producer learn the progress topic's partitions now: the first
+ * commit's progress record would otherwise wait for them, up to a second
+ * (librdkafka's topic scan), in each producer.  Best effort: without them
+ * the record only waits.
+ */
+static void
+learn_progress_topic(rd_kafka_t *rk)
+{
+	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, progress_topic(), NULL);
+	const struct rd_kafka_metadata *md = NULL;
+
+	if (rkt == NULL)
+		return;
+	if (rd_kafka_metadata(rk, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+		rd_kafka_metadata_destroy(md);
+	rd_kafka_topic_destroy(rkt);
+}
+
+/*
+ * The transactional producers were just made: fence older producers with
+ * our transactional.ids (their open transactions are aborted), make sure the
  * progress topic exists compacted, and read our progress back, for
  * evc_relay_txn_reconcile.  Runs in the read's transaction (the producer is
  * made there), which does no PostgreSQL work while it waits.
  */
 void
-evc_relay_txn_start(rd_kafka_t *rk)
+evc_relay_txn_start(rd_kafka_t *const *rks, int n)
 {
 	char	   *why;
 	char	   *progress;
 
 	pgstat_report_activity(STATE_RUNNING, "evcollector relay: init_transactions");
 	txn_open = false;
-	(void) txn_call(rk, rd_kafka_init_transactions, "initialize", NULL, 0);
-	if (evc_kafka_ensure_compacted_topic(rk, progress_topic(), 5000, &why) == EVC_TOPIC_FAILED)
+	/* Every id is fenced before the progress is read: no older producer can still commit. */
+	for (int i = 0; i < n; i++)
+		(void) txn_call(rks[i], rd_kafka_init_transactions, "initialize", NULL, 0);
+	if (evc_kafka_ensure_compacted_topic(rks[0], progress_topic(), 5000, &why) == EVC_TOPIC_FAILED)
 		ereport(WARNING,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("evcollector relay: could not create the compacted topic \"%s\"", progress_topic()),
 				 errdetail("%s.", why),
 				 errhint("Create it with evc_create_topic('%s', 1, -1, '{\"cleanup.policy\": \"compact\"}').",
 						 progress_topic())));
+	for (int i = 0; i < n; i++)
+		learn_progress_topic(rks[i]);
 	pgstat_report_activity(STATE_RUNNING, "evcollector relay: reading its progress from kafka");
 	progress = read_progress();
 	if (pending_progress)

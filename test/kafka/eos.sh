@@ -195,6 +195,25 @@ q "COPY eos_sent TO '$T/sent2.ids'" >/dev/null
 kcat_ids "${PREFIX}eos.Ev" >"$T/read2.ids"
 is "$(compare_ids "$T/sent2.ids" "$T/read2.ids")" "missing 0 duplicated 0 extra 0" "after the fencing, still every event exactly once"
 
+# The relay's second producer (ticks alternate between the two) has the
+# identity with "-2": taking that one fences the relay too, and the error
+# names it.
+q "INSERT INTO eos_sent SELECT evc_send('eos', 'Ev', jsonb_build_object('g', g)) FROM generate_series(1, 200) g" >/dev/null
+q "SELECT evc_flush('60 s')" >/dev/null
+"$T/eos_txn" "$EVC_KAFKA_REAL_BOOTSTRAP" "${ident}-2" "${PREFIX}fencer" 1 commit >"$T/fence2.log" 2>&1
+for i in 1 2 3 4; do
+	q "INSERT INTO eos_sent SELECT evc_send('eos', 'Ev', jsonb_build_object('g$i', g)) FROM generate_series(1, 50) g" >/dev/null
+done
+wait_sql 60 "SELECT last_error ~ 'fenced' FROM evc.workers WHERE kind = 'relay'"
+tap $? "a producer taking the second transactional.id (${ident}-2) fences the relay" \
+	"$(cat "$T/fence2.log"; q "SELECT last_error FROM evc.workers WHERE kind = 'relay'")"
+[ "$(log_count "fenced: another producer took transactional.id \"${ident}-2\"")" -ge 1 ]
+tap $? "the relay's error names the second id" "$(grep -i 'fenced' "$EVC_RUN/postgresql.log" | tail -4)"
+is "$(q "SELECT evc_flush('90 s')")" 0 "the relay takes both identities back and delivers"
+q "COPY eos_sent TO '$T/sent3.ids'" >/dev/null
+kcat_ids "${PREFIX}eos.Ev" >"$T/read3.ids"
+is "$(compare_ids "$T/sent3.ids" "$T/read3.ids")" "missing 0 duplicated 0 extra 0" "after the second fencing, still every event exactly once"
+
 # Too large beside small, one partition: only the large one is a dead letter.
 q "SELECT evc_register_schema('eos', 'Big', '{\"type\": \"object\"}')" >/dev/null
 q "SELECT evc_create_topic('${PREFIX}eos.Big', 1, 1, '{\"max.message.bytes\": \"100000\"}')" >/dev/null
