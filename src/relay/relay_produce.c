@@ -32,15 +32,23 @@
 
 /*
  * The producers.  The idempotent mode has one.  Exactly once has two, with
- * transactional ids of their own (relay_txn.c), and each tick's transaction
- * goes to the one that did not carry the last: Apache Kafka's coordinator
- * answers EndTxn before it has written the commit markers, and until they
- * are written it refuses the same id's next AddPartitionsToTxn with
- * CONCURRENT_TRANSACTIONS, which librdkafka retries after a fixed 20 ms
- * (rdkafka_txnmgr.c, not retry.backoff.ms).  The next tick starting at
- * once after a commit met that refusal nearly every time, so every event
- * waited 20 ms or more; the other producer's id has no transaction being
- * completed, and the markers are written while it works.
+ * transactional ids of their own (relay_txn.c), and uses them in turn while
+ * transactions are slow.  Why: Apache Kafka's coordinator answers EndTxn
+ * before it has written the commit markers, and until they are written it
+ * refuses the same id's next AddPartitionsToTxn with CONCURRENT_TRANSACTIONS,
+ * which librdkafka retries after a fixed 20 ms (rdkafka_txnmgr.c, not
+ * retry.backoff.ms).  A tick starting at once after a commit met that
+ * refusal nearly every time, so every event waited 20 ms or more.  The
+ * other producer's id has no transaction being completed, and the markers
+ * are written while it works.
+ *
+ * Taking turns has a cost of its own, about 1 ms a transaction on this
+ * machine (the idle producer's threads are woken), which is what a whole
+ * transaction takes with brokers that write their markers before they
+ * answer (librdkafka's mock cluster).  So the relay keeps to one producer
+ * until a transaction takes ALTERNATE_AFTER_MS or more, the mark of that
+ * refusal (or of brokers so slow that 1 ms is nothing), and then takes
+ * turns for the next ALTERNATE_TXNS transactions.
  *
  * in_use() is the one in use: the main loop switches it only between two
  * Kafka transactions, with no batch in flight, and the producer thread
@@ -48,10 +56,14 @@
  * serve it.  Both stay valid until producer_destroy, which first stops the
  * thread's serving.
  */
+#define ALTERNATE_AFTER_MS 20
+#define ALTERNATE_TXNS 1000
 #define RELAY_MAX_PRODUCERS 2
 static rd_kafka_t *producers[RELAY_MAX_PRODUCERS];
 static int	n_producers = 0;
 static pg_atomic_uint32 producer_index;	/* producers[] in use */
+static int	alternate_left = 0;		/* transactions still to take turns for */
+static TimestampTz txn_began_at = 0;
 static char *producer_brokers = NULL;
 static char *producer_properties = NULL;
 static bool producer_txn = false;	/* made with a transactional.id */
@@ -301,6 +313,7 @@ producer_destroy(void)
 	}
 	n_producers = 0;
 	pg_atomic_write_u32(&producer_index, 0);
+	alternate_left = 0;
 	/* Its open transaction, if any, is aborted by the brokers or fenced. */
 	evc_relay_txn_forget();
 
@@ -515,18 +528,32 @@ evc_relay_abort_txn(void)
 }
 
 /*
- * Before a batch is read: the transaction it goes into.  A new one goes to
- * the other producer (see producers[]); nothing of the last one is in
- * flight, since a batch that ends a transaction is settled before the next
- * is read.
+ * Before a batch is read: the transaction it goes into.  While producers
+ * take turns (see producers[]) a new one goes to the other producer;
+ * nothing of the last one is in flight, since a batch that ends a
+ * transaction is settled before the next is read.
  */
 void
 evc_relay_begin_batch_txn(void)
 {
 	if (!evc_relay_transactional() || evc_relay_txn_is_open())
 		return;
-	pg_atomic_write_u32(&producer_index, (pg_atomic_read_u32(&producer_index) + 1) % n_producers);
+	if (alternate_left > 0)
+	{
+		alternate_left--;
+		pg_atomic_write_u32(&producer_index, (pg_atomic_read_u32(&producer_index) + 1) % n_producers);
+	}
+	txn_began_at = GetCurrentTimestamp();
 	evc_relay_txn_begin(in_use());
+}
+
+/* After a commit: a slow transaction makes the producers take turns. */
+static void
+note_txn_time(TimestampTz committed_at)
+{
+	if (n_producers > 1 && txn_began_at != 0 &&
+		TimestampDifferenceExceeds(txn_began_at, committed_at, ALTERNATE_AFTER_MS))
+		alternate_left = ALTERNATE_TXNS;
 }
 
 /* Has the producer hit a fatal error, or has a reload changed its settings? */
@@ -825,6 +852,7 @@ commit_batch(RelayBatch *batch)
 	 * acks: that is the latency evc.stats reports.
 	 */
 	committed_at = GetCurrentTimestamp();
+	note_txn_time(committed_at);
 	for (int i = 0; i < batch->n; i++)
 		batch->msgs[i].acked_at = committed_at;
 }

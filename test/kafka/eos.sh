@@ -195,10 +195,11 @@ q "COPY eos_sent TO '$T/sent2.ids'" >/dev/null
 kcat_ids "${PREFIX}eos.Ev" >"$T/read2.ids"
 is "$(compare_ids "$T/sent2.ids" "$T/read2.ids")" "missing 0 duplicated 0 extra 0" "after the fencing, still every event exactly once"
 
-# The relay's second producer (ticks alternate between the two) has the
-# identity with "-2": taking that one fences the relay too, and the error
-# names it.
-q "INSERT INTO eos_sent SELECT evc_send('eos', 'Ev', jsonb_build_object('g', g)) FROM generate_series(1, 200) g" >/dev/null
+# The relay's second producer has the identity with "-2": taking that one
+# fences the relay too, and the error names it.  The producers take turns
+# after a transaction of 20 ms or more; one tick of 20,000 events takes
+# longer than that.
+q "INSERT INTO eos_sent SELECT evc_send('eos', 'Ev', jsonb_build_object('g', g)) FROM generate_series(1, 20000) g" >/dev/null
 q "SELECT evc_flush('60 s')" >/dev/null
 "$T/eos_txn" "$EVC_KAFKA_REAL_BOOTSTRAP" "${ident}-2" "${PREFIX}fencer" 1 commit >"$T/fence2.log" 2>&1
 for i in 1 2 3 4; do
