@@ -63,10 +63,10 @@ evc_relay_identity(void)
 }
 
 /*
- * The transactional.id of producer i (relay_produce.c keeps two, used in
- * turn): the identity, then the identity with "-2".  The first is the one
- * relays before 0.8.0 used, so this relay fences them.  A prefixed ACL on
- * the identity covers both.
+ * The transactional.id of producer i (relay_produce.c keeps two, which take
+ * turns after slow transactions): the identity, then the identity with
+ * "-2".  Both derive from the identity, so a promoted standby fences both;
+ * a prefixed ACL on the identity covers both.
  */
 const char *
 evc_relay_transactional_id(int i)
