@@ -256,6 +256,11 @@ evc_relay_main(Datum main_arg)
 	relay_setup();
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "evcollector relay loop",
 									 ALLOCSET_DEFAULT_SIZES);
+	/*
+	 * After each step's transaction, back to the loop's memory: what the
+	 * relay keeps across rounds it allocates in TopMemoryContext by name.
+	 */
+	evc_worker_xact_home(loop_cxt);
 	for (;;)
 	{
 		next_due_ms = -1;

@@ -7,7 +7,7 @@
  * Only for workers, outside any transaction: a SQL function runs inside
  * its caller's.  An error between the two calls is handled by the
  * worker's own PG_CATCH, whose AbortCurrentTransaction also ends SPI and
- * the snapshot; the catch then switches to a context of its own.
+ * the snapshot.
  */
 #include "postgres.h"
 
@@ -21,19 +21,26 @@
 #include "util/worker_xact.h"
 
 /*
- * The memory context current before the transaction: CommitTransactionCommand
- * leaves TopMemoryContext current, and a worker's loop that allocates in a
- * context of its own (reset every round) would otherwise go on in
- * TopMemoryContext after its first step, which is never reset.  The relay
- * leaked 32 bytes an event that way (its settle's arrays, after the read's
- * transaction).
+ * Where a worker's loop allocates between its steps, if it says so.
+ * CommitTransactionCommand leaves TopMemoryContext current, which is never
+ * reset: the relay's loop allocates in a context of its own, reset every
+ * round, and after its first step went on in TopMemoryContext, leaking 32
+ * bytes an event (its settle's arrays).  Only a worker whose code after a
+ * step keeps nothing it allocated without naming a context may set it: the
+ * launcher, for one, keeps the handles RegisterDynamicBackgroundWorker
+ * allocates after its step.
  */
-static MemoryContext before_xact = NULL;
+static MemoryContext home_cxt = NULL;
+
+void
+evc_worker_xact_home(MemoryContext cxt)
+{
+	home_cxt = cxt;
+}
 
 void
 evc_worker_xact_begin(const char *activity)
 {
-	before_xact = CurrentMemoryContext;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
@@ -47,8 +54,7 @@ evc_worker_xact_end(void)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
-	if (before_xact != NULL)
-		MemoryContextSwitchTo(before_xact);
-	before_xact = NULL;
+	if (home_cxt != NULL)
+		MemoryContextSwitchTo(home_cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }

@@ -9,5 +9,6 @@
 
 extern void evc_worker_xact_begin(const char *activity);
 extern void evc_worker_xact_end(void);
+extern void evc_worker_xact_home(MemoryContext cxt);
 
 #endif							/* EVC_UTIL_WORKER_XACT_H */
