@@ -46,9 +46,12 @@
  * machine (the idle producer's threads are woken), which is what a whole
  * transaction takes with brokers that write their markers before they
  * answer (librdkafka's mock cluster).  So the relay keeps to one producer
- * until a transaction takes ALTERNATE_AFTER_MS or more, the mark of that
- * refusal (or of brokers so slow that 1 ms is nothing), and then takes
- * turns for the next ALTERNATE_TXNS transactions.
+ * until a transaction with messages takes ALTERNATE_AFTER_MS or more, the
+ * mark of that refusal (or of brokers so slow that 1 ms is nothing), and
+ * then takes turns for the next ALTERNATE_TXNS transactions with messages.
+ * One that took ALTERNATE_BEFORE_MS or more waited for something else
+ * (a new topic's metadata, which librdkafka looks for once a second, or a
+ * large tick), which taking turns does not shorten.
  *
  * in_use() is the one in use: the main loop switches it only between two
  * Kafka transactions, with no batch in flight, and the producer thread
@@ -57,6 +60,7 @@
  * thread's serving.
  */
 #define ALTERNATE_AFTER_MS 20
+#define ALTERNATE_BEFORE_MS 500
 #define ALTERNATE_TXNS 1000
 #define RELAY_MAX_PRODUCERS 2
 static rd_kafka_t *producers[RELAY_MAX_PRODUCERS];
@@ -64,6 +68,7 @@ static int	n_producers = 0;
 static pg_atomic_uint32 producer_index;	/* producers[] in use */
 static int	alternate_left = 0;		/* transactions still to take turns for */
 static TimestampTz txn_began_at = 0;
+static bool txn_carried = false;	/* the open transaction has messages */
 static char *producer_brokers = NULL;
 static char *producer_properties = NULL;
 static bool producer_txn = false;	/* made with a transactional.id */
@@ -527,33 +532,44 @@ evc_relay_abort_txn(void)
 		evc_relay_txn_abort(in_use());
 }
 
-/*
- * Before a batch is read: the transaction it goes into.  While producers
- * take turns (see producers[]) a new one goes to the other producer;
- * nothing of the last one is in flight, since a batch that ends a
- * transaction is settled before the next is read.
- */
+/* Before a batch is read: the transaction it goes into. */
 void
 evc_relay_begin_batch_txn(void)
 {
 	if (!evc_relay_transactional() || evc_relay_txn_is_open())
 		return;
+	txn_began_at = GetCurrentTimestamp();
+	txn_carried = false;
+	evc_relay_txn_begin(in_use());
+}
+
+/*
+ * After a commit: which producer the next transaction goes to (see
+ * producers[]).  Only a transaction with messages counts: an empty one
+ * (an empty tick, for a waiting evc_flush) never reaches the coordinator,
+ * and counting it would put every tick with events on the same producer
+ * when empty ticks come between them.  Nothing is in flight: a batch that
+ * ends a transaction is settled before the next one is read.
+ */
+static void
+choose_next_producer(TimestampTz committed_at)
+{
+	if (n_producers < 2 || !txn_carried)
+		return;
+	if (TimestampDifferenceExceeds(txn_began_at, committed_at, ALTERNATE_AFTER_MS) &&
+		!TimestampDifferenceExceeds(txn_began_at, committed_at, ALTERNATE_BEFORE_MS))
+		alternate_left = ALTERNATE_TXNS;
+	/*
+	 * Out of turns, the first producer: the one an operator who fences the
+	 * relay's identity by hand takes over, so that the relay notices.
+	 */
 	if (alternate_left > 0)
 	{
 		alternate_left--;
 		pg_atomic_write_u32(&producer_index, (pg_atomic_read_u32(&producer_index) + 1) % n_producers);
 	}
-	txn_began_at = GetCurrentTimestamp();
-	evc_relay_txn_begin(in_use());
-}
-
-/* After a commit: a slow transaction makes the producers take turns. */
-static void
-note_txn_time(TimestampTz committed_at)
-{
-	if (n_producers > 1 && txn_began_at != 0 &&
-		TimestampDifferenceExceeds(txn_began_at, committed_at, ALTERNATE_AFTER_MS))
-		alternate_left = ALTERNATE_TXNS;
+	else
+		pg_atomic_write_u32(&producer_index, 0);
 }
 
 /* Has the producer hit a fatal error, or has a reload changed its settings? */
@@ -739,6 +755,8 @@ evc_relay_count_produced(RelayBatch *batch)
 	/* Reports served meanwhile have already been taken off. */
 	pg_atomic_fetch_add_u32(&batch->reports_pending, produced);
 	evc_stats_add(&evc_relay_slot->counters.produced, produced);
+	if (produced > 0)
+		txn_carried = true;
 }
 
 /* Wait, with no transaction open, until every message of the batch is reported. */
@@ -852,7 +870,7 @@ commit_batch(RelayBatch *batch)
 	 * acks: that is the latency evc.stats reports.
 	 */
 	committed_at = GetCurrentTimestamp();
-	note_txn_time(committed_at);
+	choose_next_producer(committed_at);
 	for (int i = 0; i < batch->n; i++)
 		batch->msgs[i].acked_at = committed_at;
 }
