@@ -183,22 +183,32 @@ wait_sql 30 "SELECT count(*) > 0 AND max(lag) = 0 FROM evc.consumer_lag WHERE to
 tap $? "evc.consumer_lag is 0 on every partition once the archive sink has landed everything (past the commit markers)" \
 	"$(q "SELECT partition, next_offset, high_watermark, lag FROM evc.consumer_lag WHERE topic = '${PREFIX}eos.Ev'")"
 
+# fence_as ID LOG TAG: another producer takes transactional.id ID, then
+# four ticks follow, each flushed: while the relay's two producers take
+# turns (after a slow transaction), one of them goes to the fenced one.
+fence_as() {
+	"$T/eos_txn" "$EVC_KAFKA_REAL_BOOTSTRAP" "$1" "${PREFIX}fencer" 1 commit >"$2" 2>&1
+	for i in 1 2 3 4; do
+		q "INSERT INTO eos_sent SELECT evc_send('eos', 'Ev', jsonb_build_object('$3$i', g)) FROM generate_series(1, 50) g" >/dev/null
+		q "SELECT evc_flush('10 s')" >/dev/null
+	done
+}
+# delivered_once N WHAT: the relay delivers, and the topic holds every event
+# sent so far exactly once.
+delivered_once() {
+	is "$(q "SELECT evc_flush('90 s')")" 0 "the relay takes $2 back and delivers"
+	q "COPY eos_sent TO '$T/sent$1.ids'" >/dev/null
+	kcat_ids "${PREFIX}eos.Ev" >"$T/read$1.ids"
+	is "$(compare_ids "$T/sent$1.ids" "$T/read$1.ids")" "missing 0 duplicated 0 extra 0" "after fencing $1, still every event exactly once"
+}
+
 # Fencing: another producer takes the relay's transactional.id.
 q "INSERT INTO eos_sent SELECT evc_send('eos', 'Ev', jsonb_build_object('f', g)) FROM generate_series(1, 200) g" >/dev/null
-"$T/eos_txn" "$EVC_KAFKA_REAL_BOOTSTRAP" "$ident" "${PREFIX}fencer" 1 commit >"$T/fence.log" 2>&1
-# Several ticks: while the relay's two producers take turns (after a slow
-# transaction), one of them goes to the fenced one.
-for i in 1 2 3 4; do
-	q "INSERT INTO eos_sent SELECT evc_send('eos', 'Ev', jsonb_build_object('f2$i', g)) FROM generate_series(1, 50) g" >/dev/null
-	q "SELECT evc_flush('10 s')" >/dev/null
-done
+fence_as "$ident" "$T/fence.log" f2
 wait_sql 60 "SELECT last_error ~ 'fenced' FROM evc.workers WHERE kind = 'relay'"
 tap $? "a second producer with the relay's transactional.id fences it: evc.workers says so" \
 	"$(cat "$T/fence.log"; q "SELECT last_error FROM evc.workers WHERE kind = 'relay'")"
-is "$(q "SELECT evc_flush('90 s')")" 0 "the relay takes its identity back and delivers"
-q "COPY eos_sent TO '$T/sent2.ids'" >/dev/null
-kcat_ids "${PREFIX}eos.Ev" >"$T/read2.ids"
-is "$(compare_ids "$T/sent2.ids" "$T/read2.ids")" "missing 0 duplicated 0 extra 0" "after the fencing, still every event exactly once"
+delivered_once 2 "its identity"
 
 # The relay's second producer has the identity with "-2": taking that one
 # fences the relay too, and the error names it.  The producers take turns
@@ -206,11 +216,7 @@ is "$(compare_ids "$T/sent2.ids" "$T/read2.ids")" "missing 0 duplicated 0 extra 
 # longer than that.
 q "INSERT INTO eos_sent SELECT evc_send('eos', 'Ev', jsonb_build_object('g', g)) FROM generate_series(1, 20000) g" >/dev/null
 q "SELECT evc_flush('60 s')" >/dev/null
-"$T/eos_txn" "$EVC_KAFKA_REAL_BOOTSTRAP" "${ident}-2" "${PREFIX}fencer" 1 commit >"$T/fence2.log" 2>&1
-for i in 1 2 3 4; do
-	q "INSERT INTO eos_sent SELECT evc_send('eos', 'Ev', jsonb_build_object('g$i', g)) FROM generate_series(1, 50) g" >/dev/null
-	q "SELECT evc_flush('10 s')" >/dev/null
-done
+fence_as "${ident}-2" "$T/fence2.log" g
 # evc.workers still shows the first fencing's error: the server log tells.
 fenced2=1
 for _ in $(seq 60); do
@@ -219,10 +225,7 @@ for _ in $(seq 60); do
 done
 tap $fenced2 "a producer taking the second transactional.id (${ident}-2) fences the relay, and its error names that id" \
 	"$(cat "$T/fence2.log"; grep -iE "fenced|fatal|recreating|batch failed" "$EVC_RUN/postgresql.log" | tail -8)"
-is "$(q "SELECT evc_flush('90 s')")" 0 "the relay takes both identities back and delivers"
-q "COPY eos_sent TO '$T/sent3.ids'" >/dev/null
-kcat_ids "${PREFIX}eos.Ev" >"$T/read3.ids"
-is "$(compare_ids "$T/sent3.ids" "$T/read3.ids")" "missing 0 duplicated 0 extra 0" "after the second fencing, still every event exactly once"
+delivered_once 3 "both identities"
 
 # Too large beside small, one partition: only the large one is a dead letter.
 q "SELECT evc_register_schema('eos', 'Big', '{\"type\": \"object\"}')" >/dev/null
