@@ -40,18 +40,6 @@ qr() {
 	return 1
 }
 reload() { qr "ALTER SYSTEM $1" >/dev/null && qr "SELECT pg_reload_conf()" >/dev/null; }
-# message ids (the message_id header) of a topic, as a read_committed consumer sees them.
-kcat_ids() {
-	timeout 60 kcat -b "$EVC_KAFKA_REAL_BOOTSTRAP" -X isolation.level=read_committed -C -t "$1" \
-		-o beginning -e -q -f '%h\n' 2>/dev/null | sed -n 's/.*message_id=\([0-9a-f-]\{36\}\).*/\1/p'
-}
-compare_ids() {
-	local m d e
-	m=$(comm -23 <(sort -u "$1") <(sort -u "$2") | wc -l)
-	d=$(sort "$2" | uniq -d | wc -l)
-	e=$(comm -13 <(sort -u "$1") <(sort -u "$2") | wc -l)
-	echo "missing $m duplicated $d extra $e"
-}
 log_count() { grep -c "$1" "$EVC_RUN/postgresql.log"; }
 relay_up() { wait_sql "$1" "SELECT mode = '$2' FROM evc.workers WHERE kind = 'relay'"; }
 pg_bin=$(pg_config --bindir)
@@ -163,8 +151,8 @@ sender=
 relay_up 60 transactional
 is "$(qr "SELECT evc_flush('120 s')")" 0 "the outbox drains after the kills and crashes"
 qr "COPY eos_sent TO '$T/sent.ids'" >/dev/null
-kcat_ids "${PREFIX}eos.Ev" >"$T/read.ids"
-is "$(compare_ids "$T/sent.ids" "$T/read.ids")" "missing 0 duplicated 0 extra 0" \
+evc_kafka_real_ids "${PREFIX}eos.Ev" "$T/sent.ids" >"$T/read.ids"
+is "$(evc_compare_ids "$T/sent.ids" "$T/read.ids")" "missing 0 duplicated 0 extra 0" \
 	"read_committed, the topic holds every one of the $(wc -l <"$T/sent.ids") committed events exactly once (by message_id)"
 total=$(wc -l <"$T/sent.ids")
 wait_sql 120 "SELECT coalesce(sum(events), 0) >= $total FROM evc.archive_files WHERE topic = '${PREFIX}eos.Ev'"
@@ -173,7 +161,7 @@ wait_sql 120 "SELECT coalesce(sum(events), 0) >= $total FROM evc.archive_files W
 q "SELECT object_key FROM evc.archive_files WHERE topic = '${PREFIX}eos.Ev'" |
 	while read -r key; do zcat -f "$EVC_RUN/storage/$key"; done |
 	grep -o '"message_id": *"[0-9a-f-]\{36\}"' | grep -o '[0-9a-f-]\{36\}' >"$T/archived.ids"
-is "$(compare_ids "$T/sent.ids" "$T/archived.ids")" "missing 0 duplicated 0 extra 0" \
+is "$(evc_compare_ids "$T/sent.ids" "$T/archived.ids")" "missing 0 duplicated 0 extra 0" \
 	"the archive sink's files hold each of them exactly once" \
 	"$(q "SELECT count(*), sum(events) FROM evc.archive_files WHERE topic = '${PREFIX}eos.Ev'"); $(wc -l <"$T/archived.ids") lines"
 
@@ -198,8 +186,8 @@ fence_as() {
 delivered_once() {
 	is "$(q "SELECT evc_flush('90 s')")" 0 "the relay takes $2 back and delivers"
 	q "COPY eos_sent TO '$T/sent$1.ids'" >/dev/null
-	kcat_ids "${PREFIX}eos.Ev" >"$T/read$1.ids"
-	is "$(compare_ids "$T/sent$1.ids" "$T/read$1.ids")" "missing 0 duplicated 0 extra 0" "after fencing $1, still every event exactly once"
+	evc_kafka_real_ids "${PREFIX}eos.Ev" "$T/sent$1.ids" >"$T/read$1.ids"
+	is "$(evc_compare_ids "$T/sent$1.ids" "$T/read$1.ids")" "missing 0 duplicated 0 extra 0" "after fencing $1, still every event exactly once"
 }
 
 # Fencing: another producer takes the relay's transactional.id.
@@ -236,7 +224,8 @@ big_pair() {
 big_pair >"$T/big1.ids"
 q "SELECT evc_flush('60 s')" >/dev/null
 b=$(head -1 "$T/big1.ids") s=$(tail -1 "$T/big1.ids")
-is "$(q "SELECT count(*) FILTER (WHERE message_id = '$b'), count(*) FILTER (WHERE message_id = '$s') FROM evc.dead_letters")|$(kcat_ids "${PREFIX}eos.Big" | grep -c "$s")" \
+tail -1 "$T/big1.ids" >"$T/small1.id"
+is "$(q "SELECT count(*) FILTER (WHERE message_id = '$b'), count(*) FILTER (WHERE message_id = '$s') FROM evc.dead_letters")|$(evc_kafka_real_ids "${PREFIX}eos.Big" "$T/small1.id" | grep -c "$s")" \
 	"1|0|1" "transactional: a small event beside a too-large one is delivered once; only the large one is dead-lettered"
 
 # The fallback: the idempotent producer.
@@ -247,7 +236,8 @@ tap $? "evcollector.relay_exactly_once = off: the relay runs the idempotent prod
 big_pair >"$T/big2.ids"
 q "SELECT evc_flush('60 s')" >/dev/null
 b=$(head -1 "$T/big2.ids") s=$(tail -1 "$T/big2.ids")
-is "$(q "SELECT count(*) FILTER (WHERE message_id = '$b'), count(*) FILTER (WHERE message_id = '$s') FROM evc.dead_letters")|$(kcat_ids "${PREFIX}eos.Big" | grep -c "$s")" \
+tail -1 "$T/big2.ids" >"$T/small2.id"
+is "$(q "SELECT count(*) FILTER (WHERE message_id = '$b'), count(*) FILTER (WHERE message_id = '$s') FROM evc.dead_letters")|$(evc_kafka_real_ids "${PREFIX}eos.Big" "$T/small2.id" | grep -c "$s")" \
 	"1|0|1" "idempotent: a small event beside a too-large one is delivered (sent again alone); only the large one is dead-lettered"
 reload "RESET evcollector.relay_exactly_once"
 relay_up 30 transactional

@@ -59,19 +59,6 @@ set_password() {
 # topic's own (dynamic) configs, one key=value a line.
 topic_shape() { evc_kafka_real_topics --describe --topic "$1" 2>&1 | sed -n 's/.*\(PartitionCount: [0-9]*\).*\(ReplicationFactor: [0-9]*\).*/\1 \2/p' | head -1; }
 topic_configs() { evc_kafka_real_configs --describe --entity-type topics --entity-name "$1" 2>&1 | sed -n 's/^  \([^ ]*=[^ ]*\) .*/\1/p'; }
-# message ids (from the message_id header) of a topic, one a line.
-kcat_ids() {
-	timeout 60 kcat -b "$EVC_KAFKA_REAL_BOOTSTRAP" -C -t "$1" -o beginning -e -q -f '%h\n' 2>/dev/null |
-		sed -n 's/.*message_id=\([0-9a-f-]\{36\}\).*/\1/p'
-}
-# compare_ids SENT READ: "missing M duplicated D extra E".
-compare_ids() {
-	local m d e
-	m=$(comm -23 <(sort -u "$1") <(sort -u "$2") | wc -l)
-	d=$(sort "$2" | uniq -d | wc -l)
-	e=$(comm -13 <(sort -u "$1") <(sort -u "$2") | wc -l)
-	echo "missing $m duplicated $d extra $e"
-}
 
 pg2_start() {
 	mkdir -p "$PG2/storage" "$PG2/tmp"
@@ -175,15 +162,15 @@ echo "# ${SECONDS}s: compaction checked"
 q "SELECT evc_send('acme', 'Order', jsonb_build_object('n', g), key => 'order-' || (g % 97)) FROM generate_series(1, 5000) g" >"$T/sent10k.ids"
 q "SELECT evc_send('acme', 'Order', jsonb_build_object('n', g), key => 'order-' || (g % 97)) FROM generate_series(5001, 10000) g" >>"$T/sent10k.ids"
 is "$(q "SELECT evc_flush('60 s')")" 0 "10,000 events sent in two transactions are flushed"
-kcat_ids "${PREFIX}acme.Order" >"$T/read10k.ids"
-is "$(wc -l <"$T/read10k.ids") $(compare_ids "$T/sent10k.ids" "$T/read10k.ids")" "10000 missing 0 duplicated 0 extra 0" \
+evc_kafka_real_ids "${PREFIX}acme.Order" "$T/sent10k.ids" >"$T/read10k.ids"
+is "$(wc -l <"$T/read10k.ids") $(evc_compare_ids "$T/sent10k.ids" "$T/read10k.ids")" "10000 missing 0 duplicated 0 extra 0" \
 	"kcat reads the 10,000 events back, each once, by their message_id header"
 
 # acks=all: the idempotent producer needs it, and a user's acks=1 must not
 # stop the relay (librdkafka refuses a producer with both).
 q "ALTER SYSTEM SET evcollector.kafka_properties = 'acks=1'" && q "SELECT pg_reload_conf()" >/dev/null
 q "SELECT evc_send('acme', 'Order', '{\"acks\": 1}')" >"$T/acks.ids"
-is "$(q "SELECT evc_flush('20 s')")|$(kcat_ids "${PREFIX}acme.Order" | grep -c -f "$T/acks.ids")" "0|1" \
+is "$(q "SELECT evc_flush('20 s')")|$(evc_kafka_real_ids "${PREFIX}acme.Order" "$T/acks.ids" | grep -c -f "$T/acks.ids")" "0|1" \
 	"with evcollector.kafka_properties = 'acks=1' the relay still delivers (acks=all is kept)" \
 	"$(q "SELECT last_error FROM evc.workers WHERE kind = 'relay'")"
 q "ALTER SYSTEM RESET evcollector.kafka_properties" && q "SELECT pg_reload_conf()" >/dev/null
@@ -205,12 +192,13 @@ is "$(q "SELECT count(*) FROM evc.outbox WHERE message_id = '$big'")" 0 "the too
 # A small event sent beside it is no dead letter.
 q "SELECT evc_send('acme', 'Big', jsonb_build_object('blob', (SELECT string_agg(md5(g::text), '') FROM generate_series(1, 20000) g))); SELECT evc_send('acme', 'Big', '{\"small\": true}')" >"$T/big2.ids"
 small=$(tail -1 "$T/big2.ids")
+echo "$small" >"$T/small.id"
 q "SELECT evc_flush('30 s')" >/dev/null
 # librdkafka puts both in one record batch, which the broker refuses whole
 # (the Java producer splits such a batch and sends again; librdkafka fails
 # every message in it with MSG_SIZE_TOO_LARGE): the relay sends the small
 # one again alone (relay_settle.c).
-got="$(q "SELECT count(*) FROM evc.dead_letters WHERE message_id = '$small'")|$(kcat_ids "${PREFIX}acme.Big" | grep -c "$small")"
+got="$(q "SELECT count(*) FROM evc.dead_letters WHERE message_id = '$small'")|$(evc_kafka_real_ids "${PREFIX}acme.Big" "$T/small.id" | grep -c "$small")"
 is "$got" "0|1" "a small event sent beside a too-large one is delivered, not dead-lettered"
 
 # ---------------------------------------------------------------------
@@ -229,8 +217,8 @@ tap $? "server 2's relay has loaded the librdkafka of EVC_KAFKA_REAL_LD_PATH" "r
 q2 "SELECT evc_register_schema('acme', 'Sasl', '{\"type\": \"object\"}'), evc_register_schema('acme', 'Denied', '{\"type\": \"object\"}')" >/dev/null
 q2 "SELECT evc_send('acme', 'Sasl', jsonb_build_object('n', g)) FROM generate_series(1, 200) g" >"$T/sasl.ids"
 is "$(q2 "SELECT evc_flush('60 s')")" 0 "with the right password, 200 events are delivered over SASL_SSL"
-kcat_ids "${PREFIX}acme.Sasl" >"$T/sasl.read"
-is "$(compare_ids "$T/sasl.ids" "$T/sasl.read")" "missing 0 duplicated 0 extra 0" "kcat reads the 200 events back, each once"
+evc_kafka_real_ids "${PREFIX}acme.Sasl" "$T/sasl.ids" >"$T/sasl.read"
+is "$(evc_compare_ids "$T/sasl.ids" "$T/sasl.read")" "missing 0 duplicated 0 extra 0" "kcat reads the 200 events back, each once"
 
 # A wrong password: a clear error, the events held, the password nowhere.
 set_password "$BADPW"
@@ -258,9 +246,9 @@ is "$seen|$(grep -c . <<<"$logged")" "0|0" \
 	"no password appears in evc.workers, evc.stats, evc.outbox_status, evc.outbox, evc.dead_letters or a log line of ours" "$logged"
 set_password "$EVC_KAFKA_REAL_PASSWORD"
 is "$(q2 "SELECT evc_flush('60 s')")" 0 "once the password is right, the held events are delivered"
-kcat_ids "${PREFIX}acme.Sasl" >"$T/sasl.read"
 cat "$T/sasl.ids" "$T/held.ids" >"$T/sasl.all"
-is "$(compare_ids "$T/sasl.all" "$T/sasl.read")" "missing 0 duplicated 0 extra 0" "kcat reads all 205 events, each once"
+evc_kafka_real_ids "${PREFIX}acme.Sasl" "$T/sasl.all" >"$T/sasl.read"
+is "$(evc_compare_ids "$T/sasl.all" "$T/sasl.read")" "missing 0 duplicated 0 extra 0" "kcat reads all 205 events, each once"
 
 # ACLs for the SCRAM user.  It may not write kf-acme.Denied (created over
 # PLAINTEXT, as the super user): its events are dead letters.
@@ -327,8 +315,8 @@ tap $rc "broker $leader SIGKILLed while events flowed, and restarted" "$(cat "$T
 sent=$(wc -l <"$T/kill.ids")
 is "$(q "SELECT evc_flush('120 s')")|$(grep -c . "$T/kill.err")" "0|0" "all $sent events sent meanwhile are flushed" \
 	"$(head -5 "$T/kill.err"; q "SELECT * FROM evc.outbox_status")"
-kcat_ids "${PREFIX}acme.Order" >"$T/kill.read"
-res=$(compare_ids "$T/kill.ids" "$T/kill.read")
+evc_kafka_real_ids "${PREFIX}acme.Order" "$T/kill.ids" >"$T/kill.read"
+res=$(evc_compare_ids "$T/kill.ids" "$T/kill.read")
 is "${res% duplicated*}" "missing 0" "no event is lost through the broker's SIGKILL ($sent events)" "$res"
 is "${res#missing * }" "duplicated 0 extra 0" "and none is written twice (the idempotent producer)" "$res"
 is "$(q "SELECT count(*) FROM evc.dead_letters WHERE topic = '${PREFIX}acme.Order'")" 0 "no event went to dead letters"

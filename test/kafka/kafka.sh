@@ -517,6 +517,35 @@ evc_kafka_real_wait_isr() {
 	done
 }
 
+# evc_kafka_real_ids TOPIC [EXPECTED]: the message ids (the message_id
+# header) of TOPIC as a read_committed consumer sees them, one a line.  Kafka
+# answers a commit before it writes the transaction's markers, and until it
+# has, a read_committed consumer stops at the last stable offset: an
+# evc_flush that returned may be read a moment early.  Given the file of
+# EXPECTED ids, the topic is read again (up to 30 s) until every one is
+# there; the last read is printed whole, duplicates and extras included.
+evc_kafka_real_ids() {
+	local out deadline=$((SECONDS + 30))
+	while :; do
+		out=$(timeout 60 kcat -b "$EVC_KAFKA_REAL_BOOTSTRAP" -X isolation.level=read_committed -C -t "$1" \
+			-o beginning -e -q -f '%h\n' 2>/dev/null | sed -n 's/.*message_id=\([0-9a-f-]\{36\}\).*/\1/p')
+		if [ -z "${2:-}" ] || [ $SECONDS -ge $deadline ] ||
+			[ -z "$(comm -23 <(sort -u "$2") <(sort -u <<<"$out"))" ]; then
+			[ -n "$out" ] && echo "$out"
+			return 0
+		fi
+		sleep 0.5
+	done
+}
+# evc_compare_ids SENT READ: "missing M duplicated D extra E".
+evc_compare_ids() {
+	local m d e
+	m=$(comm -23 <(sort -u "$1") <(sort -u "$2") | wc -l)
+	d=$(sort "$2" | uniq -d | wc -l)
+	e=$(comm -13 <(sort -u "$1") <(sort -u "$2") | wc -l)
+	echo "missing $m duplicated $d extra $e"
+}
+
 # Kafka's own commands against the PLAINTEXT listener (an unauthenticated
 # super user), e.g.
 #   evc_kafka_real_topics --create --topic t --partitions 3 --replication-factor 3 --config cleanup.policy=compact
