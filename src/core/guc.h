@@ -16,6 +16,7 @@ extern char *evc_s3_access_key;
 extern char *evc_s3_secret_key;
 extern int	evc_s3_max_concurrency;
 extern int	evc_batch_size;
+extern int	evc_relay_batch_size;
 extern int	evc_flush_interval_ms;
 extern int	evc_max_file_size_kb;
 extern bool evc_require_schema;

@@ -6,7 +6,7 @@
  *		the main loop, waiting, the transaction bracket of each step, and
  *		the metrics it publishes.  See README.md for the design.
  *
- * Batch by batch: read up to evcollector.batch_size rows of the tick's
+ * Batch by batch: read up to evcollector.relay_batch_size rows of the tick's
  * batch (a short transaction; relay_read.c), produce them
  * (relay_produce.c), wait for every delivery report with no transaction
  * open, then settle the batch (relay_settle.c); between batches, rotate
@@ -237,6 +237,7 @@ evc_relay_main(Datum main_arg)
 	static long error_backoff_ms = RELAY_ERROR_BACKOFF_MIN_MS;
 	static long next_due_ms;
 	static int	n;
+	static bool full;
 
 	evc_relay_slot = evc_worker_startup(EVC_WORKER_RELAY, "relay");
 
@@ -265,6 +266,7 @@ evc_relay_main(Datum main_arg)
 	{
 		next_due_ms = -1;
 		n = 0;
+		full = false;
 
 		/* Reset first: a commit while we work sets it again. */
 		ResetLatch(MyLatch);
@@ -275,7 +277,7 @@ evc_relay_main(Datum main_arg)
 		{
 			MemoryContext old = MemoryContextSwitchTo(loop_cxt);
 
-			n = evc_relay_batch(&next_due_ms);
+			n = evc_relay_batch(&next_due_ms, &full);
 			if (n >= 0)
 			{
 				evc_relay_rotate(&next_due_ms);
@@ -288,6 +290,7 @@ evc_relay_main(Datum main_arg)
 		{
 			next_due_ms = relay_batch_failed(&error_backoff_ms);
 			n = 0;
+			full = false;
 		}
 		PG_END_TRY();
 		MemoryContextReset(loop_cxt);
@@ -308,7 +311,7 @@ evc_relay_main(Datum main_arg)
 		 * call again, and the wait below is no longer than that.
 		 */
 		stats_due_ms = pgstat_report_stat(false);
-		if (n >= evc_batch_size || evc_relay_work_signalled)
+		if (full || evc_relay_work_signalled)
 			continue;			/* more is waiting */
 		timeout_ms = next_due_ms >= 0 ? Min(next_due_ms, RELAY_IDLE_MS) : RELAY_IDLE_MS;
 		if (stats_due_ms > 0)

@@ -84,6 +84,8 @@ typedef struct RelayBatch
 	RelayMsg   *msgs;			/* in read order */
 	int			n;
 	int			cap;			/* the array's size, fixed while in flight */
+	Size		bytes;			/* of its keys and values */
+	bool		full;			/* stopped at a limit, not at the end */
 	pg_atomic_uint32 reports_pending;
 
 	/*
@@ -131,7 +133,7 @@ extern void evc_relay_rotate(long *next_due_ms);
 
 /* relay_produce.c */
 extern void evc_relay_produce_init(int wake_fd);
-extern int	evc_relay_batch(long *next_due_ms);
+extern int	evc_relay_batch(long *next_due_ms, bool *full);
 extern void evc_relay_abandon_batches(void);
 extern void evc_relay_service(void);
 extern void evc_relay_producer_ensure(void);

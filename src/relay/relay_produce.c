@@ -921,7 +921,7 @@ finish_batch(RelayBatch *batch, long *next_due_ms)
  * Returns the number of rows read, or -1 when the extension is gone.
  */
 int
-evc_relay_batch(long *next_due_ms)
+evc_relay_batch(long *next_due_ms, bool *full)
 {
 	RelayBatch *prev = pg_atomic_read_u32(&batches[0].active) ? &batches[0] :
 		pg_atomic_read_u32(&batches[1].active) ? &batches[1] : NULL;
@@ -942,6 +942,8 @@ evc_relay_batch(long *next_due_ms)
 	pg_atomic_write_u32(&cur->generation, ++batch_generation);
 	cur->msgs = NULL;
 	cur->n = cur->cap = 0;
+	cur->bytes = 0;
+	cur->full = false;
 	cur->from_retry = cur->tick_last = false;
 	cur->tick_snapshot = NULL;
 	cur->tick_events = 0;
@@ -951,7 +953,7 @@ evc_relay_batch(long *next_due_ms)
 	pg_write_barrier();
 	pg_atomic_write_u32(&cur->active, 1);
 
-	if (!evc_relay_read(evc_batch_size, cur, prev, next_due_ms))
+	if (!evc_relay_read(evc_relay_batch_size, cur, prev, next_due_ms))
 	{
 		pg_atomic_write_u32(&cur->active, 0);
 		return -1;
@@ -962,8 +964,9 @@ evc_relay_batch(long *next_due_ms)
 	/* An empty last chunk still carries its tick, which may be recorded. */
 	if (n == 0 && !cur->tick_last)
 		pg_atomic_write_u32(&cur->active, 0);
-	else if (n < evc_batch_size)
+	else if (!cur->full)
 		finish_batch(cur, next_due_ms);
+	*full = cur->full;
 	return n;
 }
 

@@ -1,7 +1,7 @@
 /*
  * relay_read.c
  *		Reading the outbox: cutting a tick's batch out of the three outbox
- *		tables by snapshot, in chunks of evcollector.batch_size, reading the
+ *		tables by snapshot, in chunks of evcollector.relay_batch_size, reading the
  *		rows due for a retry, and turning each row into a message for the
  *		producer thread as it is read.
  *
@@ -53,6 +53,9 @@
 
 /* Rows are posted to the producer thread this many at a time. */
 #define HANDOFF_EVERY 256
+
+/* A chunk's most bytes of keys and values: see chunk_full. */
+#define RELAY_CHUNK_MAX_BYTES ((Size) 64 * 1024 * 1024)
 
 /*
  * One txid interval [lo, hi) of a tick's batch.  The intervals are in
@@ -243,6 +246,20 @@ copy_bytes(Datum d, const char *processed_at, int32 *len, int32 *orig_len)
 }
 
 /*
+ * Whether a chunk is as large as it may be: evcollector.relay_batch_size
+ * events, or RELAY_CHUNK_MAX_BYTES of keys and values.  The bytes bound
+ * keeps a backlog of large events (up to evcollector.max_event_size each)
+ * from holding two chunks of thousands of megabytes in memory.
+ */
+static bool
+chunk_full(RelayBatch *batch, int limit)
+{
+	if (batch->n >= limit || batch->bytes >= RELAY_CHUNK_MAX_BYTES)
+		batch->full = true;
+	return batch->full;
+}
+
+/*
  * Make the row in slot message number batch->n of this batch, for the
  * producer thread to produce once it is posted.
  */
@@ -297,6 +314,7 @@ add_slot(RelayBatch *batch, TupleTableSlot *slot, const char *processed_at)
 	msg->value = copy_bytes(values[OUTBOX_PAYLOAD], is_event ? processed_at : NULL,
 							&msg->value_len, &msg->payload_len);
 	msg->produce_err = RD_KAFKA_RESP_ERR__STATE;	/* not produced yet */
+	batch->bytes += msg->key_len + msg->value_len;
 	return true;
 }
 
@@ -450,7 +468,7 @@ scan_interval(Relation rel, Relation idx, TupleTableSlot *slot, int limit,
 		evc_relay_rows_in[table_no]++;
 		if (batch->n % HANDOFF_EVERY == 0)
 			evc_handoff_post(batch->n);
-		if (batch->n >= limit)
+		if (chunk_full(batch, limit))
 		{
 			finished = false;
 			break;
@@ -518,7 +536,7 @@ read_retry(int limit, RelayBatch *batch, const char *processed_at, TimestampTz n
 
 		slot_getallattrs(slot);
 		due = DatumGetTimestampTz(slot->tts_values[RETRY_NEXT_ATTEMPT_AT]);
-		if (due > now || batch->n >= limit)
+		if (due > now || chunk_full(batch, limit))
 		{
 			next = Min(next, due > now ? due : now);
 			continue;

@@ -1,5 +1,5 @@
--- The relay drains a backlog of many batches (evcollector.batch_size is
--- 1000 here) without skipping the row of a transaction that sent first and
+-- The relay drains a backlog of several chunks (evcollector.relay_batch_size,
+-- 10,000 by default) without skipping the row of a transaction that sent first and
 -- committed last, below rows already sent, and without sending a row twice
 -- while two batches are in flight.  Every message on the topic is counted.
 \set ON_ERROR_STOP 1
@@ -8,7 +8,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS evcollector;
 CREATE EXTENSION IF NOT EXISTS dblink;
 \ir lib.psql
-SELECT plan(11);
+SELECT plan(13);
 
 SELECT evc_register_schema('backlog', 'Tick', '{"type": "object", "required": ["i"]}');
 SELECT is(evc_flush('20 s'), 0::bigint, 'schema published; the outbox is empty');
@@ -33,8 +33,9 @@ SELECT ok((SELECT min(id) FROM evc.outbox) > :late_id, 'their ids are all above 
 
 -- Once the relay has read and produced two batches of them, the late
 -- transaction commits, below every row already sent.
-SELECT ok(pg_temp.wait_for(format('SELECT produced >= %s + 2000 FROM evc.stats WHERE kind = %L',
-	:produced_before, 'relay'), 30), 'the relay has two full batches in flight');
+SELECT ok(pg_temp.wait_for(format('SELECT produced >= %s + 2 * %s FROM evc.stats WHERE kind = %L',
+	:produced_before, current_setting('evcollector.relay_batch_size'), 'relay'), 30),
+	'the relay has two full chunks in flight');
 SELECT dblink_exec('late', 'COMMIT');
 SELECT dblink_disconnect('late');
 SELECT is(pg_temp.all_brokers('up'),
@@ -49,4 +50,10 @@ SELECT is((SELECT count(*) FROM got), 40001::bigint, 'and none twice: no row was
 SELECT is((SELECT count(*) FROM got WHERE body LIKE '%"late": true%'), 1::bigint,
 	'the event that committed last, below rows already sent, was not skipped');
 
+-- A tick of large events is cut by bytes too (64 MB of keys and values a
+-- chunk): 170 events of 400 kB, 68 MB, are two chunks, and all arrive.
+SELECT is(count(evc_send('backlog', 'Tick', jsonb_build_object('i', i, 'big', repeat('x', 400000)))), 170::bigint,
+	'170 events of 400 kB committed in one transaction')
+FROM generate_series(1, 170) i;
+SELECT is(evc_flush('120 s'), 0::bigint, 'the 68 MB tick, cut by bytes, is delivered');
 SELECT * FROM finish();

@@ -1,6 +1,7 @@
 -- Settings: defaults, and bad values refused with a clear message.  SIGHUP
 -- settings cannot be SET in a session, so ALTER SYSTEM exercises the checks.
 SHOW evcollector.batch_size;
+SHOW evcollector.relay_batch_size;
 SHOW evcollector.flush_interval;
 SHOW evcollector.max_file_size;
 SHOW evcollector.topic_prefix;
@@ -8,6 +9,7 @@ SHOW evcollector.s3_region;
 
 ALTER SYSTEM SET evcollector.batch_size = -1;
 ALTER SYSTEM SET evcollector.batch_size = 0;
+ALTER SYSTEM SET evcollector.relay_batch_size = 0;
 ALTER SYSTEM SET evcollector.flush_interval = '1h 1s';
 ALTER SYSTEM SET evcollector.storage_url = 'ftp://example.com/events';
 ALTER SYSTEM SET evcollector.storage_url = 'file://relative/dir';
