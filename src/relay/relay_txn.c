@@ -580,8 +580,24 @@ learn_progress_topic(rd_kafka_t *rk)
 
 	if (rkt == NULL)
 		return;
-	if (rd_kafka_metadata(rk, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR)
-		rd_kafka_metadata_destroy(md);
+
+	/*
+	 * Up to 5 s in all, in steps of 250 ms with an interrupt check between
+	 * them: a shutdown must not wait out a broker that does not answer.
+	 */
+	for (int i = 0; i < 20; i++)
+	{
+		rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 250);
+
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		{
+			rd_kafka_metadata_destroy(md);
+			break;
+		}
+		if (err != RD_KAFKA_RESP_ERR__TIMED_OUT)
+			break;
+		CHECK_FOR_INTERRUPTS();
+	}
 	rd_kafka_topic_destroy(rkt);
 }
 
