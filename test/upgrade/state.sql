@@ -37,8 +37,12 @@ SELECT evc_declare_aggregation(:'c', 'reading', '/v', '{count,sum}', '{/room}') 
 SELECT format('(%1$s/kafkactl -c %2$s create_topic %3$s.reading 3; %1$s/kafkactl -c %2$s create_topic %3$s.aggregates.1m 2; %1$s/kafkactl -c %2$s create_topic %3$s.images 2) >/dev/null 2>&1; echo done',
 	:'bin', :'ctl', :'c') AS cmd \gset
 COPY run_out FROM PROGRAM :'cmd';
-SELECT evc_consumer_create(:'c' || '_rows', ARRAY[:'c' || '.reading'], 'table', '{"flush_interval": "100ms"}') AS c1 \gset
-SELECT evc_consumer_create(:'c' || '_files', ARRAY[:'c' || '.reading'], 'archive', '{"flush_interval": "100ms"}') AS c2 \gset
+-- Short sessions: a restored or upgraded cluster's consumers join a group
+-- whose old members stopped with Kafka down (they could not leave it), and
+-- wait out their sessions, 45 s with librdkafka's default.
+SELECT '{"flush_interval": "100ms", "kafka": {"session.timeout.ms": "6000", "heartbeat.interval.ms": "500"}}' AS copts \gset
+SELECT evc_consumer_create(:'c' || '_rows', ARRAY[:'c' || '.reading'], 'table', :'copts') AS c1 \gset
+SELECT evc_consumer_create(:'c' || '_files', ARRAY[:'c' || '.reading'], 'archive', :'copts') AS c2 \gset
 
 -- 300 readings in three rooms, over the five minutes before the last one.
 SELECT date_trunc('minute', now()) - interval '8 minutes' AS base \gset
@@ -50,14 +54,14 @@ SELECT pg_temp.wait_for(format($$SELECT count(*) = 300 FROM evc.events WHERE cli
 SELECT pg_temp.wait_for(format($$SELECT landed >= 300 FROM evc.consumers WHERE name = %L$$, :'c' || '_files'), 60) AS archived \gset
 
 -- Images go to the one images topic; this run's image has a source of its own.
-SELECT evc_consumer_create(:'c' || '_images', ARRAY['images'], 'images', '{"flush_interval": "100ms"}') AS c3 \gset
+SELECT evc_consumer_create(:'c' || '_images', ARRAY['images'], 'images', :'copts') AS c3 \gset
 SELECT evc_send_image(:'c' || '-cam', decode('89504e470d0a1a0a0000000d4948445200000280000001e008060000', 'hex'),
 	'image/png', '{"site": "north"}') AS img \gset
 SELECT evc_flush('30 s') AS left \gset
 SELECT pg_temp.wait_for(format($$SELECT count(*) = 1 FROM evc.images WHERE source = %L$$, :'c' || '-cam'), 60) AS img_landed \gset
 
 -- Aggregates of the closed windows, published and landed by an aggregates sink.
-SELECT evc_consumer_create(:'c' || '_live', ARRAY['aggregates.1m'], 'aggregates', '{"flush_interval": "100ms"}') AS c4 \gset
+SELECT evc_consumer_create(:'c' || '_live', ARRAY['aggregates.1m'], 'aggregates', :'copts') AS c4 \gset
 SELECT evc_aggregate('1 minute', '0', date_trunc('minute', now())) AS published \gset
 SELECT evc_flush('30 s') AS left \gset
 SELECT pg_temp.wait_for(format($$SELECT count(*) > 0 FROM evc.aggregates WHERE client = %L$$, :'c'), 60) AS agg_landed \gset
