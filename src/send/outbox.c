@@ -469,31 +469,39 @@ outbox_pending(void)
  * deadline.  The relay broadcasts a condition variable after each tick it
  * delivers, so this sleeps until then rather than polling; while anyone
  * waits it records ticks whose batch was empty too (flush_waiters).
- * Elsewhere (no relay serves this database) only the deadline ends it.
+ * Whether the relay serves this database is read again at each wake: a
+ * relay that starts after the call (a server just started or restored)
+ * ends the wait as soon as it delivers, not at the deadline.  While no
+ * relay serves this database only the deadline ends it.
  */
 static bool
 flush_wait(const EvcSnapshot *mine, TimestampTz deadline)
 {
-	bool		relay_here = (evc_shared->relay_database == MyDatabaseId);
 	volatile bool done = false;
 
 	pg_atomic_fetch_add_u32(&evc_shared->flush_waiters, 1);
 	PG_TRY();
 	{
 		uint64		seen = pg_atomic_read_u64(&evc_shared->relay_delivered_tick);
+		bool		was_here = false;
 
-		evc_wake_worker(EVC_WORKER_RELAY, NULL);
 		for (;;)
 		{
 			long		remaining;
+			bool		relay_here = (evc_shared->relay_database == MyDatabaseId);
 			uint64		now_tick = pg_atomic_read_u64(&evc_shared->relay_delivered_tick);
 
-			if (relay_here && now_tick != seen)
+			/* Once it serves us: it may be idle, with no tick to record. */
+			if (relay_here && !was_here)
+				evc_wake_worker(EVC_WORKER_RELAY, NULL);
+			/* A relay that just started may have delivered before we saw it. */
+			if (relay_here && (now_tick != seen || !was_here))
 			{
 				seen = now_tick;
 				if ((done = outbox_delivered(mine)))
 					break;
 			}
+			was_here = relay_here;
 			remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
 			if (remaining <= 0)
 				break;
