@@ -261,7 +261,7 @@ controller_known(rd_kafka_t *rk, int timeout_ms, char **why)
 	bool		found = false;
 
 	/* The topics this handle knows already, or none: nothing is created. */
-	err = rd_kafka_metadata(rk, 0, NULL, &md, timeout_ms);
+	err = evc_kafka_metadata(rk, NULL, &md, timeout_ms);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 	{
 		*why = psprintf("%s: %s", rd_kafka_err2name(err), rd_kafka_err2str(err));

@@ -377,7 +377,7 @@ read_progress(void)
 		int			ndone = 0;
 		TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), PROGRESS_READ_MS);
 
-		err = rd_kafka_metadata(rk, 0, rkt, &m, PROGRESS_READ_MS);
+		err = evc_kafka_metadata(rk, rkt, &m, PROGRESS_READ_MS);
 		md = m;
 		rd_kafka_topic_destroy(rkt);
 		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -398,7 +398,7 @@ read_progress(void)
 				int64_t		lo,
 							hi;
 
-				err = rd_kafka_query_watermark_offsets(hw_rk, topic, i, &lo, &hi, PROGRESS_READ_MS);
+				err = evc_kafka_watermarks(hw_rk, topic, i, &lo, &hi, PROGRESS_READ_MS);
 				if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 					ereport(ERROR,
 							(errcode(ERRCODE_CONNECTION_FAILURE),
@@ -581,23 +581,9 @@ learn_progress_topic(rd_kafka_t *rk)
 	if (rkt == NULL)
 		return;
 
-	/*
-	 * Up to 5 s in all, in steps of 250 ms with an interrupt check between
-	 * them: a shutdown must not wait out a broker that does not answer.
-	 */
-	for (int i = 0; i < 20; i++)
-	{
-		rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 250);
-
-		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-		{
-			rd_kafka_metadata_destroy(md);
-			break;
-		}
-		if (err != RD_KAFKA_RESP_ERR__TIMED_OUT)
-			break;
-		CHECK_FOR_INTERRUPTS();
-	}
+	/* Up to 5 s, in slices: a shutdown must not wait out a broker that does not answer. */
+	if (evc_kafka_metadata(rk, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+		rd_kafka_metadata_destroy(md);
 	rd_kafka_topic_destroy(rkt);
 }
 
