@@ -8,7 +8,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS evcollector;
 CREATE EXTENSION IF NOT EXISTS dblink;
 \ir lib.psql
-SELECT plan(13);
+SELECT plan(18);
 
 SELECT evc_register_schema('backlog', 'Tick', '{"type": "object", "required": ["i"]}');
 SELECT is(evc_flush('20 s'), 0::bigint, 'schema published; the outbox is empty');
@@ -51,9 +51,24 @@ SELECT is((SELECT count(*) FROM got WHERE body LIKE '%"late": true%'), 1::bigint
 	'the event that committed last, below rows already sent, was not skipped');
 
 -- A tick of large events is cut by bytes too (64 MB of keys and values a
--- chunk): 170 events of 400 kB, 68 MB, are two chunks, and all arrive.
-SELECT is(count(evc_send('backlog', 'Tick', jsonb_build_object('i', i, 'big', repeat('x', 400000)))), 170::bigint,
-	'170 events of 400 kB committed in one transaction')
-FROM generate_series(1, 170) i;
-SELECT is(evc_flush('120 s'), 0::bigint, 'the 68 MB tick, cut by bytes, is delivered');
+-- chunk).  With Kafka away, 350 events of 400 kB (140 MB) are three chunks:
+-- the relay reads and produces two, and reads the third only once the first
+-- is acknowledged.  Cut by count alone (10,000) they would be one chunk, all
+-- produced at once, and twice that in memory.
+SELECT produced AS big_before, delivered AS big_delivered_before FROM evc.stats WHERE kind = 'relay' \gset
+SELECT is(pg_temp.all_brokers('down'),
+	'okokok', 'all three brokers taken down again');
+SELECT is(count(evc_send('backlog', 'Tick', jsonb_build_object('i', i, 'big', repeat('x', 400000)))), 350::bigint,
+	'350 events of 400 kB committed in one transaction')
+FROM generate_series(1, 350) i;
+SELECT ok(pg_temp.wait_for(format('SELECT produced >= %s + 300 FROM evc.stats WHERE kind = %L',
+	:big_before, 'relay'), 60),
+	'two chunks of about 64 MB are produced');
+SELECT cmp_ok((SELECT produced - :big_before FROM evc.stats WHERE kind = 'relay'), '<', 350::bigint,
+	'and the third waits: a chunk stops at 64 MB, well before 10,000 events');
+SELECT is(pg_temp.all_brokers('up'),
+	'okokok', 'brokers back');
+SELECT is(evc_flush('120 s'), 0::bigint, 'the 140 MB tick, cut by bytes, is delivered');
+SELECT cmp_ok((SELECT delivered - :big_delivered_before FROM evc.stats WHERE kind = 'relay'), '>=', 350::bigint,
+	'all 350 of its events');
 SELECT * FROM finish();
