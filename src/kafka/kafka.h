@@ -17,12 +17,6 @@ extern void evc_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const cha
 extern char *evc_topic_name(const char *suffix);
 extern bool evc_kafka_permanent_error(rd_kafka_resp_err_t err);
 
-/* Blocking calls in slices, with interrupt checks between them (wait.c). */
-extern rd_kafka_resp_err_t evc_kafka_metadata(rd_kafka_t *rk, rd_kafka_topic_t *only,
-											  const struct rd_kafka_metadata **md, int timeout_ms);
-extern rd_kafka_resp_err_t evc_kafka_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition,
-												int64_t *low, int64_t *high, int timeout_ms);
-
 /* What evc_kafka_ensure_compacted_topic found. */
 typedef enum EvcTopicEnsured
 {

@@ -260,8 +260,14 @@ controller_known(rd_kafka_t *rk, int timeout_ms, char **why)
 	int32_t		id;
 	bool		found = false;
 
-	/* The topics this handle knows already, or none: nothing is created. */
-	err = evc_kafka_metadata(rk, NULL, &md, timeout_ms);
+	/*
+	 * The topics this handle knows already, or none: nothing is created.
+	 * One call for the whole timeout, not short ones with interrupt checks
+	 * between them: librdkafka drops a broker's connection when a request
+	 * times out, so against a slow broker a sliced wait is never answered
+	 * (test/faults/relay_crash.sh, brokers 700 ms slow).
+	 */
+	err = rd_kafka_metadata(rk, 0, NULL, &md, timeout_ms);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 	{
 		*why = psprintf("%s: %s", rd_kafka_err2name(err), rd_kafka_err2str(err));

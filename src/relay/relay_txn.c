@@ -44,7 +44,7 @@
 
 /* Each blocking transactional call waits this long before it is called again. */
 #define TXN_SLICE_MS 500
-/* How long reading the progress topic back may take before it counts as failed. */
+/* Each step of reading the progress topic back (metadata, watermarks, the read) may take this long. */
 #define PROGRESS_READ_MS 15000
 
 static char identity[64] = "";
@@ -375,9 +375,10 @@ read_progress(void)
 		int64	   *high;
 		bool	   *done;
 		int			ndone = 0;
-		TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), PROGRESS_READ_MS);
+		TimestampTz deadline;
 
-		err = evc_kafka_metadata(rk, rkt, &m, PROGRESS_READ_MS);
+		/* One call each, not sliced: see controller_known in kafka/topics.c. */
+		err = rd_kafka_metadata(rk, 0, rkt, &m, PROGRESS_READ_MS);
 		md = m;
 		rd_kafka_topic_destroy(rkt);
 		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -398,7 +399,7 @@ read_progress(void)
 				int64_t		lo,
 							hi;
 
-				err = evc_kafka_watermarks(hw_rk, topic, i, &lo, &hi, PROGRESS_READ_MS);
+				err = rd_kafka_query_watermark_offsets(hw_rk, topic, i, &lo, &hi, PROGRESS_READ_MS);
 				if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 					ereport(ERROR,
 							(errcode(ERRCODE_CONNECTION_FAILURE),
@@ -417,6 +418,8 @@ read_progress(void)
 						(errcode(ERRCODE_CONNECTION_FAILURE),
 						 errmsg("could not read the relay's progress from topic \"%s\"", topic),
 						 errdetail("Assign: %s.", rd_kafka_err2str(err))));
+			/* The read's own time, after the metadata and the watermarks. */
+			deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), PROGRESS_READ_MS);
 			while (ndone < n)
 			{
 				rd_kafka_message_t *msg = rd_kafka_consumer_poll(rk, 100);
@@ -581,8 +584,8 @@ learn_progress_topic(rd_kafka_t *rk)
 	if (rkt == NULL)
 		return;
 
-	/* Up to 5 s, in slices: a shutdown must not wait out a broker that does not answer. */
-	if (evc_kafka_metadata(rk, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+	/* One call of up to 5 s, not sliced: see controller_known in kafka/topics.c. */
+	if (rd_kafka_metadata(rk, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR)
 		rd_kafka_metadata_destroy(md);
 	rd_kafka_topic_destroy(rkt);
 }
