@@ -264,8 +264,8 @@ controller_known(rd_kafka_t *rk, int timeout_ms, char **why)
 	 * The topics this handle knows already, or none: nothing is created.
 	 * One call for the whole timeout, not short ones with interrupt checks
 	 * between them: librdkafka drops a broker's connection when a request
-	 * times out, so against a slow broker a sliced wait is never answered
-	 * (test/faults/relay_crash.sh, brokers 700 ms slow).
+	 * times out, so against a slow broker (700 ms, librdkafka's mock) a
+	 * sliced wait was never answered.
 	 */
 	err = rd_kafka_metadata(rk, 0, NULL, &md, timeout_ms);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)

@@ -240,6 +240,8 @@ evc_relay_main(Datum main_arg)
 	static bool full;
 
 	evc_relay_slot = evc_worker_startup(EVC_WORKER_RELAY, "relay");
+	/* A relay before this one (killed, crashed) may have left its mode. */
+	pg_atomic_write_u32(&evc_shared->relay_mode, 0);
 
 	/*
 	 * librdkafka allocates and frees several small blocks for every message;

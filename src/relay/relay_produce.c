@@ -287,6 +287,8 @@ producer_destroy(void)
 {
 	if (n_producers == 0)
 		return;
+	/* evc.workers.mode is the running producer's: none until the next is made. */
+	pg_atomic_write_u32(&evc_shared->relay_mode, 0);
 	/* The thread lets go of the handles; their reports are served here now. */
 	evc_handoff_serving(false);
 	for (int i = 0; i < n_producers; i++)
