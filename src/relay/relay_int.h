@@ -105,6 +105,8 @@ typedef struct RelayBatch
 	bool		tick_left_out;
 	TimestampTz tick_taken_at;
 	XLogRecPtr	tick_wal_at;	/* flushed before the tick's Kafka commit */
+	TimeLineID	tick_wal_tli;	/* the timeline tick_wal_at is on */
+	Oid			tick_ticks_relid;	/* evc.outbox_ticks when the tick was cut */
 } RelayBatch;
 
 /* relay.c: the worker's slot (for its counters), and the loop's wake-up. */

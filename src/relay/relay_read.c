@@ -29,6 +29,7 @@
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "catalog/namespace.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
@@ -38,6 +39,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
@@ -82,6 +84,8 @@ typedef struct TickReader
 	EvcSnapshot *cur;
 	TimestampTz taken_at;
 	XLogRecPtr	wal_at;			/* WAL insert position once cur was taken */
+	TimeLineID	wal_tli;		/* and its timeline */
+	Oid			ticks_relid;	/* evc.outbox_ticks, which the tick's id belongs to */
 	TxidRange  *ranges;
 	int			nranges;
 	int			order[EVC_OUTBOX_TABLES];
@@ -397,6 +401,13 @@ tick_begin(void)
 	reader.left_out = false;
 	reader.taken_at = GetCurrentTimestamp();
 	reader.wal_at = tick_wal_end();
+	reader.wal_tli = GetWALInsertionTimeLine();
+	/*
+	 * Tick ids count up within one evc.outbox_ticks; the progress record
+	 * names the table, so that a record of a dropped install is not taken
+	 * for this one's (relay_txn.c).
+	 */
+	reader.ticks_relid = get_relname_relid("outbox_ticks", get_namespace_oid("evc", false));
 	asked_txid = InvalidFullTransactionId;
 	reader.active = true;
 }
@@ -607,6 +618,8 @@ read_and_produce(int limit, RelayBatch *batch, RelayBatch *inflight)
 				batch->tick_left_out = reader.left_out;
 				batch->tick_taken_at = reader.taken_at;
 				batch->tick_wal_at = reader.wal_at;
+				batch->tick_wal_tli = reader.wal_tli;
+				batch->tick_ticks_relid = reader.ticks_relid;
 				/* The next tick starts where this one ends, delivered or not. */
 				pfree(reader.prev);
 				reader.prev = reader.cur;

@@ -25,6 +25,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include "access/timeline.h"
 #include "access/transam.h"
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
@@ -34,6 +35,7 @@
 #include "pgstat.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/pg_lsn.h"
 #include "utils/timestamp.h"
 
 #include "core/guc.h"
@@ -222,7 +224,10 @@ carries_progress(RelayBatch *batch)
  * Produce the progress record of the tick that batch (its last chunk)
  * carries into the open transaction: key the identity, value the tick's id
  * and snapshot, so that whoever reads it knows the batch committed and
- * where the next one starts.  Only once every event of the batch was
+ * where the next one starts; and what a reader needs to know that the
+ * record is about its own ticks (reconcile): the oid of the
+ * evc.outbox_ticks the id counts in, and the WAL position (timeline, LSN)
+ * flushed before the commit.  Only once every event of the batch was
  * acknowledged: a reader that cannot tell an aborted transaction from a
  * committed one (librdkafka's mock cluster ignores isolation.level) must
  * not find the progress of a tick whose events failed.
@@ -235,10 +240,12 @@ produce_progress(rd_kafka_t *rk, RelayBatch *batch, int64 tick_id)
 	rd_kafka_resp_err_t err;
 
 	value = psprintf("{\"tick\": " INT64_FORMAT ", \"snapshot\": \"%s\", \"events\": " INT64_FORMAT
-					 ", \"system_identifier\": \"" UINT64_FORMAT "\", \"database\": %u}",
+					 ", \"system_identifier\": \"" UINT64_FORMAT "\", \"database\": %u"
+					 ", \"ticks_table\": %u, \"timeline\": %u, \"wal\": \"%X/%X\"}",
 					 tick_id,
 					 DatumGetCString(DirectFunctionCall1(pg_snapshot_out, PointerGetDatum(batch->tick_snapshot))),
-					 batch->tick_events, GetSystemIdentifier(), MyDatabaseId);
+					 batch->tick_events, GetSystemIdentifier(), MyDatabaseId,
+					 batch->tick_ticks_relid, batch->tick_wal_tli, LSN_FORMAT_ARGS(batch->tick_wal_at));
 	err = rd_kafka_producev(rk,
 							RD_KAFKA_V_TOPIC(progress_topic()),
 							RD_KAFKA_V_KEY(key, strlen(key)),
@@ -493,18 +500,107 @@ read_progress(void)
 }
 
 /*
+ * Is the WAL up to lsn on timeline tli part of this server's history?  It
+ * is when this server wrote it, or recovered it (after a crash, or as the
+ * standby that was promoted, up to the switch point): then every
+ * transaction a snapshot taken there counts as completed is known here,
+ * and its id is never handed out again.  It is not after a point-in-time
+ * recovery to an earlier point, the promotion of a standby that had not
+ * received it, or on another copy of the data directory.
+ */
+static bool
+wal_in_history(TimeLineID tli, XLogRecPtr lsn)
+{
+	TimeLineID	current = GetWALInsertionTimeLine();
+	ListCell   *lc;
+
+	if (tli == current)
+		return lsn <= GetXLogInsertRecPtr();
+	foreach(lc, readTimeLineHistory(current))
+	{
+		TimeLineHistoryEntry *entry = (TimeLineHistoryEntry *) lfirst(lc);
+
+		/* An ancestor's WAL is ours up to where our branch left it. */
+		if (entry->tli == tli)
+			return XLogRecPtrIsInvalid(entry->end) || lsn <= entry->end;
+	}
+	return false;
+}
+
+/*
+ * Is a progress record, which carries this server's identity, about this
+ * install's ticks and this server's history?  A record written before
+ * they were added carries neither the ticks table nor the WAL position: it
+ * is taken as it was then.
+ */
+static bool
+progress_is_ours(const char *progress, HeapTuple tup, TupleDesc desc)
+{
+	bool		isnull;
+	Oid			ours = DatumGetObjectId(SPI_getbinval(tup, desc, 8, &isnull));
+	Oid			table = DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull));
+	XLogRecPtr	lsn;
+	int64		tli;
+
+	/*
+	 * The extension was dropped and created again (or its tables restored
+	 * from a dump): tick ids started over, and the record's tick, taken as
+	 * delivered, would pass over this install's own.
+	 */
+	if (!isnull && table != ours)
+	{
+		ereport(LOG,
+				(errmsg("evcollector relay: the last progress record in topic \"%s\" is of an earlier install of the extension; it is not applied",
+						progress_topic()),
+				 errdetail("The record counts ticks in the table with oid %u; evc.outbox_ticks is %u.  Record: %s",
+						   table, ours, progress)));
+		return false;
+	}
+	tli = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
+	if (isnull)
+		return true;
+	lsn = DatumGetLSN(SPI_getbinval(tup, desc, 7, &isnull));
+	if (isnull || tli <= 0 || tli > PG_UINT32_MAX)
+		return true;
+	/*
+	 * Another history: its snapshot counts as completed transaction ids
+	 * that this server will hand out again, so applying it would take new
+	 * events as sent.  Not applying it sends again what that history sent
+	 * and this one still has pending: duplicates, not losses.
+	 */
+	if (!wal_in_history((TimeLineID) tli, lsn))
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("evcollector relay: the last progress record in topic \"%s\" was written after this server's history left the writer's; it is not applied",
+						progress_topic()),
+				 errdetail("The record's tick was taken at WAL %X/%X on timeline %u; this server is on timeline %u at %X/%X.  Record: %s",
+						   LSN_FORMAT_ARGS(lsn), (TimeLineID) tli, GetWALInsertionTimeLine(),
+						   LSN_FORMAT_ARGS(GetXLogInsertRecPtr()), progress),
+				 errhint("This follows a point-in-time recovery, the promotion of a standby that was behind, or a copy of the data directory. "
+						 "Events still pending here that the other history delivered are sent again.")));
+		return false;
+	}
+	return true;
+}
+
+/*
  * Compare Kafka's progress with evc.outbox_ticks.  A tick that Kafka
  * committed and PostgreSQL did not record (the relay or the server died in
  * between; the relay commits with synchronous_commit off) is recorded now,
  * so it is never sent again.  PostgreSQL ahead of Kafka is fine: empty
- * ticks, and ticks of the idempotent mode, write no progress.
+ * ticks, and ticks of the idempotent mode, write no progress.  A record
+ * that is not about this install and this server's history is not applied
+ * (progress_is_ours).
  */
 static void
 reconcile(const char *progress)
 {
 	static const char *sql =
 		"SELECT (p->>'tick')::bigint, (p->>'snapshot')::pg_snapshot, (p->>'events')::bigint,"
-		"       (SELECT max(id) FROM evc.outbox_ticks) "
+		"       (SELECT max(id) FROM evc.outbox_ticks),"
+		"       (p->>'ticks_table')::oid, (p->>'timeline')::bigint, (p->>'wal')::pg_lsn,"
+		"       'evc.outbox_ticks'::regclass::oid "
 		"FROM (SELECT $1::jsonb AS p) s";
 	Oid			types[1] = {TEXTOID};
 	Datum		args[1];
@@ -527,6 +623,8 @@ reconcile(const char *progress)
 	events = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 	pg_tick = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
 	if (isnull || kafka_tick <= pg_tick)
+		return;
+	if (!progress_is_ours(progress, SPI_tuptable->vals[0], SPI_tuptable->tupdesc))
 		return;
 	{
 		Oid			itypes[3] = {INT8OID, PG_SNAPSHOTOID, INT8OID};

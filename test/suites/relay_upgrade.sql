@@ -7,7 +7,7 @@ SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS evcollector;
 \ir lib.psql
-SELECT plan(6);
+SELECT plan(7);
 
 SELECT evc_register_schema('upgrade', 'Ev', '{"type": "object", "required": ["i"]}');
 SELECT is(evc_flush('20 s'), 0::bigint, 'schema published');
@@ -32,7 +32,8 @@ END $$;
 SELECT pg_temp.capture(500);
 
 SELECT current_setting('evc_test.tmp') || '/../postgresql.log' AS log \gset
-SELECT regexp_count(pg_read_file(:'log'), 'does not have the layout') AS refused_before \gset
+SELECT regexp_count(pg_read_file(:'log'), 'does not have the layout') AS refused_before,
+	   regexp_count(pg_read_file(:'log'), 'is of an earlier install of the extension') AS earlier_before \gset
 
 -- A 0.5.0 install whose outbox holds them.
 DROP EXTENSION evcollector CASCADE;
@@ -54,5 +55,9 @@ SELECT is((SELECT count(DISTINCT substring(headers FROM 'message_id=([0-9a-f-]{3
 		   FROM pg_temp.read_topic('upgrade.Ev') t
 		   WHERE substring(headers FROM 'message_id=([0-9a-f-]{36})')::uuid IN (SELECT message_id FROM upg_rows)),
 	500::bigint, 'every one of the 500 events pending before the update is on the topic');
+-- The progress record in Kafka (the schema's tick above) counts ticks of
+-- the dropped install; its tick id is ahead of the new install's.
+SELECT ok(regexp_count(pg_read_file(:'log'), 'is of an earlier install of the extension') > :earlier_before,
+	'the relay did not apply the progress record of the dropped install');
 DROP TABLE upg_rows;
 SELECT * FROM finish();
