@@ -30,7 +30,7 @@ SHLIB_LINK = -lrdkafka -lcurl -lprotobuf-c -lz
 
 # Test tools are built into .build/bin, away from their sources in test/tools.
 TOOLS_BIN = .build/bin
-TOOLS = $(TOOLS_BIN)/kafka_mock $(TOOLS_BIN)/evc-produce $(TOOLS_BIN)/evc-listen
+TOOLS = $(TOOLS_BIN)/kafka_mock $(TOOLS_BIN)/evc-produce $(TOOLS_BIN)/evc-listen $(TOOLS_BIN)/evc-kafka-settled
 
 EXTRA_CLEAN = $(PROTO_C) $(PROTO_H) .build
 
@@ -73,6 +73,10 @@ $(TOOLS_BIN)/kafka_mock: test/tools/kafka_mock.c | $(TOOLS_BIN)
 # Test tool that produces protobuf events (and garbage) fast.
 $(TOOLS_BIN)/evc-produce: test/tools/evc-produce.c $(PROTO_C) $(PROTO_H) | $(TOOLS_BIN)
 	$(CC) -O2 -Wall -Wextra -Werror -Iproto -o $@ test/tools/evc-produce.c $(PROTO_C) -lrdkafka -lprotobuf-c
+
+# Test tool that waits for a topic's transactions to be marked (kafka-dump).
+$(TOOLS_BIN)/evc-kafka-settled: test/tools/evc-kafka-settled.c | $(TOOLS_BIN)
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $< -lrdkafka
 
 # Test tool that LISTENs and prints each notification with its arrival time.
 $(TOOLS_BIN)/evc-listen: test/tools/evc-listen.c | $(TOOLS_BIN)
