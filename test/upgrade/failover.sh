@@ -13,12 +13,7 @@ PRI=$EVC_RUN/primary
 STB=$EVC_RUN/standby
 PP=$(evc_free_port)
 CLUSTERS+=("$PRI" "$STB")
-cluster_new "$PRI" "$PP" "wal_level = replica" "max_wal_senders = 4" "wal_keep_size = '256MB'"
-ok $? "a primary"
-qp "$PP" "SET client_min_messages = warning; CREATE EXTENSION evcollector" &&
-	qp "$PP" "SELECT evc_register_schema('fo', 'ev', '{\"type\": \"object\", \"required\": [\"i\"]}')" >/dev/null &&
-	qp "$PP" "SELECT evc_send('fo', 'ev', '{\"i\": 0}')" >/dev/null
-is "$(qp "$PP" "SELECT evc_flush('30 s')")" 0 "the primary delivers while Kafka is up"
+primary_new "$PRI" "$PP" fo
 
 as_pg "$BINDIR/pg_basebackup" -h 127.0.0.1 -p "$PP" -U postgres -D "$STB" -R -X stream -c fast >"$STB.basebackup.log" 2>&1
 ok $? "pg_basebackup of the primary, on loopback"
