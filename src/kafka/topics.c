@@ -24,6 +24,14 @@
 
 #define ADMIN_TIMEOUT_MS 15000
 
+/*
+ * segment.ms of the compacted topics: the cleaner never compacts a
+ * partition's active segment, and the brokers' default rolls it only after
+ * 7 days (or 1 GB), so the relay's progress topic, one record a tick, kept
+ * every record that long.  An hour bounds what it holds uncompacted.
+ */
+#define COMPACTED_SEGMENT_MS "3600000"
+
 static void
 add_topic_config(rd_kafka_NewTopic_t *nt, Jsonb *config)
 {
@@ -282,7 +290,8 @@ controller_known(rd_kafka_t *rk, int timeout_ms, char **why)
 
 /*
  * Make sure topic name exists before anything is produced to it, creating
- * it compacted (one partition, the brokers' replication factor) through
+ * it compacted (one partition, the brokers' replication factor, segments
+ * rolled every hour so that the cleaner can reach them) through
  * rk's Admin API.  An existing topic is left as it is.  Without this the
  * brokers would create it with their defaults (cleanup.policy=delete) when
  * the first record arrives.  For a worker: waits at most about timeout_ms,
@@ -309,8 +318,9 @@ evc_kafka_ensure_compacted_topic(rd_kafka_t *rk, const char *name, int timeout_m
 
 		nt = rd_kafka_NewTopic_new(name, 1, -1, errstr, sizeof(errstr));
 		if (nt == NULL ||
-			rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact") != RD_KAFKA_RESP_ERR_NO_ERROR)
-			*why = pstrdup(nt ? "librdkafka refused cleanup.policy=compact" : errstr);
+			rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact") != RD_KAFKA_RESP_ERR_NO_ERROR ||
+			rd_kafka_NewTopic_set_config(nt, "segment.ms", COMPACTED_SEGMENT_MS) != RD_KAFKA_RESP_ERR_NO_ERROR)
+			*why = pstrdup(nt ? "librdkafka refused cleanup.policy=compact or segment.ms=" COMPACTED_SEGMENT_MS : errstr);
 		else
 		{
 			opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);

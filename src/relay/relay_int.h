@@ -168,6 +168,9 @@ extern bool evc_relay_txn_commit(rd_kafka_t *rk, RelayBatch *batch, int64 tick_i
 extern void evc_relay_txn_abort(rd_kafka_t *rk);
 extern void evc_relay_txn_reconcile(void);
 
+/* relay_progress.c: the progress read back from Kafka */
+extern char *evc_relay_read_progress(void);
+
 /* relay_settle.c */
 extern int64 evc_relay_next_tick_id(void);
 extern void evc_relay_set_delivered(int64 id, const EvcSnapshot *snap);

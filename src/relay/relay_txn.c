@@ -36,7 +36,6 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
-#include "utils/timestamp.h"
 
 #include "core/guc.h"
 #include "core/shmem.h"
@@ -46,8 +45,6 @@
 
 /* Each blocking transactional call waits this long before it is called again. */
 #define TXN_SLICE_MS 500
-/* Each step of reading the progress topic back (metadata, watermarks, the read) may take this long. */
-#define PROGRESS_READ_MS 15000
 
 static char identity[64] = "";
 static char *pending_progress = NULL;	/* read back, not yet compared with PostgreSQL */
@@ -316,190 +313,6 @@ evc_relay_txn_abort(rd_kafka_t *rk)
 }
 
 /*
- * The last progress record of this identity in the progress topic, read
- * with a read_committed consumer of its own, from the beginning (the topic
- * is compacted: one record per server, and what the cleaner has not
- * reached yet) to its end.  NULL when the topic or the record does not
- * exist.  Each partition is read until its end is at or beyond the high
- * watermark taken first: a read_committed consumer stops at the last
- * stable offset, before another server's open transaction, and a record
- * of ours may lie beyond it.
- */
-static char *
-read_progress(void)
-{
-	static const char *const defaults[] = {
-		"enable.partition.eof", "true",
-		"enable.auto.commit", "false",
-		"fetch.wait.max.ms", "50",
-		NULL
-	};
-	const char *topic = progress_topic();
-	const char *key = evc_relay_identity();
-	rd_kafka_conf_t *conf;
-	rd_kafka_t *volatile rk = NULL;
-	rd_kafka_t *volatile hw_rk = NULL;
-	rd_kafka_topic_partition_list_t *volatile parts = NULL;
-	const struct rd_kafka_metadata *volatile md = NULL;
-	char	   *volatile found = NULL;
-	char		errstr[512];
-
-	/*
-	 * The high watermarks come from a read_uncommitted handle: a
-	 * read_committed one is told the last stable offset instead, which
-	 * stops before another server's open transaction.
-	 */
-	conf = evc_kafka_conf_build("the relay's progress reader", defaults, NULL);
-	evc_kafka_conf_set(conf, "group.id", psprintf("%s-progress", key));
-	evc_kafka_conf_set(conf, "isolation.level", "read_uncommitted");
-	hw_rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
-	if (hw_rk == NULL)
-	{
-		rd_kafka_conf_destroy(conf);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("could not create the relay's progress reader"),
-				 errdetail("%s", errstr)));
-	}
-	conf = evc_kafka_conf_build("the relay's progress reader", defaults, NULL);
-	evc_kafka_conf_set(conf, "group.id", psprintf("%s-progress", key));
-	evc_kafka_conf_set(conf, "isolation.level", "read_committed");
-	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
-	if (rk == NULL)
-	{
-		rd_kafka_conf_destroy(conf);
-		rd_kafka_destroy(hw_rk);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("could not create the relay's progress reader"),
-				 errdetail("%s", errstr)));
-	}
-	PG_TRY();
-	{
-		rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-		const struct rd_kafka_metadata *m = NULL;
-		rd_kafka_resp_err_t err;
-		int64	   *high;
-		bool	   *done;
-		int			ndone = 0;
-		TimestampTz deadline;
-
-		/* One call each, not sliced: see controller_known in kafka/topics.c. */
-		err = rd_kafka_metadata(rk, 0, rkt, &m, PROGRESS_READ_MS);
-		md = m;
-		rd_kafka_topic_destroy(rkt);
-		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-			ereport(ERROR,
-					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("could not read the relay's progress from topic \"%s\"", topic),
-					 errdetail("Metadata: %s: %s.", rd_kafka_err2name(err), rd_kafka_err2str(err))));
-		if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
-			md->topics[0].partition_cnt > 0)
-		{
-			int			n = md->topics[0].partition_cnt;
-
-			parts = rd_kafka_topic_partition_list_new(n);
-			high = palloc0(sizeof(int64) * n);
-			done = palloc0(sizeof(bool) * n);
-			for (int i = 0; i < n; i++)
-			{
-				int64_t		lo,
-							hi;
-
-				err = rd_kafka_query_watermark_offsets(hw_rk, topic, i, &lo, &hi, PROGRESS_READ_MS);
-				if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-					ereport(ERROR,
-							(errcode(ERRCODE_CONNECTION_FAILURE),
-							 errmsg("could not read the relay's progress from topic \"%s\"", topic),
-							 errdetail("Watermarks of partition %d: %s: %s.", i, rd_kafka_err2name(err), rd_kafka_err2str(err))));
-				high[i] = hi;
-				if (hi <= lo)
-				{
-					done[i] = true;
-					ndone++;
-				}
-				rd_kafka_topic_partition_list_add(parts, topic, i)->offset = RD_KAFKA_OFFSET_BEGINNING;
-			}
-			if (ndone < n && (err = rd_kafka_assign(rk, parts)) != RD_KAFKA_RESP_ERR_NO_ERROR)
-				ereport(ERROR,
-						(errcode(ERRCODE_CONNECTION_FAILURE),
-						 errmsg("could not read the relay's progress from topic \"%s\"", topic),
-						 errdetail("Assign: %s.", rd_kafka_err2str(err))));
-			/* The read's own time, after the metadata and the watermarks. */
-			deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), PROGRESS_READ_MS);
-			while (ndone < n)
-			{
-				rd_kafka_message_t *msg = rd_kafka_consumer_poll(rk, 100);
-
-				if (GetCurrentTimestamp() > deadline)
-				{
-					if (msg)
-						rd_kafka_message_destroy(msg);
-					ereport(ERROR,
-							(errcode(ERRCODE_CONNECTION_FAILURE),
-							 errmsg("could not read the relay's progress from topic \"%s\" to its end", topic),
-							 errdetail("%d of %d partitions were read to their high watermark within %d ms.",
-									   ndone, n, PROGRESS_READ_MS),
-							 errhint("An open transaction of another producer can hold a read_committed reader back; it is tried again.")));
-				}
-				evc_worker_handle_interrupts();
-				if (msg == NULL)
-					continue;
-				if (msg->partition >= 0 && msg->partition < n && !done[msg->partition])
-				{
-					if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
-					{
-						if (msg->offset >= high[msg->partition])
-						{
-							done[msg->partition] = true;
-							ndone++;
-						}
-					}
-					else if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR)
-					{
-						if (msg->key_len == strlen(key) && memcmp(msg->key, key, msg->key_len) == 0 &&
-							msg->payload != NULL)
-						{
-							if (found)
-								pfree(found);
-							found = pnstrdup(msg->payload, msg->len);
-						}
-						if (msg->offset + 1 >= high[msg->partition])
-						{
-							done[msg->partition] = true;
-							ndone++;
-						}
-					}
-					else
-					{
-						char	   *why = pstrdup(rd_kafka_message_errstr(msg));
-
-						rd_kafka_message_destroy(msg);
-						ereport(ERROR,
-								(errcode(ERRCODE_CONNECTION_FAILURE),
-								 errmsg("could not read the relay's progress from topic \"%s\"", topic),
-								 errdetail("%s.", why)));
-					}
-				}
-				rd_kafka_message_destroy(msg);
-			}
-		}
-	}
-	PG_FINALLY();
-	{
-		if (parts)
-			rd_kafka_topic_partition_list_destroy(parts);
-		if (md)
-			rd_kafka_metadata_destroy(md);
-		/* No group joined, nothing committed: they close at once. */
-		rd_kafka_destroy(rk);
-		rd_kafka_destroy(hw_rk);
-	}
-	PG_END_TRY();
-	return found;
-}
-
-/*
  * Is the WAL up to lsn on timeline tli part of this server's history?  It
  * is when this server wrote it, or recovered it (after a crash, or as the
  * standby that was promoted, up to the switch point): then every
@@ -716,7 +529,7 @@ evc_relay_txn_start(rd_kafka_t *const *rks, int n)
 	for (int i = 0; i < n; i++)
 		learn_progress_topic(rks[i]);
 	pgstat_report_activity(STATE_RUNNING, "evcollector relay: reading its progress from kafka");
-	progress = read_progress();
+	progress = evc_relay_read_progress();
 	if (pending_progress)
 		pfree(pending_progress);
 	pending_progress = progress ? MemoryContextStrdup(TopMemoryContext, progress) : NULL;

@@ -4,7 +4,7 @@
 # no committed event is lost, and duplicates, if any, share a message_id.
 set -u
 . "$(dirname "$0")/tap.inc"
-plan 8
+plan 10
 
 N=20000
 q "SELECT evc_register_schema('crashtest', 'Ev', '{\"type\": \"object\"}')" >/dev/null
@@ -55,4 +55,19 @@ is "$got" "$total" "$total distinct events on the topic"
 diag "$((all - got)) duplicate deliveries (same message_id)"
 q "DROP TABLE crash_sent" >/dev/null
 
+# A relay that starts while every broker takes 700 ms to answer.  Its
+# start's metadata and watermark requests are one librdkafka call each,
+# which waits for the answer (a request that timed out would drop the
+# connection), and its progress read takes only the tail of
+# <prefix>_evc_relay (src/relay/relay_progress.c), so that it ends within
+# its 15 s even after the soak made that topic long: the relay must start,
+# read its progress back and deliver.
+for b in 1 2 3; do "$EVC_RUN/bin/kafkactl" rtt "$b" 700 >/dev/null; done
+pid=$(relay_pid)
+kill -TERM "$pid"
+wait_for 60 bash -c "[ -n \"\$(psql -X -A -t -d evc_test -c \"SELECT pid FROM evc.workers WHERE kind = 'relay' AND pid IS NOT NULL AND pid <> $pid AND mode = 'transactional'\")\" ]"
+ok $? "with every broker 700 ms slow, the restarted relay starts its transactional producer"
+q "SELECT evc_send('crashtest', 'Ev', '{\"slow\": true}')" >/dev/null
+is "$(q "SELECT evc_flush('120 s')")" 0 "and delivers" "$(q "SELECT last_error FROM evc.workers WHERE kind = 'relay'")"
+for b in 1 2 3; do "$EVC_RUN/bin/kafkactl" rtt "$b" 0 >/dev/null; done
 exit $((TAP_FAILED > 0))

@@ -11,8 +11,8 @@
 # One node:
 #  - evc_create_topic: partitions, replication and config read back with
 #    Kafka's own tools; its errors (exists, invalid config, not authorized);
-#  - <prefix>_evc_schemas is created compacted, and compaction keeps the
-#    latest registration per key;
+#  - <prefix>_evc_schemas and <prefix>_evc_relay are created compacted with
+#    hourly segments, and compaction keeps the latest registration per key;
 #  - 10,000 events sent and flushed arrive, each once, read back with kcat;
 #  - acks=1 in evcollector.kafka_properties does not stop the relay;
 #  - an event over the topic's max.message.bytes is a dead letter (and a
@@ -130,8 +130,12 @@ tap $? "a replication factor above the brokers' count: 22023, with the broker's 
 q "SELECT evc_register_schema('acme', 'Order', '{\"type\": \"object\"}')" >/dev/null
 q "SELECT evc_register_schema('acme', 'Big', '{\"type\": \"object\"}')" >/dev/null
 is "$(q "SELECT evc_flush('30 s')")" 0 "the schema registrations are flushed to Kafka"
-is "$(topic_configs "${PREFIX}_evc_schemas" | grep '^cleanup.policy=')" "cleanup.policy=compact" \
-	"${PREFIX}_evc_schemas is created compacted" "$(evc_kafka_real_topics --describe --topic "${PREFIX}_evc_schemas" 2>&1 | head -3)"
+is "$(topic_configs "${PREFIX}_evc_schemas" | grep -E '^(cleanup.policy|segment.ms)=' | sort | tr '\n' ' ')" "cleanup.policy=compact segment.ms=3600000 " \
+	"${PREFIX}_evc_schemas is created compacted, its segments rolled every hour" "$(evc_kafka_real_topics --describe --topic "${PREFIX}_evc_schemas" 2>&1 | head -3)"
+# So is the relay's progress topic: the cleaner never compacts the active
+# segment, and the relay's start reads the topic's tail back.
+is "$(topic_configs "${PREFIX}_evc_relay" | grep -E '^(cleanup.policy|segment.ms)=' | sort | tr '\n' ' ')" "cleanup.policy=compact segment.ms=3600000 " \
+	"${PREFIX}_evc_relay is created compacted, its segments rolled every hour" "$(evc_kafka_real_topics --describe --topic "${PREFIX}_evc_relay" 2>&1 | head -3)"
 keys=$(timeout 30 kcat -b "$EVC_KAFKA_REAL_BOOTSTRAP" -C -t "${PREFIX}_evc_schemas" -o beginning -e -q -f '%k\n' 2>/dev/null | sort | tr '\n' ' ')
 is "$keys" "acme.Big acme.Order " "${PREFIX}_evc_schemas holds one record per registration, keyed client.event"
 echo "# ${SECONDS}s: topics and the schemas topic checked"
