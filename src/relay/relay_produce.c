@@ -358,7 +358,7 @@ ensure_schemas_topic(const char *name)
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("evcollector relay: could not create the compacted topic \"%s\"", name),
 				 errdetail("%s.", why),
-				 errhint("Create it with evc_create_topic('%s', 1, -1, '{\"cleanup.policy\": \"compact\"}'); "
+				 errhint("Create it with evc_create_topic('%s', 1, -1, '{\"cleanup.policy\": \"compact\", \"segment.ms\": \"3600000\"}'); "
 						 "if the brokers create it when the first schema record arrives, it is not compacted.", name)));
 }
 

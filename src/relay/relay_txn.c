@@ -3,8 +3,10 @@
  *		Exactly once into Kafka: the relay's transactional identity, its
  *		Kafka transactions (one per tick's batch, with the relay's progress
  *		written in the same transaction to <prefix>_evc_relay), and, when a
- *		producer starts, reading that progress back and recording in
- *		PostgreSQL a tick that Kafka committed but PostgreSQL did not.
+ *		producer starts, taking that progress back (read by
+ *		relay_progress.c), checking that it is about this install and this
+ *		server's history, and recording in PostgreSQL a tick that Kafka
+ *		committed but PostgreSQL did not.
  *
  * This is Kafka Connect's exactly-once source design (KIP-618): the source's
  * offsets travel in the records' transaction.  A tick's batch is fully
@@ -524,7 +526,7 @@ evc_relay_txn_start(rd_kafka_t *const *rks, int n)
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("evcollector relay: could not create the compacted topic \"%s\"", progress_topic()),
 				 errdetail("%s.", why),
-				 errhint("Create it with evc_create_topic('%s', 1, -1, '{\"cleanup.policy\": \"compact\"}').",
+				 errhint("Create it with evc_create_topic('%s', 1, -1, '{\"cleanup.policy\": \"compact\", \"segment.ms\": \"3600000\"}').",
 						 progress_topic())));
 	for (int i = 0; i < n; i++)
 		learn_progress_topic(rks[i]);
