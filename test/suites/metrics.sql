@@ -148,8 +148,11 @@ SELECT cmp_ok((SELECT count(*) FROM metrics_msgs), '>=', 2::bigint, 'the relay p
 SELECT ok((SELECT bool_and(key = m->>'source' AND m->>'source' LIKE '%/evc_test'
 		AND headers LIKE '%content-type=application/x-protobuf; proto=evcollector.Metrics%') FROM metrics_msgs),
 	'keyed by their source, cluster/database');
-SELECT cmp_ok((SELECT min(d) FROM (SELECT (m->>'taken_at')::timestamptz - lag((m->>'taken_at')::timestamptz) OVER (ORDER BY m->>'taken_at') AS d
-	FROM metrics_msgs) x), '>=', interval '900 ms', 'about one second apart');
+-- Distinct ones: on librdkafka's mock cluster, which ignores
+-- isolation.level, a Metrics message of a transaction that was aborted (the
+-- dead letter's above) is read beside the one sent again.
+SELECT cmp_ok((SELECT min(d) FROM (SELECT t - lag(t) OVER (ORDER BY t) AS d
+	FROM (SELECT DISTINCT (m->>'taken_at')::timestamptz AS t FROM metrics_msgs) u) x), '>=', interval '900 ms', 'about one second apart');
 SELECT ok((SELECT bool_or(w->>'kind' = 'consumer' AND w->>'name' = 'mx_rows' AND (w->>'landed')::int = 300
 		AND jsonb_array_length(w->'latency_count') = 18)
 	FROM metrics_msgs, jsonb_array_elements(m->'workers') AS w),
