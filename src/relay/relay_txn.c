@@ -344,53 +344,69 @@ wal_in_history(TimeLineID tli, XLogRecPtr lsn)
 
 /*
  * Is a progress record, which carries this server's identity, about this
- * install's ticks and this server's history?  A record written before
- * they were added carries neither the ticks table nor the WAL position: it
- * is taken as it was then.
+ * install's ticks and this server's history?  tup is reconcile's row: the
+ * record's tick, snapshot, events, PostgreSQL's last tick, the record's
+ * ticks table, timeline and WAL position, and evc.outbox_ticks' oid.
  */
 static bool
 progress_is_ours(const char *progress, HeapTuple tup, TupleDesc desc)
 {
-	bool		isnull;
-	Oid			ours = DatumGetObjectId(SPI_getbinval(tup, desc, 8, &isnull));
-	Oid			table = DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull));
+	bool		nulls[8];
+	Datum		v[8];
 	XLogRecPtr	lsn;
 	int64		tli;
+
+	for (int i = 0; i < 8; i++)
+		v[i] = SPI_getbinval(tup, desc, i + 1, &nulls[i]);
+
+	/*
+	 * Without its tick, snapshot, table and WAL position a record cannot be
+	 * checked (a record of this library before it wrote them all, or of
+	 * another program): applying it could take new events as sent.
+	 */
+	if (nulls[0] || nulls[1] || nulls[4] || nulls[5] || nulls[6])
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("evcollector relay: the last progress record in topic \"%s\" is incomplete; it is not applied",
+						progress_topic()),
+				 errdetail("A progress record has \"tick\", \"snapshot\", \"ticks_table\", \"timeline\" and \"wal\".  Record: %s",
+						   progress),
+				 errhint("Events still pending here that Kafka already has are sent again.")));
+		return false;
+	}
 
 	/*
 	 * The extension was dropped and created again (or its tables restored
 	 * from a dump): tick ids started over, and the record's tick, taken as
 	 * delivered, would pass over this install's own.
 	 */
-	if (!isnull && table != ours)
+	if (DatumGetObjectId(v[4]) != DatumGetObjectId(v[7]))
 	{
 		ereport(LOG,
 				(errmsg("evcollector relay: the last progress record in topic \"%s\" is of an earlier install of the extension; it is not applied",
 						progress_topic()),
 				 errdetail("The record counts ticks in the table with oid %u; evc.outbox_ticks is %u.  Record: %s",
-						   table, ours, progress)));
+						   DatumGetObjectId(v[4]), DatumGetObjectId(v[7]), progress)));
 		return false;
 	}
-	tli = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
-	if (isnull)
-		return true;
-	lsn = DatumGetLSN(SPI_getbinval(tup, desc, 7, &isnull));
-	if (isnull || tli <= 0 || tli > PG_UINT32_MAX)
-		return true;
+	tli = DatumGetInt64(v[5]);
+	lsn = DatumGetLSN(v[6]);
+
 	/*
 	 * Another history: its snapshot counts as completed transaction ids
 	 * that this server will hand out again, so applying it would take new
 	 * events as sent.  Not applying it sends again what that history sent
 	 * and this one still has pending: duplicates, not losses.
 	 */
-	if (!wal_in_history((TimeLineID) tli, lsn))
+	if (tli <= 0 || tli > PG_UINT32_MAX || !wal_in_history((TimeLineID) tli, lsn))
 	{
 		ereport(WARNING,
 				(errcode(ERRCODE_DATA_EXCEPTION),
 				 errmsg("evcollector relay: the last progress record in topic \"%s\" was written after this server's history left the writer's; it is not applied",
 						progress_topic()),
-				 errdetail("The record's tick was taken at WAL %X/%X on timeline %u; this server is on timeline %u at %X/%X.  Record: %s",
-						   LSN_FORMAT_ARGS(lsn), (TimeLineID) tli, GetWALInsertionTimeLine(),
+				 errdetail("The record's tick was taken at WAL %X/%X on timeline " INT64_FORMAT "; this server is on timeline %u at %X/%X.  Record: %s",
+						   LSN_FORMAT_ARGS(lsn), tli, GetWALInsertionTimeLine(),
 						   LSN_FORMAT_ARGS(GetXLogInsertRecPtr()), progress),
 				 errhint("This follows a point-in-time recovery, the promotion of a standby that was behind, or a copy of the data directory. "
 						 "Events still pending here that the other history delivered are sent again.")));
@@ -420,6 +436,7 @@ reconcile(const char *progress)
 	Oid			types[1] = {TEXTOID};
 	Datum		args[1];
 	bool		isnull;
+	bool		tick_null;
 	int64		kafka_tick,
 				pg_tick,
 				events;
@@ -428,19 +445,17 @@ reconcile(const char *progress)
 	args[0] = CStringGetTextDatum(progress);
 	if (SPI_execute_with_args(sql, 1, types, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not read the relay's progress record");
-	kafka_tick = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (isnull)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("the relay's progress record in topic \"%s\" has no tick", progress_topic()),
-				 errdetail("Record: %s", progress)));
-	snap = (EvcSnapshot *) PG_DETOAST_DATUM_COPY(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	events = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	kafka_tick = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &tick_null));
 	pg_tick = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
-	if (isnull || kafka_tick <= pg_tick)
+	/* PostgreSQL has it already (or has no tick: the read fails on that). */
+	if (isnull || (!tick_null && kafka_tick <= pg_tick))
 		return;
 	if (!progress_is_ours(progress, SPI_tuptable->vals[0], SPI_tuptable->tupdesc))
 		return;
+	snap = (EvcSnapshot *) PG_DETOAST_DATUM_COPY(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	events = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	if (isnull)
+		events = 0;
 	{
 		Oid			itypes[3] = {INT8OID, PG_SNAPSHOTOID, INT8OID};
 		Datum		iargs[3];

@@ -27,7 +27,7 @@ SECONDS=0
 PGK=$EVC_RUN/pgk
 PGK_PORT=
 CTL_PID=
-SUITES=${EVC_KAFKA_SUITES:-send send_faults relay_backlog relay_prepared relay_reload relay_rotate relay_upgrade consume_archive consume_sinks aggregates trace}
+SUITES=${EVC_KAFKA_SUITES:-send send_faults relay_backlog relay_prepared relay_progress relay_reload relay_rotate relay_upgrade consume_archive consume_sinks aggregates trace}
 
 n=0
 fails=0
