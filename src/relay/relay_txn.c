@@ -29,6 +29,7 @@
 
 #include "access/timeline.h"
 #include "access/transam.h"
+#include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -38,6 +39,7 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
+#include "utils/resowner.h"
 
 #include "core/guc.h"
 #include "core/shmem.h"
@@ -416,16 +418,21 @@ progress_is_ours(const char *progress, HeapTuple tup, TupleDesc desc)
 }
 
 /*
- * Compare Kafka's progress with evc.outbox_ticks.  A tick that Kafka
- * committed and PostgreSQL did not record (the relay or the server died in
- * between; the relay commits with synchronous_commit off) is recorded now,
- * so it is never sent again.  PostgreSQL ahead of Kafka is fine: empty
- * ticks, and ticks of the idempotent mode, write no progress.  A record
- * that is not about this install and this server's history is not applied
- * (progress_is_ours).
+ * Read the fields of a progress record into SPI_tuptable's one row: the
+ * record's tick, snapshot, events, PostgreSQL's last tick, the record's
+ * ticks table, timeline and WAL position, and evc.outbox_ticks' oid.
+ * Returns false, with a WARNING, when the record is not JSON or a field
+ * does not cast (another program's record, or a damaged one): raised in the
+ * read's transaction, that error would fail every read after each start,
+ * and the relay would never deliver again.  So the query runs in an
+ * internal subtransaction, as a PL/pgSQL exception block does, on the
+ * caller's SPI connection: SPI frees the row set of an aborted
+ * subtransaction, and keeps that of a released one.  It assigns no
+ * transaction id and runs once per producer start.  Any other error (not a
+ * data exception) is raised again.
  */
-static void
-reconcile(const char *progress)
+static bool
+read_progress_fields(const char *progress)
 {
 	static const char *sql =
 		"SELECT (p->>'tick')::bigint, (p->>'snapshot')::pg_snapshot, (p->>'events')::bigint,"
@@ -433,8 +440,59 @@ reconcile(const char *progress)
 		"       (p->>'ticks_table')::oid, (p->>'timeline')::bigint, (p->>'wal')::pg_lsn,"
 		"       'evc.outbox_ticks'::regclass::oid "
 		"FROM (SELECT $1::jsonb AS p) s";
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
 	Oid			types[1] = {TEXTOID};
 	Datum		args[1];
+	ErrorData  *volatile edata = NULL;
+
+	args[0] = CStringGetTextDatum(progress);
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		if (SPI_execute_with_args(sql, 1, types, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "could not read the relay's progress record");
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_END_TRY();
+	if (edata == NULL)
+		return true;
+	if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+		ReThrowError(edata);
+	ereport(WARNING,
+			(errcode(ERRCODE_DATA_EXCEPTION),
+			 errmsg("evcollector relay: the last progress record in topic \"%s\" is malformed; it is not applied",
+					progress_topic()),
+			 errdetail("Reading its fields failed: %s.  Record: %s", edata->message, progress),
+			 errhint("Events still pending here that Kafka already has are sent again.")));
+	FreeErrorData(edata);
+	return false;
+}
+
+/*
+ * Compare Kafka's progress with evc.outbox_ticks.  A tick that Kafka
+ * committed and PostgreSQL did not record (the relay or the server died in
+ * between; the relay commits with synchronous_commit off) is recorded now,
+ * so it is never sent again.  PostgreSQL ahead of Kafka is fine: empty
+ * ticks, and ticks of the idempotent mode, write no progress.  A record
+ * that cannot be read (read_progress_fields), or is not about this install
+ * and this server's history (progress_is_ours), is not applied.
+ */
+static void
+reconcile(const char *progress)
+{
 	bool		isnull;
 	bool		tick_null;
 	int64		kafka_tick,
@@ -442,9 +500,8 @@ reconcile(const char *progress)
 				events;
 	EvcSnapshot *snap;
 
-	args[0] = CStringGetTextDatum(progress);
-	if (SPI_execute_with_args(sql, 1, types, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not read the relay's progress record");
+	if (!read_progress_fields(progress))
+		return;
 	kafka_tick = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &tick_null));
 	pg_tick = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
 	/* PostgreSQL has it already (or has no tick: the read fails on that). */
