@@ -9,15 +9,28 @@ EVC_MINIO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # evc_minio_build: go install the pinned MinIO into
 # $EVC_CACHE/minio-$EVC_MINIO_VERSION/minio, once; later calls reuse it.
+# Calls at once (the full run builds it in the background, test/run) wait
+# for each other on a lock in the cache: one builds, the others reuse.
 # Sets EVC_MINIO_BIN.
 evc_minio_build() {
-	local dir="$EVC_CACHE/minio-$EVC_MINIO_VERSION" t0 tmp
+	local dir="$EVC_CACHE/minio-$EVC_MINIO_VERSION"
 	EVC_MINIO_BIN="$dir/minio"
 	[ -x "$EVC_MINIO_BIN" ] && return 0
 	command -v go >/dev/null || evc_die "MinIO is built with Go, and go is not on PATH"
 	mkdir -p "$EVC_CACHE" || evc_die "cannot create $EVC_CACHE"
+	(
+		flock 9
+		[ -x "$EVC_MINIO_BIN" ] && exit 0
+		_evc_minio_go_install "$dir"
+	) 9>"$EVC_CACHE/.minio-$EVC_MINIO_VERSION.lock" || exit 1
+	[ -x "$EVC_MINIO_BIN" ] || evc_die "no MinIO binary at $EVC_MINIO_BIN after its build"
+}
+
+# _evc_minio_go_install DIR: the build itself, into DIR (under the lock).
+_evc_minio_go_install() {
+	local dir=$1 t0 tmp
 	tmp=$(mktemp -d "$EVC_CACHE/.minio-build.XXXXXX") || evc_die "cannot create a build dir in $EVC_CACHE"
-	evc_log "building MinIO $EVC_MINIO_VERSION from the Go module proxy (once; about 2.5 min with cold Go caches on 2 cores)"
+	evc_log "building MinIO $EVC_MINIO_VERSION from the Go module proxy (once; about 3.5 min with cold Go caches on 2 cores)"
 	t0=$SECONDS
 	if ! GOBIN="$tmp" GOFLAGS=-mod=mod CGO_ENABLED=0 GOTOOLCHAIN=local \
 		nice -n 19 go install -p "${EVC_GO_JOBS:-2}" -trimpath \
@@ -30,7 +43,7 @@ evc_minio_build() {
 	rm -rf "$dir"
 	mv "$tmp" "$dir" || evc_die "cannot move the MinIO build into $dir"
 	chmod 755 "$dir"
-	evc_log "MinIO built in $((SECONDS - t0)) s: $EVC_MINIO_BIN"
+	evc_log "MinIO built in $((SECONDS - t0)) s: $dir/minio"
 }
 
 # evc_minio_start: start MinIO (single drive) on 127.0.0.1, data in
@@ -158,14 +171,20 @@ evc_pyclients_install() {
 	hash=$({ cat "$req"; echo "$base"; "$base" -c 'import sys; print(sys.version)'; } | sha256sum | cut -c1-12)
 	venv="$EVC_CACHE/pyclients-$hash"
 	if [ ! -f "$venv/.complete" ]; then
-		evc_log "installing the Python S3 clients (minio, boto3) into $venv"
-		rm -rf "$venv"
 		mkdir -p "$EVC_CACHE" || evc_die "cannot create $EVC_CACHE"
-		(umask 022 && "$base" -m venv "$venv") >/dev/null ||
-			evc_die "$base -m venv failed (Debian: apt-get install python3-venv)"
-		(umask 022 && nice "$venv/bin/python" -m pip install -q --disable-pip-version-check \
-			--require-virtualenv -r "$req") || { rm -rf "$venv"; evc_die "pip install -r $req failed"; }
-		touch "$venv/.complete"
+		# One install at a time (see evc_minio_build); a second caller
+		# waits, then finds it complete.
+		(
+			flock 9
+			[ -f "$venv/.complete" ] && exit 0
+			evc_log "installing the Python S3 clients (minio, boto3) into $venv"
+			rm -rf "$venv"
+			(umask 022 && "$base" -m venv "$venv") >/dev/null ||
+				evc_die "$base -m venv failed (Debian: apt-get install python3-venv)"
+			(umask 022 && nice "$venv/bin/python" -m pip install -q --disable-pip-version-check \
+				--require-virtualenv -r "$req") || { rm -rf "$venv"; evc_die "pip install -r $req failed"; }
+			touch "$venv/.complete"
+		) 9>"$EVC_CACHE/.${venv##*/}.lock" || exit 1
 	fi
 	EVC_PY="$venv/bin/python"
 	export EVC_PY

@@ -75,9 +75,9 @@ mkdir -p "$W"
 
 t0=$SECONDS
 evc_minio_build
-build_note="cached"
-[ -f "$EVC_CACHE/minio-$EVC_MINIO_VERSION/build-seconds" ] &&
-	build_note="cached; its build took $(cat "$EVC_CACHE/minio-$EVC_MINIO_VERSION/build-seconds") s"
+build_note="in the cache"
+f="$EVC_CACHE/minio-$EVC_MINIO_VERSION/build-seconds"
+[ -f "$f" ] && build_note="built $(date -u -r "$f" +%FT%TZ) in $(cat "$f") s"
 echo "# MinIO binary $EVC_MINIO_BIN ($build_note), ready in $((SECONDS - t0)) s"
 t0=$SECONDS
 evc_pyclients_install

@@ -8,13 +8,16 @@
 -- Then records that cannot be read at all: not JSON, or JSON whose "wal"
 -- or "snapshot" does not cast.  The cast's error, raised in the read's
 -- transaction, failed every read after each start: the relay never
--- delivered again.  It must log them, run on, and deliver.
+-- delivered again.  It must log them, run on, and deliver.  The first is
+-- read by a restarted relay; the other two by a producer the same relay
+-- recreates on a reload (its settings changed), which reads the progress
+-- back the same way, and spares the launcher's restart backoff.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS evcollector;
 \ir lib.psql
-SELECT plan(24);
+SELECT plan(26);
 
 SELECT evc_register_schema('progress', 'Ev', '{"type": "object", "required": ["i"]}');
 SELECT evc_send('progress', 'Ev', '{"i": 0}');
@@ -69,24 +72,33 @@ BEGIN
 		quote_literal(relay_key), quote_literal(value), part, boot, topic));
 END $$;
 
--- After a forged record, the relay stopped (old_pid) and 10 events of
--- label sent: the new relay logs the record as malformed (more than
--- warned_before times in the log), runs on without an error, and delivers.
-CREATE FUNCTION pg_temp.malformed_checks(label text, old_pid int, warned_before int, log text) RETURNS SETOF text
+-- After a forged record, the relay stopped (old_pid) or its producer
+-- recreated (recreated_before: how often the log said so before), and 10
+-- events of label sent: the new producer logs the record as malformed
+-- (more than warned_before times in the log), the relay runs on without an
+-- error, and delivers.
+CREATE FUNCTION pg_temp.malformed_checks(label text, old_pid int, warned_before int, log text,
+	recreated_before int DEFAULT NULL, sent_at timestamptz DEFAULT NULL) RETURNS SETOF text
 LANGUAGE plpgsql AS $$
 DECLARE
 	relay int;
 BEGIN
-	RETURN NEXT ok(pg_temp.wait_for(format($q$SELECT EXISTS (SELECT FROM evc.workers WHERE kind = 'relay'
-			AND pid IS NOT NULL AND pid <> %s AND mode = 'transactional')$q$, old_pid), 30),
-		label || ': the relay restarts with a transactional producer');
+	IF recreated_before IS NULL THEN
+		RETURN NEXT ok(pg_temp.wait_for(format($q$SELECT EXISTS (SELECT FROM evc.workers WHERE kind = 'relay'
+				AND pid IS NOT NULL AND pid <> %s AND mode = 'transactional')$q$, old_pid), 30),
+			label || ': the relay restarts with a transactional producer');
+	ELSE
+		RETURN NEXT ok(EXISTS (SELECT FROM evc.workers WHERE kind = 'relay' AND pid = old_pid AND mode = 'transactional'),
+			label || ': the same relay runs on, transactional');
+	END IF;
 	SELECT pid INTO relay FROM evc.workers WHERE kind = 'relay';
 	RETURN NEXT is(evc_flush('30 s'), 0::bigint, label || ': the events leave the outbox');
 	RETURN NEXT ok(regexp_count(pg_read_file(log), 'is malformed; it is not applied') > warned_before,
 		label || ': the relay logged that the record is malformed');
 	RETURN NEXT ok(EXISTS (SELECT FROM evc.workers WHERE kind = 'relay' AND pid = relay
-			AND coalesce(last_error_at < started_at, true)),
-		label || ': the relay runs on, with no error since it started');
+			AND coalesce(last_error_at < CASE WHEN recreated_before IS NULL THEN started_at ELSE sent_at END, true)),
+		label || ': the relay runs on, with no error since ' ||
+			CASE WHEN recreated_before IS NULL THEN 'it started' ELSE 'the events were sent' END);
 	RETURN NEXT is((SELECT max(id) < 1000000 FROM evc.outbox_ticks), true, label || ': its tick was not recorded');
 	RETURN NEXT is((SELECT count(DISTINCT substring(headers FROM 'message_id=([0-9a-f-]{36})'))
 			FROM pg_temp.read_topic('progress.Ev')
@@ -114,9 +126,18 @@ TRUNCATE progress_sent;
 SELECT regexp_count(pg_read_file(:'log'), 'is malformed; it is not applied') AS warned_before \gset
 SELECT pg_temp.forge_progress(:'forged', :'relay_key', :'progress_topic', :'boot');
 SELECT pid AS relay_pid FROM evc.workers WHERE kind = 'relay' \gset
-SELECT pg_terminate_backend(:relay_pid) \gset
+SELECT regexp_count(pg_read_file(:'log'), 'recreating the kafka producer') AS recreated_before \gset
+ALTER SYSTEM SET evcollector.kafka_properties = 'client.id=evc-relay-progress-wal';
+SELECT pg_reload_conf() \gset
+-- Sent once the new producer is in place: the old one would otherwise
+-- deliver them with a progress record of its own, after the forged one.
+SELECT ok(pg_temp.wait_for(format($$SELECT regexp_count(pg_read_file(%L), 'recreating the kafka producer') > %s
+		AND EXISTS (SELECT FROM evc.workers WHERE kind = 'relay' AND mode = 'transactional')$$,
+		:'log', :recreated_before), 30),
+	'"wal": "zz": the relay recreates its producer on a reload');
+SELECT clock_timestamp() AS sent_at \gset
 INSERT INTO progress_sent SELECT evc_send('progress', 'Ev', jsonb_build_object('i', g)) FROM generate_series(21, 30) g;
-SELECT * FROM pg_temp.malformed_checks('"wal": "zz"', :relay_pid, :warned_before, :'log');
+SELECT * FROM pg_temp.malformed_checks('"wal": "zz"', :relay_pid, :warned_before, :'log', :recreated_before, :'sent_at');
 
 -- The same with a valid WAL position and a snapshot that is none.
 SELECT replace(replace(:'forged', '"wal": "zz"', format('"wal": "%s"', pg_current_wal_insert_lsn())),
@@ -125,8 +146,19 @@ TRUNCATE progress_sent;
 SELECT regexp_count(pg_read_file(:'log'), 'is malformed; it is not applied') AS warned_before \gset
 SELECT pg_temp.forge_progress(:'forged', :'relay_key', :'progress_topic', :'boot');
 SELECT pid AS relay_pid FROM evc.workers WHERE kind = 'relay' \gset
-SELECT pg_terminate_backend(:relay_pid) \gset
+SELECT regexp_count(pg_read_file(:'log'), 'recreating the kafka producer') AS recreated_before \gset
+ALTER SYSTEM SET evcollector.kafka_properties = 'client.id=evc-relay-progress-snapshot';
+SELECT pg_reload_conf() \gset
+-- Sent once the new producer is in place: the old one would otherwise
+-- deliver them with a progress record of its own, after the forged one.
+SELECT ok(pg_temp.wait_for(format($$SELECT regexp_count(pg_read_file(%L), 'recreating the kafka producer') > %s
+		AND EXISTS (SELECT FROM evc.workers WHERE kind = 'relay' AND mode = 'transactional')$$,
+		:'log', :recreated_before), 30),
+	'"snapshot": "garbage": the relay recreates its producer on a reload');
+SELECT clock_timestamp() AS sent_at \gset
 INSERT INTO progress_sent SELECT evc_send('progress', 'Ev', jsonb_build_object('i', g)) FROM generate_series(31, 40) g;
-SELECT * FROM pg_temp.malformed_checks('"snapshot": "garbage"', :relay_pid, :warned_before, :'log');
+SELECT * FROM pg_temp.malformed_checks('"snapshot": "garbage"', :relay_pid, :warned_before, :'log', :recreated_before, :'sent_at');
 DROP TABLE progress_sent;
+ALTER SYSTEM RESET evcollector.kafka_properties;
+SELECT pg_reload_conf() \gset
 SELECT * FROM finish();
